@@ -1,0 +1,53 @@
+"""Typed exceptions used inside ragserve.
+
+They are mapped to HTTP statuses once (``ragserve.api``) and to exit codes once (``ragserve.cli``).
+``retryable`` tells the worker whether another attempt could succeed.
+"""
+
+from __future__ import annotations
+
+
+class RagserveError(Exception):
+    """Base of every error ragserve raises on purpose."""
+
+    retryable: bool = False
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+
+class InvalidInput(RagserveError):
+    """The request or document is malformed; retrying will not help."""
+
+
+class NotFound(RagserveError):
+    """A collection, document or job does not exist."""
+
+
+class Conflict(RagserveError):
+    """The request contradicts existing state (for example an idempotency key reused)."""
+
+
+class DocumentError(RagserveError):
+    """One document could not be read (corrupt, empty, unsupported)."""
+
+
+class DatabaseError(RagserveError):
+    """The database could not be reached or set up."""
+
+    retryable = True
+
+
+class ProviderError(RagserveError):
+    """A model endpoint (LLM or embeddings) failed permanently (4xx other than 429)."""
+
+
+class TransientProviderError(ProviderError):
+    """A model endpoint failed in a way another attempt may fix (5xx, 429, timeout, network)."""
+
+    retryable = True
+
+
+class JobCancelled(RagserveError):
+    """The job was cancelled while running."""
