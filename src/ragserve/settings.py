@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=32, ge=1)
     job_timeout_s: float = Field(default=300.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
+    heartbeat_timeout_s: float = Field(
+        default=30.0, ge=1, description="A job whose worker is silent this long is retaken."
+    )
     drain_s: float = Field(default=30.0, ge=0)
     cache_ttl_s: float = Field(default=3600.0, ge=0)
     retry_base_s: float = Field(default=1.0, ge=0, description="First retry delay; doubles.")

@@ -1,0 +1,90 @@
+"""The app factory: builds the process's objects in the lifespan and mounts the routers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from ragserve import __version__
+from ragserve.api.errors import install_error_handlers
+from ragserve.api.metrics import Metrics
+from ragserve.api.routers import collections, health, jobs
+from ragserve.api.state import AppState
+from ragserve.jobs.notify import NotificationHub
+from ragserve.jobs.runner import JobRunner
+from ragserve.jobs.service import EVENTS_CHANNEL, JobService
+from ragserve.jobs.store import JobStore
+from ragserve.jobs.worker import Worker
+from ragserve.services import Services, open_services
+from ragserve.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def build_job_service(services: Services, hub: NotificationHub | None) -> JobService:
+    return JobService(
+        services.db,
+        JobStore(services.db),
+        hub,
+        answerer_name=services.answerer.name,
+        embedder_name=services.embedder.name,
+        max_attempts=services.settings.max_attempts,
+    )
+
+
+def build_worker(services: Services) -> Worker:
+    store = JobStore(services.db)
+    runner = JobRunner(
+        store, services.store, services.pipeline, services.ingestor,
+        services.settings.cache_ttl_s,
+    )
+    return Worker(services.db, store, runner, services.settings)
+
+
+def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
+    """The ASGI app. With ``run_worker`` it also runs a worker in the same event loop."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_services(settings) as services:
+            hub = NotificationHub(services.db, [EVENTS_CHANNEL])
+            await hub.start()
+            state = AppState(services, build_job_service(services, hub), hub, Metrics())
+            if run_worker:
+                state.worker = build_worker(services)
+                state.worker_task = asyncio.create_task(state.worker.run(), name="worker")
+            app.state.ragserve = state
+            log.info("api ready", extra={"event": "api.ready", "worker": run_worker})
+            try:
+                yield
+            finally:
+                begin_drain(app)
+                if state.worker_task is not None:
+                    await state.worker_task
+                await hub.stop()
+
+    app = FastAPI(
+        title="ragserve",
+        version=__version__,
+        summary="Asynchronous question answering over your own documents.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(jobs.router)
+    app.include_router(collections.router)
+    app.include_router(health.router)
+    return app
+
+
+def begin_drain(app: FastAPI) -> None:
+    """SIGTERM: report not-ready at once, and let the worker (if any) start draining."""
+    state: AppState | None = getattr(app.state, "ragserve", None)
+    if state is None:
+        return
+    state.draining = True
+    if state.worker is not None:
+        state.worker.drain()

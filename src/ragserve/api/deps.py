@@ -1,0 +1,28 @@
+"""Dependencies: routers get the process's objects from ``app.state`` through ``Depends``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ragserve.api.state import AppState
+from ragserve.jobs.service import JobService
+from ragserve.kb.store import KnowledgeStore
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.ragserve
+
+
+def get_jobs(state: Annotated[AppState, Depends(get_state)]) -> JobService:
+    return state.jobs
+
+
+def get_kb(state: Annotated[AppState, Depends(get_state)]) -> KnowledgeStore:
+    return state.services.store
+
+
+State = Annotated[AppState, Depends(get_state)]
+Jobs = Annotated[JobService, Depends(get_jobs)]
+Kb = Annotated[KnowledgeStore, Depends(get_kb)]

@@ -1,0 +1,50 @@
+"""The one place where exceptions become HTTP responses. No stack trace ever leaves."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from ragserve.errors import (
+    Conflict,
+    DatabaseError,
+    DocumentError,
+    InvalidInput,
+    NotFound,
+    RagserveError,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: list[tuple[type[RagserveError], int]] = [
+    (NotFound, 404),
+    (Conflict, 409),
+    (InvalidInput, 422),
+    (DocumentError, 422),
+    (DatabaseError, 503),
+]
+
+
+def error_body(type_: str, message: str) -> dict[str, dict[str, str]]:
+    return {"error": {"type": type_, "message": message}}
+
+
+async def _ragserve_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RagserveError)
+    status = next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), 500)
+    if status >= 500:
+        log.error("request failed", extra={"event": "http.error", "path": request.url.path,
+                                           "error": str(exc)})
+    return JSONResponse(error_body(exc.type, str(exc)), status_code=status)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error", extra={"event": "http.error", "path": request.url.path})
+    return JSONResponse(error_body("InternalError", "internal error; see the server log"), 500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RagserveError, _ragserve_error)
+    app.add_exception_handler(Exception, _unexpected)

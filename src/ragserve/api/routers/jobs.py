@@ -1,0 +1,109 @@
+"""``/v1/jobs`` and ``/v1/ask``: submit questions, read, stream, cancel and retry jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from ragserve.api.deps import Jobs, State
+from ragserve.api.sse import job_event_stream
+from ragserve.errors import InvalidInput
+from ragserve.jobs.models import AnswerRequest, AskRequest, Job, JobStatus
+from ragserve.jobs.service import Submission
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
+
+
+def accepted(submission: Submission, state: State) -> JSONResponse:
+    """The ``202 Accepted`` answer to a submission, with ``Location``."""
+    job = submission.job
+    outcome = (
+        "cached" if job.cached and submission.created
+        else "coalesced" if submission.coalesced
+        else "created" if submission.created
+        else "replayed"
+    )
+    state.metrics.submitted.labels(job.kind, outcome).inc()
+    status_url = f"/v1/jobs/{job.job_id}"
+    return JSONResponse(
+        {
+            "job_id": job.job_id,
+            "status": job.status.value,
+            "status_url": status_url,
+            "events_url": f"{status_url}/events",
+            "cached": job.cached,
+            "coalesced": submission.coalesced,
+        },
+        status_code=202,
+        headers={"Location": status_url},
+    )
+
+
+@router.post("/jobs", status_code=202, summary="Submit a question as a job")
+async def submit_job(
+    body: AnswerRequest, jobs: Jobs, state: State, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    return accepted(await jobs.submit_answer(body, idempotency_key), state)
+
+
+@router.post("/ask", summary="Submit a question and wait up to wait_s for the answer")
+async def ask(
+    body: AskRequest, jobs: Jobs, state: State, idempotency_key: IdempotencyKey = None
+) -> Any:
+    request = AnswerRequest(**body.model_dump(exclude={"wait_s"}))
+    submission = await jobs.submit_answer(request, idempotency_key)
+    job = await jobs.wait(submission.job.job_id, body.wait_s)
+    if job.status.terminal:
+        return job
+    return accepted(submission, state)
+
+
+@router.get("/jobs", summary="List jobs, newest first")
+async def list_jobs(
+    jobs: Jobs,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> dict[str, list[Job]]:
+    return {"jobs": await jobs.list(status, limit)}
+
+
+@router.get("/jobs/{job_id}", summary="Read one job")
+async def get_job(job_id: str, jobs: Jobs) -> Job:
+    return await jobs.get(job_id)
+
+
+@router.post("/jobs/{job_id}/cancel", summary="Cancel a queued or running job")
+async def cancel_job(job_id: str, jobs: Jobs) -> Job:
+    return await jobs.cancel(job_id)
+
+
+@router.post("/jobs/{job_id}/retry", status_code=202, summary="Run a failed job again")
+async def retry_job(job_id: str, jobs: Jobs) -> Job:
+    return await jobs.retry(job_id)
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    summary="Server-Sent Events of a job (status, sources, token, done, error)",
+    response_class=Response,
+)
+async def job_events(
+    job_id: str,
+    jobs: Jobs,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    await jobs.get(job_id)  # 404 before the stream starts
+    after = 0
+    if last_event_id:
+        if not last_event_id.strip().isdigit():
+            raise InvalidInput("Last-Event-ID must be a non-negative integer")
+        after = int(last_event_id)
+    return StreamingResponse(
+        job_event_stream(jobs, job_id, after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

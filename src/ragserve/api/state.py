@@ -1,0 +1,23 @@
+"""What one API process holds while it runs."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from ragserve.api.metrics import Metrics
+from ragserve.jobs.notify import NotificationHub
+from ragserve.jobs.service import JobService
+from ragserve.jobs.worker import Worker
+from ragserve.services import Services
+
+
+@dataclass
+class AppState:
+    services: Services
+    jobs: JobService
+    hub: NotificationHub
+    metrics: Metrics
+    worker: Worker | None = None
+    worker_task: asyncio.Task[None] | None = None
+    draining: bool = field(default=False)

@@ -1,0 +1,231 @@
+"""The ``ragserve`` command. Each command builds what it needs from ``Settings`` and runs it.
+
+Exit codes: 0 success; 1 a failure of the work itself (a file that could not be ingested, a
+job that failed, a bad request); 2 nothing listening at the API URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ragserve.client import (
+    ApiClient,
+    ApiError,
+    ClientError,
+    ServiceUnreachable,
+    print_job,
+    print_job_table,
+    print_sources,
+    stream_answer,
+)
+from ragserve.errors import RagserveError
+from ragserve.logs import configure_logging
+from ragserve.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Asynchronous question answering over your own documents.")
+jobs_app = typer.Typer(no_args_is_help=True, help="Inspect and steer jobs (HTTP client).")
+db_app = typer.Typer(no_args_is_help=True, help="Database administration.")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(db_app, name="db")
+
+console = Console()
+errors = Console(stderr=True)
+
+Host = Annotated[str, typer.Option(help="Interface to listen on.")]
+Port = Annotated[int, typer.Option(help="TCP port to listen on.")]
+UrlOption = Annotated[
+    str | None, typer.Option("--url", envvar="RAGSERVE_URL", help="ragserve API URL.")
+]
+CollectionOption = Annotated[str, typer.Option(help="Collection to use.")]
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:  # pydantic names the variable and what is wrong with it
+        errors.print(f"[red]invalid configuration:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _run(coro: Any) -> Any:
+    """Run a coroutine; typed errors become one line and exit code 1."""
+    try:
+        return asyncio.run(coro)
+    except RagserveError as exc:
+        errors.print(f"[red]{exc.type}:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+# -- servers -----------------------------------------------------------------------------
+
+
+@app.command()
+def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+    """API and an in-process worker: everything in one process."""
+    from ragserve.server import run_server
+
+    configure_logging()
+    _run(run_server(_settings(), host=host, port=port, run_worker=True))
+
+
+@app.command()
+def api(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+    """Only the HTTP API (scale it apart from the workers)."""
+    from ragserve.server import run_server
+
+    configure_logging()
+    _run(run_server(_settings(), host=host, port=port, run_worker=False))
+
+
+@app.command()
+def worker() -> None:
+    """Only a worker: takes jobs from the queue; drains on SIGTERM."""
+    from ragserve.server import run_worker
+
+    configure_logging()
+    _run(run_worker(_settings()))
+
+
+# -- knowledge base ----------------------------------------------------------------------
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (walked recursively).")],
+    collection: CollectionOption = "default",
+    metadata: Annotated[
+        str | None, typer.Option(help="JSON object stored with every document.")
+    ] = None,
+) -> None:
+    """Ingest files straight into the database (no upload, no service needed)."""
+    from ragserve.ingest_command import ingest_paths
+
+    configure_logging("WARNING")
+    extra = _json_object(metadata, "--metadata")
+    failed = _run(ingest_paths(_settings(), paths, collection, extra, console))
+    raise typer.Exit(1 if failed else 0)
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply the schema migrations (they also run at start-up)."""
+    from ragserve.db.pool import Database
+
+    async def go() -> list[str]:
+        db = await Database.from_settings(_settings())
+        try:
+            return await db.open()
+        finally:
+            await db.close()
+
+    configure_logging("WARNING")
+    applied = _run(go())
+    console.print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+
+
+# -- clients of the HTTP API -------------------------------------------------------------
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    collection: CollectionOption = "default",
+    top_k: Annotated[int, typer.Option(help="Chunks to retrieve.")] = 4,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Print the job id and return.")
+    ] = False,
+    url: UrlOption = None,
+) -> None:
+    """Ask a question; streams the answer as it is generated, then prints the sources."""
+    with _client(url) as client:
+        accepted = client.submit(question, collection, top_k)
+        if no_wait:
+            console.print(accepted["job_id"])
+            return
+        job = stream_answer(client, accepted["job_id"], console)
+        print_sources(job, console)
+        raise typer.Exit(0 if job["status"] == "succeeded" else 1)
+
+
+@jobs_app.command("list")
+def jobs_list(
+    status: Annotated[str | None, typer.Option(help="Only jobs with this status.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    url: UrlOption = None,
+) -> None:
+    """List jobs, newest first."""
+    with _client(url) as client:
+        print_job_table(client.list_jobs(status, limit), console)
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: str, url: UrlOption = None) -> None:
+    """Show one job, with its result or error."""
+    with _client(url) as client:
+        print_job(client.get_job(job_id), console)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: str, url: UrlOption = None) -> None:
+    """Cancel a queued or running job."""
+    with _client(url) as client:
+        print_job(client.cancel(job_id), console)
+
+
+@jobs_app.command("retry")
+def jobs_retry(job_id: str, url: UrlOption = None) -> None:
+    """Run a failed or cancelled job again."""
+    with _client(url) as client:
+        print_job(client.retry(job_id), console)
+
+
+@app.command()
+def demo(
+    collection: CollectionOption = "demo",
+) -> None:
+    """Start the service in-process, ingest the bundled samples, ask the sample questions."""
+    from ragserve.demo import run_demo
+
+    configure_logging("WARNING")
+    ok = run_demo(_settings(), collection, console)
+    raise typer.Exit(0 if ok else 1)
+
+
+class _client:
+    """An ``ApiClient`` whose errors become one line and the contract's exit codes."""
+
+    def __init__(self, url: str | None) -> None:
+        self.client = ApiClient(url or _settings().url)
+
+    def __enter__(self) -> ApiClient:
+        return self.client
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        self.client.close()
+        if isinstance(exc, ServiceUnreachable):
+            errors.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2)
+        if isinstance(exc, ApiError | ClientError):
+            errors.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1)
+        return False
+
+
+def _json_object(raw: str | None, name: str) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        errors.print(f"[red]error:[/red] {name} must be a JSON object")
+        raise typer.Exit(1)
+    return value

@@ -1,0 +1,105 @@
+"""The connection pool: one per process, built by the app factory or CLI and passed down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from pgvector.psycopg import register_vector_async
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from ragserve.db.embedded import start_embedded_server
+from ragserve.db.migrate import migrate as run_migrations
+from ragserve.errors import DatabaseError
+from ragserve.settings import Settings
+
+Connection = psycopg.AsyncConnection[dict[str, Any]]
+
+
+async def _configure(conn: Connection) -> None:
+    # autocommit: explicit transactions only (``conn.transaction()``), which pgqueuer requires.
+    await conn.set_autocommit(True)
+    # The vector type does not exist before the first migration ran.
+    with contextlib.suppress(psycopg.ProgrammingError):
+        await register_vector_async(conn)
+    # Filtered HNSW searches keep scanning until they have enough rows (pgvector >= 0.8).
+    await conn.execute("SET hnsw.iterative_scan = relaxed_order")
+
+
+class Database:
+    """Owns the pool, and in embedded mode the URL of the embedded server."""
+
+    def __init__(self, url: str, *, max_size: int = 10) -> None:
+        self.url = url
+        self.pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_size,
+            kwargs={"row_factory": dict_row, "autocommit": True},
+            configure=_configure,
+            open=False,
+        )
+
+    @classmethod
+    async def from_settings(cls, settings: Settings) -> Database:
+        url = settings.database_url
+        if url is None:
+            url = await asyncio.to_thread(start_embedded_server, settings.data_dir)
+        return cls(url, max_size=settings.db_pool_size)
+
+    async def open(self, *, migrate: bool = True) -> list[str]:
+        """Apply pending migrations (unless told not to), then open the pool.
+
+        Migrations run first on a connection of their own, so that every pooled connection
+        is configured after the ``vector`` type exists. Returns the migrations applied.
+        """
+        applied: list[str] = []
+        try:
+            if migrate:
+                conn = await self.connect_dedicated()
+                async with conn:
+                    applied = await run_migrations(conn)
+            await self.pool.open(wait=True, timeout=30)
+        except psycopg.Error as exc:
+            raise DatabaseError(f"cannot use PostgreSQL at {self.safe_url}: {exc}") from exc
+        return applied
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, for messages and logs."""
+        return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", self.url)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        async with self.pool.connection() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        async with self.pool.connection() as conn, conn.transaction():
+            yield conn
+
+    async def connect_dedicated(self) -> Connection:
+        """A connection outside the pool, for LISTEN and for pgqueuer's long-lived driver."""
+        conn = await psycopg.AsyncConnection.connect(
+            self.url, autocommit=True, row_factory=dict_row
+        )  # type: ignore[call-overload]
+        await _configure(conn)
+        return conn
+
+    async def ping(self) -> bool:
+        try:
+            async with self.connection() as conn:
+                await conn.execute("SELECT 1")
+        except Exception:
+            return False
+        return True

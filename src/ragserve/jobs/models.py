@@ -1,0 +1,114 @@
+"""The job model: what a client submits and what it reads back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ragserve.kb.store import COLLECTION_NAME
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
+
+
+JobKind = Literal["answer", "ingest"]
+
+
+class AnswerRequest(BaseModel):
+    """Body of ``POST /v1/jobs``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=8000)
+    collection: str = Field(default="default", pattern=COLLECTION_NAME.pattern)
+    document_scope: list[str] | None = Field(default=None, max_length=1000)
+    filters: dict[str, Any] | None = None
+    top_k: int = Field(default=4, ge=1, le=100)
+
+    @field_validator("query")
+    @classmethod
+    def _query_has_text(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("query must contain text")
+        return value
+
+
+class AskRequest(AnswerRequest):
+    """Body of ``POST /v1/ask``: an answer request plus how long to wait for it."""
+
+    wait_s: float = Field(default=30.0, ge=0, le=600)
+
+
+class TextDocument(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1)
+    source: str = Field(min_length=1, max_length=1000)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class IngestRequest(BaseModel):
+    """JSON body of ``POST /v1/collections/{name}/documents``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[TextDocument] = Field(min_length=1, max_length=10_000)
+
+
+class JobError(BaseModel):
+    type: str
+    message: str
+
+
+class Job(BaseModel):
+    """A job as the API shows it."""
+
+    job_id: str
+    kind: JobKind
+    status: JobStatus
+    query: str | None
+    collection: str
+    attempts: int
+    cached: bool = False
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: dict[str, Any] | None
+    error: JobError | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Job:
+        return cls(
+            job_id=str(row["id"]),
+            kind=row["kind"],
+            status=row["status"],
+            query=row["query"],
+            collection=row["collection"],
+            attempts=row["attempts"],
+            cached=row["cached"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            result=row["result"],
+            error=row["error"],
+        )
+
+
+class JobEvent(BaseModel):
+    """One stored event; ``seq`` is its SSE id."""
+
+    seq: int
+    type: str
+    data: dict[str, Any]

@@ -1,0 +1,81 @@
+"""LISTEN/NOTIFY fan-out: one listening connection per process, many waiters.
+
+SSE streams and ``/v1/ask`` wait on an ``asyncio.Event`` per job instead of each polling the
+table; a worker registers a callback for cancellations. A notification only says "look again":
+the stored events stay the source of truth, so a missed wake-up costs latency, never data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+
+from psycopg import sql
+
+from ragserve.db.pool import Connection, Database
+
+log = logging.getLogger(__name__)
+
+
+class NotificationHub:
+    def __init__(self, db: Database, channels: list[str]) -> None:
+        self.db = db
+        self.channels = channels
+        self._waiters: dict[tuple[str, str], set[asyncio.Event]] = defaultdict(set)
+        self._callbacks: dict[str, list[Callable[[str], None]]] = defaultdict(list)
+        self._conn: Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._conn = await self.db.connect_dedicated()
+        for channel in self.channels:
+            await self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        self._task = asyncio.create_task(self._pump(), name="ragserve-notify")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._conn is not None:
+            await self._conn.close()
+
+    def on(self, channel: str, callback: Callable[[str], None]) -> None:
+        self._callbacks[channel].append(callback)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, channel: str, key: str) -> AsyncIterator[asyncio.Event]:
+        """An event set whenever ``channel`` carries ``key``; clear it after each look."""
+        event = asyncio.Event()
+        self._waiters[(channel, key)].add(event)
+        try:
+            yield event
+        finally:
+            waiters = self._waiters[(channel, key)]
+            waiters.discard(event)
+            if not waiters:
+                del self._waiters[(channel, key)]
+
+    @property
+    def healthy(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _pump(self) -> None:
+        assert self._conn is not None
+        try:
+            async for note in self._conn.notifies():
+                for event in self._waiters.get((note.channel, note.payload), ()):
+                    event.set()
+                for callback in self._callbacks.get(note.channel, ()):
+                    callback(note.payload)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("notification listener stopped", extra={"event": "notify.failed"})
+            # Wake everyone so waiters fall back to reading the table.
+            for waiters in self._waiters.values():
+                for event in waiters:
+                    event.set()

@@ -1,0 +1,205 @@
+"""The job service: what the API (and anything else) calls to create, read and steer jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from ragserve.db.pool import Connection, Database
+from ragserve.errors import Conflict, NotFound
+from ragserve.jobs import queue
+from ragserve.jobs.cache import answer_cache_key, stable_hash
+from ragserve.jobs.models import AnswerRequest, Job, JobStatus
+from ragserve.jobs.notify import NotificationHub
+from ragserve.jobs.store import JobStore, NewJob, UploadedFile
+from ragserve.kb.store import check_collection_name
+
+log = logging.getLogger(__name__)
+
+EVENTS_CHANNEL = "ragserve_job_events"
+
+
+class Submission:
+    """A job handed back by ``submit_*``, with how it came to be."""
+
+    def __init__(self, job: Job, *, created: bool, coalesced: bool = False) -> None:
+        self.job = job
+        self.created = created
+        self.coalesced = coalesced
+
+
+class JobService:
+    def __init__(
+        self,
+        db: Database,
+        jobs: JobStore,
+        hub: NotificationHub | None,
+        *,
+        answerer_name: str,
+        embedder_name: str,
+        max_attempts: int,
+    ) -> None:
+        self.db = db
+        self.jobs = jobs
+        self.hub = hub
+        self.answerer_name = answerer_name
+        self.embedder_name = embedder_name
+        self.max_attempts = max_attempts
+
+    # -- submitting ------------------------------------------------------------------
+
+    async def submit_answer(
+        self, request: AnswerRequest, idempotency_key: str | None = None
+    ) -> Submission:
+        """Cache hit: a job already succeeded. Same question in flight: that job. Else a new one."""
+        body = request.model_dump(mode="json")
+        cache_key = answer_cache_key(request, self.answerer_name, self.embedder_name)
+        new = NewJob(
+            kind="answer",
+            collection=request.collection,
+            query=request.query,
+            request=body,
+            request_hash=stable_hash(body),
+            max_attempts=self.max_attempts,
+            cache_key=cache_key,
+            idempotency_key=idempotency_key,
+        )
+
+        async def attempt(conn: Connection) -> Submission:
+            if (cached := await self.jobs.cached_result(conn, cache_key)) is not None:
+                row = await self.jobs.insert_cached(conn, new, cached)
+                return Submission(Job.from_row(row), created=True)
+            if idempotency_key is None and (row := await self.jobs.in_flight(conn, cache_key)):
+                return Submission(Job.from_row(row), created=False, coalesced=True)
+            return await self._insert_and_enqueue(conn, new)
+
+        return await self._submit(new, attempt)
+
+    async def submit_ingest(
+        self,
+        collection: str,
+        files: Sequence[UploadedFile],
+        idempotency_key: str | None = None,
+    ) -> Submission:
+        check_collection_name(collection)
+        request = {
+            "collection": collection,
+            "documents": [
+                {"source": f.source, "metadata": f.metadata or {},
+                 "sha256": stable_hash([f.text, f.data.hex() if f.data else None])}
+                for f in files
+            ],
+        }
+        new = NewJob(
+            kind="ingest",
+            collection=collection,
+            query=None,
+            request=request,
+            request_hash=stable_hash(request),
+            max_attempts=self.max_attempts,
+            idempotency_key=idempotency_key,
+        )
+
+        async def attempt(conn: Connection) -> Submission:
+            submission = await self._insert_and_enqueue(conn, new)
+            await self.jobs.add_files(conn, submission.job.job_id, files)
+            return submission
+
+        return await self._submit(new, attempt)
+
+    async def _submit(self, new: NewJob, attempt: Any) -> Submission:
+        # Two tries: a concurrent twin (same idempotency key, or same question) may win the
+        # unique index between our read and our insert; the second try then finds it.
+        for last_try in (False, True):
+            try:
+                async with self.db.transaction() as conn:
+                    if new.idempotency_key is not None:
+                        existing = await self.jobs.by_idempotency_key(conn, new.idempotency_key)
+                        if existing is not None:
+                            return self._replay(existing, new)
+                    return await attempt(conn)
+            except psycopg.errors.UniqueViolation:
+                if last_try:
+                    raise
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _replay(existing: dict[str, Any], new: NewJob) -> Submission:
+        if existing["request_hash"] != new.request_hash or existing["kind"] != new.kind:
+            raise Conflict(
+                "Idempotency-Key was already used with a different request"
+                f" (job {existing['id']})"
+            )
+        return Submission(Job.from_row(existing), created=False)
+
+    async def _insert_and_enqueue(self, conn: Connection, new: NewJob) -> Submission:
+        row = await self.jobs.insert(conn, new)
+        if row is None:  # lost the race to an identical question: share its computation
+            row = await self.jobs.in_flight(conn, new.cache_key or "")
+            if row is None:
+                raise psycopg.errors.UniqueViolation("in-flight job vanished; try again")
+            return Submission(Job.from_row(row), created=False, coalesced=True)
+        job_id = str(row["id"])
+        queue_job_id = await queue.enqueue(conn, new.kind, job_id)
+        await self.jobs.set_queue_entry(conn, job_id, queue_job_id)
+        log.info("job queued", extra={"event": "job.queued", "job_id": job_id, "kind": new.kind})
+        return Submission(Job.from_row(row), created=True)
+
+    # -- reading and steering --------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job:
+        job = await self.jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"job {job_id!r} not found")
+        return job
+
+    async def list(self, status: JobStatus | None, limit: int) -> list[Job]:
+        return await self.jobs.list(status, limit)
+
+    async def cancel(self, job_id: str) -> Job:
+        await self.get(job_id)
+        async with self.db.transaction() as conn:
+            before = await self.jobs.cancel(conn, job_id)
+            if before is not None:
+                if before["previous"] == "queued" and before["queue_job_id"] is not None:
+                    await queue.withdraw(conn, before["queue_job_id"])
+                else:
+                    await queue.signal_cancel(conn, job_id)
+        if before is not None:
+            log.info("job cancelled", extra={"event": "job.cancelled", "job_id": job_id})
+        return await self.get(job_id)
+
+    async def retry(self, job_id: str) -> Job:
+        job = await self.get(job_id)
+        async with self.db.transaction() as conn:
+            if not await self.jobs.reopen(conn, job_id, self.max_attempts):
+                raise Conflict(f"job {job_id} is {job.status}: only failed or cancelled jobs retry")
+            queue_job_id = await queue.enqueue(conn, job.kind, job_id)
+            await self.jobs.set_queue_entry(conn, job_id, queue_job_id)
+        log.info("job retried", extra={"event": "job.retried", "job_id": job_id})
+        return await self.get(job_id)
+
+    async def wait(self, job_id: str, timeout_s: float) -> Job:
+        """The job once it is terminal, or as it is when ``timeout_s`` has passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        async with self._wake_on(job_id) as wake:
+            while True:
+                job = await self.get(job_id)
+                remaining = deadline - loop.time()
+                if job.status.terminal or remaining <= 0:
+                    return job
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    # Re-read at least every second, in case a notification was missed.
+                    await asyncio.wait_for(wake.wait(), min(remaining, 1.0))
+
+    def _wake_on(self, job_id: str) -> contextlib.AbstractAsyncContextManager[asyncio.Event]:
+        if self.hub is None:
+            return contextlib.nullcontext(asyncio.Event())
+        return self.hub.subscribe(EVENTS_CHANNEL, job_id)

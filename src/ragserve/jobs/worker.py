@@ -1,0 +1,190 @@
+"""The worker loop: pgqueuer hands us job ids, we run attempts, classify failures, drain.
+
+- Delivery is pgqueuer's (at-least-once: a dead worker's entries are picked up again once
+  their heartbeat is older than ``heartbeat_timeout_s``).
+- Effects are ours: every write is fenced by the attempt number (see ``JobStore``).
+- Cancel: a NOTIFY on ``ragserve_job_cancel`` cancels the local task within milliseconds.
+- Drain (SIGTERM): stop taking jobs, give running ones ``drain_s``, then hand the rest back
+  to the queue at once, with the attempt refunded, so another worker starts them immediately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+from pgqueuer import Queries, QueueManager
+from pgqueuer.adapters.drivers.psycopg import PsycopgDriver
+from pgqueuer.errors import RetryRequested
+from pgqueuer.models import Job as QueueEntry
+
+from ragserve.db.pool import Database
+from ragserve.errors import RagserveError
+from ragserve.jobs.notify import NotificationHub
+from ragserve.jobs.queue import CANCEL_CHANNEL
+from ragserve.jobs.runner import JobFenced, JobRunner
+from ragserve.jobs.store import Attempt, JobStore
+from ragserve.settings import Settings
+
+log = logging.getLogger(__name__)
+
+StopReason = Literal["cancel", "hand_back"]
+
+
+@dataclass
+class RunningJob:
+    attempt: Attempt
+    task: asyncio.Task[None]
+    stop_reason: StopReason | None = field(default=None)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Could another attempt succeed? Typed errors say so; unknown ones get the benefit."""
+    if isinstance(exc, RagserveError):
+        return exc.retryable
+    return True  # timeouts, lost connections, and what we did not foresee
+
+
+def describe(exc: BaseException) -> dict[str, str]:
+    if isinstance(exc, TimeoutError):
+        return {"type": "JobTimeout", "message": "the attempt exceeded RAGSERVE_JOB_TIMEOUT_S"}
+    return {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+
+
+class Worker:
+    def __init__(
+        self, db: Database, jobs: JobStore, runner: JobRunner, settings: Settings
+    ) -> None:
+        self.db = db
+        self.jobs = jobs
+        self.runner = runner
+        self.settings = settings
+        self.running: dict[str, RunningJob] = {}
+        self.draining = asyncio.Event()
+        self._qm: QueueManager | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Take and run jobs until ``drain`` is called; returns once all are settled."""
+        hub = NotificationHub(self.db, [CANCEL_CHANNEL])
+        hub.on(CANCEL_CHANNEL, self._on_cancel)
+        await hub.start()
+        conn = await self.db.connect_dedicated()
+        try:
+            self._qm = QueueManager(Queries(PsycopgDriver(conn)))
+            self._qm.entrypoint("answer")(self._handle)
+            self._qm.entrypoint("ingest")(self._handle)
+            concurrency = max(2, self.settings.worker_concurrency)
+            log.info("worker started", extra={"event": "worker.started",
+                                              "concurrency": concurrency})
+            if self.draining.is_set():
+                return
+            await self._qm.run(
+                dequeue_timeout=timedelta(seconds=5),
+                batch_size=max(1, concurrency // 2),
+                max_concurrent_tasks=concurrency,
+                heartbeat_timeout=timedelta(seconds=self.settings.heartbeat_timeout_s),
+            )
+        except Exception:
+            log.exception("worker crashed", extra={"event": "worker.crashed"})
+            raise
+        finally:
+            await conn.close()
+            await hub.stop()
+            log.info("worker stopped", extra={"event": "worker.stopped"})
+
+    def drain(self) -> None:
+        """Stop taking jobs; hand back whatever still runs after ``drain_s``."""
+        if self.draining.is_set():
+            return
+        self.draining.set()
+        log.info("worker draining", extra={"event": "worker.draining",
+                                           "running": len(self.running)})
+        if self._qm is not None:
+            self._qm.shutdown.set()
+        asyncio.get_running_loop().call_later(self.settings.drain_s, self._hand_back_all)
+
+    def _hand_back_all(self) -> None:
+        for job in list(self.running.values()):
+            self._stop(job, "hand_back")
+
+    def _on_cancel(self, job_id: str) -> None:
+        if (job := self.running.get(job_id)) is not None:
+            self._stop(job, "cancel")
+
+    @staticmethod
+    def _stop(job: RunningJob, reason: StopReason) -> None:
+        if job.stop_reason is None:
+            job.stop_reason = reason
+            job.task.cancel()
+
+    # -- one job ---------------------------------------------------------------------
+
+    async def _handle(self, entry: QueueEntry) -> None:
+        job_id = (entry.payload or b"").decode()
+        attempt = await self.jobs.start_attempt(job_id)
+        if attempt is None:
+            return  # cancelled or finished while queued: nothing to do
+        ctx = {"job_id": job_id, "attempt": attempt.number}
+        if attempt.number > attempt.max_attempts:
+            # Earlier attempts died without a word (their worker was killed): dead-letter.
+            await self.jobs.fail(attempt, {
+                "type": "AttemptsExhausted",
+                "message": f"{attempt.number - 1} attempts ended without a result"
+                           " (their workers stopped)"})
+            log.warning("job dead-lettered", extra={"event": "job.failed", **ctx})
+            return
+        log.info("job started", extra={"event": "job.started", **ctx})
+        task = asyncio.create_task(self._bounded(attempt))
+        running = RunningJob(attempt, task)
+        self.running[job_id] = running
+        try:
+            await task
+        except asyncio.CancelledError:
+            if running.stop_reason is None:
+                raise  # we ourselves are being cancelled
+            await self._stopped(running)
+        except JobFenced as exc:
+            log.info("job fenced", extra={"event": "job.fenced", **ctx, "reason": str(exc)})
+        except Exception as exc:
+            await self._failed(attempt, exc)
+        else:
+            log.info("job succeeded", extra={"event": "job.succeeded", **ctx})
+        finally:
+            self.running.pop(job_id, None)
+
+    async def _bounded(self, attempt: Attempt) -> None:
+        async with asyncio.timeout(self.settings.job_timeout_s):
+            await self.runner.run(attempt)
+
+    async def _stopped(self, running: RunningJob) -> None:
+        ctx = {"job_id": running.attempt.job_id, "attempt": running.attempt.number}
+        if running.stop_reason == "cancel":
+            log.info("job stopped: cancelled", extra={"event": "job.cancelled", **ctx})
+            return
+        if await self.jobs.requeue(running.attempt, None, refund=True):
+            log.info("job handed back", extra={"event": "job.handed_back", **ctx})
+            raise RetryRequested(timedelta(0), reason="worker draining")
+
+    async def _failed(self, attempt: Attempt, exc: Exception) -> None:
+        error = describe(exc)
+        ctx = {"job_id": attempt.job_id, "attempt": attempt.number, "error": error}
+        if is_transient(exc) and attempt.number < attempt.max_attempts:
+            delay = self._backoff(attempt.number)
+            if await self.jobs.requeue(attempt, error):
+                log.warning("job will retry", extra={"event": "job.retry", **ctx,
+                                                     "delay_s": round(delay, 3)})
+                raise RetryRequested(timedelta(seconds=delay), reason=error["message"])
+            return
+        if await self.jobs.fail(attempt, error):
+            log.warning("job failed", extra={"event": "job.failed", **ctx})
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential with full jitter around the doubled base, capped at a minute."""
+        base = self.settings.retry_base_s * 2 ** (attempt - 1)
+        return min(60.0, base * random.uniform(0.5, 1.5))

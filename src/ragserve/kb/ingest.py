@@ -1,0 +1,163 @@
+"""The ingest pipeline: files or texts in, chunks with embeddings in the store out.
+
+Each document goes load -> chunk -> hash -> (unchanged? stop) -> embed -> replace. A document
+that fails is reported with its reason and the batch goes on. Loading runs in a thread, so the
+next file is parsed while the current one is being embedded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ragserve.errors import DocumentError, InvalidInput, RagserveError
+from ragserve.kb.chunking import Chunker
+from ragserve.kb.embeddings import Embedder
+from ragserve.kb.loaders import load_document
+from ragserve.kb.store import Collection, KnowledgeStore, check_collection_name
+from ragserve.kb.types import LoadedDocument
+
+log = logging.getLogger(__name__)
+
+Status = Literal["ingested", "unchanged", "failed"]
+
+
+@dataclass(frozen=True)
+class IngestItem:
+    """One document to ingest: raw file bytes (``data``) or already-extracted ``text``."""
+
+    source: str
+    data: bytes | None = None
+    text: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None  # read lazily, in the loading thread
+
+
+@dataclass(frozen=True)
+class DocumentResult:
+    source: str
+    document_id: str | None
+    status: Status
+    chunks: int
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+ProgressCallback = Callable[[DocumentResult], Awaitable[None] | None]
+
+
+def _load(item: IngestItem) -> LoadedDocument:
+    if item.path is not None:
+        try:
+            data = item.path.read_bytes()
+        except OSError as exc:
+            raise DocumentError(f"cannot read file: {exc.strerror or exc}") from exc
+        return load_document(data, item.source, item.metadata)
+    if item.data is not None:
+        return load_document(item.data, item.source, item.metadata)
+    text = (item.text or "").strip()
+    if not text:
+        raise DocumentError("empty document: no text")
+    return LoadedDocument(source=item.source, text=text, metadata=dict(item.metadata))
+
+
+async def _read(loading: Awaitable[LoadedDocument]) -> LoadedDocument:
+    """Await a load; a loader bug must still fail only its own document."""
+    try:
+        return await loading
+    except RagserveError:
+        raise
+    except Exception as exc:
+        raise DocumentError(f"could not read the document: {exc}") from exc
+
+
+class Ingestor:
+    """Runs the pipeline for one batch at a time; built once per process and shared."""
+
+    def __init__(self, store: KnowledgeStore, embedder: Embedder, chunker: Chunker) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.chunker = chunker
+
+    def content_hash(self, doc: LoadedDocument) -> str:
+        """What decides ``unchanged``: the text, the metadata and how they would be embedded."""
+        key = json.dumps(
+            {
+                "text": doc.text,
+                "metadata": doc.metadata,
+                "chunker": [self.chunker.chunk_size, self.chunker.chunk_overlap],
+                "embedder": self.embedder.name,
+            },
+            sort_keys=True,
+            ensure_ascii=False,
+            default=str,
+        )
+        return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+    async def ingest(
+        self,
+        collection: str,
+        items: Sequence[IngestItem],
+        on_document: ProgressCallback | None = None,
+    ) -> list[DocumentResult]:
+        check_collection_name(collection)
+        if not items:
+            raise InvalidInput("no documents to ingest")
+        target = await self._collection(collection)
+        results: list[DocumentResult] = []
+        # Parse one document ahead, so CPU-bound loading overlaps embedding.
+        pending = asyncio.ensure_future(asyncio.to_thread(_load, items[0]))
+        try:
+            for index, item in enumerate(items):
+                loading = pending
+                if index + 1 < len(items):
+                    pending = asyncio.ensure_future(asyncio.to_thread(_load, items[index + 1]))
+                result = await self._ingest_one(target, item, loading)
+                results.append(result)
+                if on_document is not None:
+                    maybe = on_document(result)
+                    if maybe is not None:
+                        await maybe
+        finally:
+            pending.cancel()
+        return results
+
+    async def _collection(self, name: str) -> Collection:
+        dim = self.embedder.dim
+        if dim is None:
+            dim = len(await self.embedder.embed_query("dimension probe"))
+        return await self.store.ensure_collection(name, self.embedder.name, dim)
+
+    async def _ingest_one(
+        self, collection: Collection, item: IngestItem, loading: Awaitable[LoadedDocument]
+    ) -> DocumentResult:
+        try:
+            doc = await _read(loading)
+            digest = self.content_hash(doc)
+            existing = await self.store.find_document(collection.name, doc.source)
+            if existing is not None and existing.content_hash == digest:
+                return DocumentResult(doc.source, existing.id, "unchanged", 0)
+            texts = self.chunker.split(doc.text)
+            if not texts:
+                raise DocumentError("empty document: no text after chunking")
+            vectors = await self.embedder.embed_documents(texts)
+            document_id = await self.store.replace_document(
+                collection, doc.source, digest, doc.metadata, texts, vectors
+            )
+        except RagserveError as exc:
+            if exc.retryable:
+                raise  # the database or the embeddings endpoint is down: retry the whole batch
+            log.warning(
+                "document failed",
+                extra={"event": "ingest.failed", "source": item.source, "error": str(exc)},
+            )
+            return DocumentResult(item.source, None, "failed", 0, str(exc))
+        return DocumentResult(doc.source, document_id, "ingested", len(texts))

@@ -1,0 +1,74 @@
+"""Builds the long-lived objects of one process from ``Settings``, in one place.
+
+The CLI commands and the app factory open a ``Services`` and pass its parts down; nothing in
+ragserve creates these objects at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.runnables import Runnable
+
+from ragserve.db.pool import Database
+from ragserve.kb.chunking import Chunker
+from ragserve.kb.embeddings import Embedder, build_embedder, warm_up
+from ragserve.kb.ingest import Ingestor
+from ragserve.kb.store import KnowledgeStore
+from ragserve.rag.answerers.base import Answerer
+from ragserve.rag.answerers.extractive import ExtractiveAnswerer
+from ragserve.rag.answerers.openai import OpenAIChatAnswerer
+from ragserve.rag.pipeline import build_answer_pipeline
+from ragserve.rag.retrieval import Retriever
+from ragserve.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    store: KnowledgeStore
+    embedder: Embedder
+    ingestor: Ingestor
+    retriever: Retriever
+    answerer: Answerer
+    pipeline: Runnable[dict[str, Any], dict[str, Any]]
+
+
+def build_answerer(settings: Settings) -> Answerer:
+    """An OpenAI-compatible chat endpoint if one is configured, else the offline extractor."""
+    if settings.llm_base_url:
+        return OpenAIChatAnswerer.from_settings(settings)
+    return ExtractiveAnswerer()
+
+
+@asynccontextmanager
+async def open_services(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Services]:
+    """Start (or join) the database, apply migrations, load the models; close all on exit."""
+    db = await Database.from_settings(settings)
+    await db.open(migrate=migrate)
+    embedder = build_embedder(settings)
+    answerer = build_answerer(settings)
+    try:
+        await warm_up(embedder)
+        store = KnowledgeStore(db)
+        retriever = Retriever(store, embedder)
+        yield Services(
+            settings=settings,
+            db=db,
+            store=store,
+            embedder=embedder,
+            ingestor=Ingestor(
+                store, embedder, Chunker(settings.chunk_size, settings.chunk_overlap)
+            ),
+            retriever=retriever,
+            answerer=answerer,
+            pipeline=build_answer_pipeline(retriever, answerer),
+        )
+    finally:
+        await answerer.aclose()
+        await embedder.aclose()
+        await db.close()
