@@ -36,7 +36,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(db_app, name="db")
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 Host = Annotated[str, typer.Option(help="Interface to listen on.")]
 Port = Annotated[int, typer.Option(help="TCP port to listen on.")]
@@ -50,7 +50,7 @@ def _settings() -> Settings:
     try:
         return Settings()
     except Exception as exc:  # pydantic names the variable and what is wrong with it
-        errors.print(f"[red]invalid configuration:[/red] {exc}")
+        errors.print(f"invalid configuration: {exc}", markup=False)
         raise typer.Exit(1) from None
 
 
@@ -59,7 +59,7 @@ def _run(coro: Any) -> Any:
     try:
         return asyncio.run(coro)
     except RagserveError as exc:
-        errors.print(f"[red]{exc.type}:[/red] {exc}")
+        errors.print(f"{exc.type}: {exc}", markup=False)
         raise typer.Exit(1) from None
 
 
@@ -210,10 +210,10 @@ class _client:
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         self.client.close()
         if isinstance(exc, ServiceUnreachable):
-            errors.print(f"[red]error:[/red] {exc}")
+            errors.print(f"error: {exc}", markup=False)
             raise typer.Exit(2)
         if isinstance(exc, ApiError | ClientError):
-            errors.print(f"[red]error:[/red] {exc}")
+            errors.print(f"error: {exc}", markup=False)
             raise typer.Exit(1)
         return False
 
@@ -226,6 +226,6 @@ def _json_object(raw: str | None, name: str) -> dict[str, Any]:
     except ValueError:
         value = None
     if not isinstance(value, dict):
-        errors.print(f"[red]error:[/red] {name} must be a JSON object")
+        errors.print(f"error: {name} must be a JSON object", markup=False)
         raise typer.Exit(1)
     return value

@@ -19,11 +19,14 @@ from ragserve.settings import Settings
 
 
 class _DrainingServer(uvicorn.Server):
-    """uvicorn, but a stop signal first marks the app draining."""
+    """uvicorn, but a stop signal first marks the app draining, and a drained process exits
+    with status 0 instead of re-raising the signal (which would skip ``atexit`` and leave the
+    embedded PostgreSQL running after its last user)."""
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         begin_drain(self.config.app)  # type: ignore[arg-type]
         super().handle_exit(sig, frame)
+        self._captured_signals.clear()
 
 
 def build_server(

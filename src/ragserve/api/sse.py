@@ -42,7 +42,12 @@ async def job_event_stream(
             if events:
                 continue
             if (await jobs.get(job_id)).status.terminal:
-                return  # resumed after the terminal event: nothing more will come
+                # The terminal event commits with the status: read once more, in case it
+                # landed between our two reads; if nothing is new, the stream is over
+                # (a client resumed after the terminal event).
+                if await jobs.jobs.events_after(job_id, last, limit=1):
+                    continue
+                return
             try:
                 await asyncio.wait_for(wake.wait(), KEEPALIVE_S)
             except TimeoutError:

@@ -1,0 +1,378 @@
+"""The job service over real HTTP: a ``ragserve serve`` process, real PostgreSQL, mock LLM."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import MockLLM, service_env
+
+COLLECTION = "handbook"
+DOCS = [
+    {"source": "leave.md", "text": "Full-time employees get 23 days of paid annual leave."},
+    {"source": "wifi.md", "text": "The guest Wi-Fi network is called Lumen-Guest."},
+    {"source": "parking.md", "text": "Parking is free for employees on level B2."},
+]
+
+
+@pytest.fixture(scope="module")
+def api(
+    new_database_url: Callable[[], str],
+    mock_llm: MockLLM,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[httpx.Client]:
+    """One ``ragserve serve`` for the module, answering with the mock LLM."""
+    import sys
+
+    from conftest import Proc, free_port, wait_http
+
+    env = service_env(
+        new_database_url(),
+        llm_base_url=mock_llm.base_url,
+        llm_model="mock",
+        worker_concurrency=110,
+        max_attempts=3,
+        retry_base_s=0.05,
+        heartbeat_timeout_s=5,
+    )
+    import os
+
+    port = free_port()
+    proc = Proc(
+        [sys.executable, "-m", "ragserve", "serve", "--port", str(port)],
+        {**os.environ, **env},
+        tmp_path_factory.mktemp("serve") / "serve.log",
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/readyz", proc)
+    with httpx.Client(base_url=url, timeout=30) as client:
+        mock_llm.configure(ttft=0.05, tps=200, error_rate=0.0)
+        accepted = client.post(f"/v1/collections/{COLLECTION}/documents",
+                               json={"documents": DOCS}).json()
+        assert wait_done(client, accepted["job_id"])["status"] == "succeeded"
+        yield client
+    proc.stop()
+    assert "Traceback" not in proc.log() or "InternalError" not in proc.log()
+
+
+def wait_done(client: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} not done: {job}")
+
+
+def wait_status(client: httpx.Client, job_id: str, status: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get(f"/v1/jobs/{job_id}").json()["status"] != status:
+        assert time.monotonic() < deadline, f"{job_id} never {status}"
+        time.sleep(0.02)
+
+
+def wait_idle(client: httpx.Client, timeout: float = 30) -> None:
+    """Until no job is queued or running (earlier tests leave some going)."""
+    deadline = time.monotonic() + timeout
+    for status in ("queued", "running"):
+        while client.get("/v1/jobs", params={"status": status}).json()["jobs"]:
+            assert time.monotonic() < deadline, f"jobs still {status}"
+            time.sleep(0.05)
+
+
+def submit(client: httpx.Client, query: str, **extra: Any) -> dict[str, Any]:
+    response = client.post("/v1/jobs", json={"query": query, "collection": COLLECTION, **extra})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def read_events(client: httpx.Client, job_id: str, last_id: str | None = None) -> list[dict]:
+    """All events until the server closes the stream, parsed."""
+    headers = {"Last-Event-ID": last_id} if last_id else {}
+    events, current = [], {}
+    with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if not line:
+                if current:
+                    events.append(current)
+                current = {}
+            elif line.startswith(":"):
+                continue
+            else:
+                field, _, value = line.partition(": ")
+                current[field] = json.loads(value) if field == "data" else value
+    return events
+
+
+def test_lifecycle_over_http(api: httpx.Client) -> None:
+    response = api.post("/v1/jobs", json={"query": "How many days of annual leave?",
+                                          "collection": COLLECTION})
+    assert response.status_code == 202
+    body = response.json()
+    assert response.headers["Location"] == f"/v1/jobs/{body['job_id']}" == body["status_url"]
+    assert body["events_url"] == f"/v1/jobs/{body['job_id']}/events"
+    assert body["status"] == "queued"
+    job = wait_done(api, body["job_id"])
+    assert job["status"] == "succeeded" and job["kind"] == "answer"
+    assert job["attempts"] == 1 and job["error"] is None
+    assert job["started_at"] and job["finished_at"] and job["created_at"]
+    assert "23 days" in job["result"]["answer"]  # the mock quotes the first passage
+    source = job["result"]["sources"][0]
+    assert set(source) == {"document_id", "source", "chunk_id", "score", "text", "metadata"}
+    assert source["source"] == "leave.md"
+    listed = api.get("/v1/jobs", params={"limit": 2}).json()["jobs"]
+    assert listed[0]["job_id"] == body["job_id"]
+    assert len(listed) == 2 and listed[0]["created_at"] >= listed[1]["created_at"]
+    only = api.get("/v1/jobs", params={"status": "succeeded", "limit": 50}).json()["jobs"]
+    assert only and all(j["status"] == "succeeded" for j in only)
+    assert api.get("/v1/jobs/00000000-0000-0000-0000-000000000000").status_code == 404
+    assert api.get("/v1/jobs/not-a-uuid").status_code == 404
+    collections = api.get("/v1/collections").json()["collections"]
+    assert any(c["name"] == COLLECTION and c["documents"] == 3 for c in collections)
+
+
+def test_events_stream_and_resume(api: httpx.Client, mock_llm: MockLLM) -> None:
+    mock_llm.configure(ttft=0.2, tps=40)
+    try:
+        job_id = submit(api, "What is the guest Wi-Fi called?")["job_id"]
+        events = read_events(api, job_id)
+    finally:
+        mock_llm.configure(ttft=0.05, tps=200)
+    kinds = [e["event"] for e in events]
+    assert kinds[:3] == ["status", "status", "sources"]
+    assert [e["data"]["status"] for e in events[:2]] == ["queued", "running"]
+    assert kinds[-1] == "done" and kinds.count("token") >= 2
+    ids = [int(e["id"]) for e in events]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    streamed = "".join(e["data"]["text"] for e in events if e["event"] == "token")
+    assert streamed == events[-1]["data"]["result"]["answer"]
+    assert "Lumen-Guest" in streamed
+    resumed = read_events(api, job_id, last_id=events[2]["id"])
+    assert resumed == events[3:]  # exactly the rest: nothing lost, nothing repeated
+    assert read_events(api, job_id, last_id=events[-1]["id"]) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "query"),
+        ({"query": ""}, "query"),
+        ({"query": "   "}, "query"),
+        ({"query": "x", "top_k": 0}, "top_k"),
+        ({"query": "x", "top_k": "many"}, "top_k"),
+        ({"query": "x", "collection": "no spaces allowed"}, "collection"),
+        ({"query": "x", "document_scope": "a.md"}, "document_scope"),
+        ({"query": "x", "filters": ["team"]}, "filters"),
+        ({"query": "x", "surprise": 1}, "surprise"),
+        ({"query": 42}, "query"),
+    ],
+)
+def test_bad_bodies_are_422_naming_the_field(
+    api: httpx.Client, body: dict[str, Any], field: str
+) -> None:
+    response = api.post("/v1/jobs", json=body)
+    assert response.status_code == 422, response.text
+    assert field in json.dumps(response.json())
+
+
+def test_other_bad_requests_are_4xx_never_500(api: httpx.Client) -> None:
+    cases = [
+        api.post("/v1/jobs", content=b"{not json", headers={"content-type": "application/json"}),
+        api.post("/v1/jobs", content=b"query=x"),
+        api.post("/v1/ask", json={"query": "x", "wait_s": -1}),
+        api.get("/v1/jobs", params={"limit": 0}),
+        api.get("/v1/jobs", params={"status": "bogus"}),
+        api.post(f"/v1/collections/{COLLECTION}/documents", json={"documents": []}),
+        api.post(f"/v1/collections/{COLLECTION}/documents", json={"documents": [{"text": "x"}]}),
+        api.post(f"/v1/collections/{COLLECTION}/documents", content=b"raw",
+                 headers={"content-type": "text/plain"}),
+        api.post("/v1/collections/bad%20name/documents", json={"documents": DOCS}),
+        api.delete(f"/v1/collections/{COLLECTION}/documents/not-a-uuid"),
+        api.get("/v1/collections/missing/documents"),
+        api.post("/v1/jobs/not-a-uuid/cancel"),
+    ]
+    for response in cases:
+        assert 400 <= response.status_code < 500, (response.request.url, response.text)
+        assert "Traceback" not in response.text
+    events = api.get(f"/v1/jobs/{submit(api, 'ping')['job_id']}/events",
+                     headers={"Last-Event-ID": "abc"})
+    assert events.status_code == 422 and "Last-Event-ID" in events.text
+
+
+def test_idempotency_key(api: httpx.Client) -> None:
+    key = {"Idempotency-Key": f"k-{time.time_ns()}"}
+    body = {"query": "Where can I park?", "collection": COLLECTION}
+    first = api.post("/v1/jobs", json=body, headers=key)
+    again = api.post("/v1/jobs", json=body, headers=key)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["job_id"] == again.json()["job_id"]
+    other = api.post("/v1/jobs", json={**body, "top_k": 2}, headers=key)
+    assert other.status_code == 409
+    assert other.json()["error"]["type"] == "Conflict"
+
+
+def test_cache_hit_then_invalidated_by_ingest(api: httpx.Client, mock_llm: MockLLM) -> None:
+    question = f"Which level is parking on? {time.time_ns()}"
+    first = wait_done(api, submit(api, question)["job_id"])
+    wait_idle(api)
+    served = mock_llm.stats()["requests_total"]
+    hit = submit(api, "  " + question.upper() + " ?")  # same question, other spelling
+    assert hit["status"] == "succeeded" and hit["cached"] is True
+    cached = api.get(f"/v1/jobs/{hit['job_id']}").json()
+    assert cached["cached"] is True and cached["result"] == first["result"]
+    assert hit["job_id"] != first["job_id"]
+    assert mock_llm.stats()["requests_total"] == served  # the LLM was not asked again
+    assert [e["event"] for e in read_events(api, hit["job_id"])][-1] == "done"
+    # Any change to the collection invalidates: a new document, then a delete.
+    extra = api.post(f"/v1/collections/{COLLECTION}/documents",
+                     json={"documents": [{"source": "new.md", "text": "Bikes go to B1."}]})
+    assert wait_done(api, extra.json()["job_id"])["status"] == "succeeded"
+    after_ingest = submit(api, question)
+    assert after_ingest["cached"] is False
+    wait_done(api, after_ingest["job_id"])
+    assert submit(api, question)["cached"] is True
+    docs = api.get(f"/v1/collections/{COLLECTION}/documents").json()["documents"]
+    new_id = next(d["document_id"] for d in docs if d["source"] == "new.md")
+    assert api.delete(f"/v1/collections/{COLLECTION}/documents/{new_id}").status_code == 204
+    assert submit(api, question)["cached"] is False
+
+
+def test_identical_questions_in_flight_share_one_computation(
+    api: httpx.Client, mock_llm: MockLLM
+) -> None:
+    wait_idle(api)
+    mock_llm.configure(ttft=1.0)
+    try:
+        served = mock_llm.stats()["requests_total"]
+        question = f"Is parking free? {time.time_ns()}"
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: submit(api, question), range(8)))
+        assert len({a["job_id"] for a in answers}) == 1
+        assert sum(a["coalesced"] for a in answers) == 7
+        assert wait_done(api, answers[0]["job_id"])["status"] == "succeeded"
+        assert mock_llm.stats()["requests_total"] == served + 1
+    finally:
+        mock_llm.configure(ttft=0.05)
+
+
+def test_cancel_running_job_stops_it_without_result(
+    api: httpx.Client, mock_llm: MockLLM
+) -> None:
+    mock_llm.configure(ttft=20)
+    try:
+        job_id = submit(api, f"Slow question {time.time_ns()}")["job_id"]
+        wait_status(api, job_id, "running")
+        cancelled = api.post(f"/v1/jobs/{job_id}/cancel")
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        time.sleep(2)  # the worker stops within 2 s; the job must stay cancelled, no result
+        job = api.get(f"/v1/jobs/{job_id}").json()
+        assert job["status"] == "cancelled" and job["result"] is None
+        events = read_events(api, job_id)
+        assert events[-1]["event"] == "status" and events[-1]["data"]["status"] == "cancelled"
+        assert "done" not in [e["event"] for e in events]
+        assert mock_llm.stats()["in_flight"] == 0  # the LLM request was abandoned
+        again = api.post(f"/v1/jobs/{job_id}/cancel").json()
+        assert again["status"] == "cancelled"
+    finally:
+        mock_llm.configure(ttft=0.05)
+
+
+def test_transient_errors_retry_then_dead_letter_then_manual_retry(
+    api: httpx.Client, mock_llm: MockLLM
+) -> None:
+    mock_llm.configure(error_rate=1.0, error_status=503)
+    try:
+        job_id = submit(api, f"Doomed {time.time_ns()}")["job_id"]
+        job = wait_done(api, job_id)
+    finally:
+        mock_llm.configure(error_rate=0.0)
+    assert job["status"] == "failed" and job["attempts"] == 3
+    assert job["error"]["type"] == "TransientProviderError"
+    assert "503" in job["error"]["message"]
+    events = read_events(api, job_id)
+    assert [e["data"]["attempt"] for e in events if e["data"].get("status") == "running"] == [
+        1, 2, 3]
+    retried = api.post(f"/v1/jobs/{job_id}/retry")
+    assert retried.status_code == 202
+    job = wait_done(api, job_id)
+    assert job["status"] == "succeeded" and job["attempts"] == 4 and job["error"] is None
+    assert api.post(f"/v1/jobs/{job_id}/retry").status_code == 409
+
+
+def test_permanent_error_fails_at_once(api: httpx.Client) -> None:
+    response = api.post("/v1/jobs", json={"query": "anything", "collection": "missing"})
+    job = wait_done(api, response.json()["job_id"])
+    assert job["status"] == "failed" and job["attempts"] == 1
+    assert job["error"]["type"] == "NotFound" and "missing" in job["error"]["message"]
+
+
+def test_ask_waits_or_falls_back_to_202(api: httpx.Client, mock_llm: MockLLM) -> None:
+    quick = api.post("/v1/ask", json={"query": f"Wi-Fi name? {time.time_ns()}",
+                                      "collection": COLLECTION, "wait_s": 20})
+    assert quick.status_code == 200
+    assert quick.json()["status"] == "succeeded" and quick.json()["result"]["answer"]
+    mock_llm.configure(ttft=3)
+    try:
+        slow = api.post("/v1/ask", json={"query": f"Leave days? {time.time_ns()}",
+                                         "collection": COLLECTION, "wait_s": 0.2})
+    finally:
+        mock_llm.configure(ttft=0.05)
+    assert slow.status_code == 202 and slow.headers["Location"].startswith("/v1/jobs/")
+    assert wait_done(api, slow.json()["job_id"])["status"] == "succeeded"
+
+
+def test_multipart_upload_bad_file_fails_alone(api: httpx.Client) -> None:
+    files = [
+        ("files", ("notes.txt", b"Lockers are on floor 2.", "text/plain")),
+        ("files", ("broken.pdf", b"%PDF-1.4 garbage", "application/pdf")),
+        ("files", ("image.png", b"\x89PNG....", "image/png")),
+    ]
+    response = api.post("/v1/collections/uploads/documents", files=files,
+                        data={"metadata": json.dumps({"team": "ops"})})
+    assert response.status_code == 202, response.text
+    job = wait_done(api, response.json()["job_id"])
+    assert job["kind"] == "ingest" and job["status"] == "succeeded"
+    by_source = {d["source"]: d for d in job["result"]["documents"]}
+    assert by_source["notes.txt"]["status"] == "ingested" and by_source["notes.txt"]["chunks"] == 1
+    assert by_source["broken.pdf"]["status"] == "failed" and by_source["broken.pdf"]["error"]
+    assert "unsupported" in by_source["image.png"]["error"]
+    docs = api.get("/v1/collections/uploads/documents").json()["documents"]
+    assert [d["metadata"]["team"] for d in docs] == ["ops"]
+    none_readable = api.post("/v1/collections/uploads/documents",
+                             files=[("files", ("x.pdf", b"nope", "application/pdf"))])
+    job = wait_done(api, none_readable.json()["job_id"])
+    assert job["status"] == "failed" and job["error"]["type"] == "DocumentError"
+    assert job["result"]["documents"][0]["status"] == "failed"
+
+
+def test_hundred_concurrent_jobs_all_succeed(api: httpx.Client, mock_llm: MockLLM) -> None:
+    mock_llm.configure(ttft=0.5, tps=100)
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            ids = list(pool.map(
+                lambda i: submit(api, f"Question number {i} {time.time_ns()}")["job_id"],
+                range(100)))
+            jobs = list(pool.map(lambda job_id: wait_done(api, job_id, timeout=120), ids))
+    finally:
+        mock_llm.configure(ttft=0.05, tps=200)
+    assert [j["status"] for j in jobs] == ["succeeded"] * 100
+    assert mock_llm.stats()["max_in_flight"] > 32  # they really ran at the same time
+
+
+def test_health_ready_metrics(api: httpx.Client) -> None:
+    assert api.get("/healthz").json() == {"status": "ok"}
+    ready = api.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    metrics = api.get("/metrics").text
+    assert 'ragserve_jobs{status="succeeded"}' in metrics
+    assert "ragserve_jobs_submitted_total" in metrics
+    assert api.get("/openapi.json").json()["paths"]["/v1/jobs"]
