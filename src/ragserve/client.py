@@ -24,6 +24,7 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -298,6 +299,16 @@ class ApiClient:
     def retry(self, job_id: str) -> dict[str, Any]:
         """``POST /v1/jobs/{id}/retry``: re-queue a failed or cancelled job (409 otherwise)."""
         return self._request("POST", f"/v1/jobs/{_quote(job_id)}/retry").json()
+
+    def upload_files(
+        self, collection: str, paths: Sequence[Path], metadata: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``POST /v1/collections/{name}/documents`` (multipart): one ingest job for all."""
+        files = [("files", (path.name, path.read_bytes())) for path in paths]
+        data = {"metadata": json.dumps(metadata)} if metadata else None
+        return self._request(
+            "POST", f"/v1/collections/{_quote(collection)}/documents", files=files, data=data
+        ).json()
 
     # ----------------------------------------------------------------- events
 
