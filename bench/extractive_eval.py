@@ -1,0 +1,229 @@
+"""How often does the offline extractive answerer's answer contain a gold SQuAD answer?
+
+Retrieval is simulated so that only the answerer is measured: each question gets its gold
+paragraph plus ``--others`` other paragraphs of the same Wikipedia article (hard distractors:
+same topic, same names), the gold one first with probability ``--gold-first`` and at a random
+later rank otherwise. The metric is the share of answers that contain any gold answer string
+(case-insensitive). A negative control asks each question against paragraphs of a different
+article, where the right reply is "the documents do not contain the answer".
+
+    python bench/extractive_eval.py --n 2000 --seed 0
+
+Data: ``corpus.jsonl`` and ``queries.jsonl`` of the SQuAD v1.1 dev set (see
+``/work/shared/data/squad-dev/README.md``); ``--data-dir`` or ``RAGSERVE_SQUAD_DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ragserve.kb.types import RetrievedChunk
+from ragserve.rag.answerers.extractive import ExtractiveAnswerer
+from ragserve.rag.prompts import NOT_FOUND_EN
+
+DEFAULT_DATA_DIR = Path("/work/shared/data/squad-dev")
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    id: str
+    title: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    question: str
+    answers: tuple[str, ...]
+    doc_id: str
+
+
+@dataclass(frozen=True)
+class Case:
+    question: Question
+    chunks: tuple[RetrievedChunk, ...]
+    gold_rank: int | None  # 0-based position of the gold paragraph; None for negatives
+
+
+@dataclass(frozen=True)
+class Report:
+    n: int
+    contain_gold: float
+    contain_gold_when_first: float
+    contain_gold_when_later: float
+    not_found: float
+    mean_answer_words: float
+
+    def lines(self) -> list[str]:
+        return [
+            f"questions:                {self.n}",
+            f"answer contains gold:     {self.contain_gold:.1%}",
+            f"  gold paragraph first:   {self.contain_gold_when_first:.1%}",
+            f"  gold paragraph later:   {self.contain_gold_when_later:.1%}",
+            f"said not found:           {self.not_found:.1%}",
+            f"mean answer length:       {self.mean_answer_words:.1f} words",
+        ]
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("RAGSERVE_SQUAD_DIR", DEFAULT_DATA_DIR))
+
+
+def load(data_dir: Path) -> tuple[dict[str, Paragraph], list[Question]]:
+    """The corpus by paragraph id, and the questions in file order."""
+    corpus: dict[str, Paragraph] = {}
+    with (data_dir / "corpus.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            corpus[row["id"]] = Paragraph(row["id"], row["title"], row["text"])
+    questions: list[Question] = []
+    with (data_dir / "queries.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            questions.append(
+                Question(row["id"], row["question"].strip(), tuple(row["answers"]), row["doc_id"])
+            )
+    return corpus, questions
+
+
+def _chunk(paragraph: Paragraph, rank: int) -> RetrievedChunk:
+    return RetrievedChunk(
+        chunk_id=paragraph.id,
+        document_id=paragraph.title,
+        source=f"{paragraph.title}.txt",
+        text=paragraph.text,
+        score=round(0.9 - 0.05 * rank, 3),
+    )
+
+
+def build_cases(
+    corpus: dict[str, Paragraph],
+    questions: Sequence[Question],
+    n: int,
+    seed: int,
+    others: int = 3,
+    gold_first: float = 0.6,
+) -> list[Case]:
+    """``n`` random questions, each with its gold paragraph among same-article distractors."""
+    rng = random.Random(seed)
+    by_title: dict[str, list[str]] = defaultdict(list)
+    for paragraph in corpus.values():
+        by_title[paragraph.title].append(paragraph.id)
+    cases: list[Case] = []
+    for question in rng.sample(list(questions), min(n, len(questions))):
+        gold = corpus[question.doc_id]
+        pool = [pid for pid in by_title[gold.title] if pid != gold.id]
+        picked = [corpus[pid] for pid in rng.sample(pool, min(others, len(pool)))]
+        rng.shuffle(picked)
+        rank = 0 if rng.random() < gold_first or not picked else rng.randint(1, len(picked))
+        picked.insert(rank, gold)
+        chunks = tuple(_chunk(p, i) for i, p in enumerate(picked))
+        cases.append(Case(question, chunks, rank))
+    return cases
+
+
+def build_negative_cases(
+    corpus: dict[str, Paragraph], questions: Sequence[Question], n: int, seed: int, k: int = 4
+) -> list[Case]:
+    """``n`` random questions asked against ``k`` paragraphs of one other article."""
+    rng = random.Random(seed + 1)
+    by_title: dict[str, list[str]] = defaultdict(list)
+    for paragraph in corpus.values():
+        by_title[paragraph.title].append(paragraph.id)
+    titles = sorted(by_title)
+    cases: list[Case] = []
+    for question in rng.sample(list(questions), min(n, len(questions))):
+        own = corpus[question.doc_id].title
+        title = rng.choice([t for t in titles if t != own])
+        pids = rng.sample(by_title[title], min(k, len(by_title[title])))
+        cases.append(Case(question, tuple(_chunk(corpus[p], i) for i, p in enumerate(pids)), None))
+    return cases
+
+
+def contains_gold(answer: str, answers: Sequence[str]) -> bool:
+    lowered = answer.lower()
+    return any(gold.lower() in lowered for gold in answers)
+
+
+def evaluate(answerer: ExtractiveAnswerer, cases: Sequence[Case]) -> Report:
+    """Answer every case and summarise."""
+    hits: list[bool] = []
+    first: list[bool] = []
+    later: list[bool] = []
+    not_found = 0
+    lengths: list[int] = []
+    for case in cases:
+        answer = answerer.answer(case.question.question, case.chunks)
+        hit = contains_gold(answer, case.question.answers)
+        hits.append(hit)
+        (first if case.gold_rank == 0 else later).append(hit)
+        not_found += answer == NOT_FOUND_EN
+        lengths.append(len(answer.split()))
+    return Report(
+        n=len(cases),
+        contain_gold=_rate(hits),
+        contain_gold_when_first=_rate(first),
+        contain_gold_when_later=_rate(later),
+        not_found=not_found / len(cases) if cases else 0.0,
+        mean_answer_words=statistics.fmean(lengths) if lengths else 0.0,
+    )
+
+
+def _rate(values: Sequence[bool]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir())
+    parser.add_argument("--n", type=int, default=2000, help="questions to sample")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--others", type=int, default=3, help="distractor paragraphs")
+    parser.add_argument("--gold-first", type=float, default=0.6)
+    parser.add_argument("--max-sentences", type=int, default=2)
+    parser.add_argument("--negatives", type=int, default=500, help="negative-control questions")
+    parser.add_argument("--show-misses", type=int, default=0, help="print this many misses")
+    args = parser.parse_args(argv)
+
+    corpus, questions = load(args.data_dir)
+    answerer = ExtractiveAnswerer(max_sentences=args.max_sentences)
+    cases = build_cases(corpus, questions, args.n, args.seed, args.others, args.gold_first)
+    started = time.perf_counter()
+    report = evaluate(answerer, cases)
+    elapsed = time.perf_counter() - started
+    print(f"{answerer.name}, max {args.max_sentences} sentence(s), seed {args.seed}")
+    print("\n".join(report.lines()))
+    print(f"time per question:        {1000 * elapsed / max(1, report.n):.2f} ms")
+    if args.negatives:
+        negatives = evaluate(
+            answerer, build_negative_cases(corpus, questions, args.negatives, args.seed)
+        )
+        print(
+            f"negative control: said not found for {negatives.not_found:.1%} "
+            f"of {negatives.n} questions asked against another article"
+        )
+    shown = 0
+    for case in cases:
+        if shown >= args.show_misses:
+            break
+        answer = answerer.answer(case.question.question, case.chunks)
+        if not contains_gold(answer, case.question.answers):
+            shown += 1
+            print(
+                f"\nQ: {case.question.question}\n   gold: {case.question.answers} "
+                f"(rank {case.gold_rank})\n   got:  {answer}"
+            )
+
+
+if __name__ == "__main__":
+    main()

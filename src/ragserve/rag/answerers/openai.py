@@ -1,0 +1,210 @@
+"""Answers with any OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, DeepSeek, Qwen ...).
+
+Plain ``httpx`` instead of the OpenAI SDK: one small dependency, and full control over
+timeouts and the mapping of failures to ragserve's retryable / permanent errors, which is what
+the job queue's retry policy is built on.
+
+``base_url`` follows the OpenAI SDK convention and INCLUDES the API version prefix, e.g.
+``https://api.openai.com/v1`` or ``http://localhost:11434/v1``; requests go to
+``{base_url}/chat/completions``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx
+
+from ragserve.errors import InvalidInput, ProviderError, TransientProviderError
+from ragserve.kb.types import RetrievedChunk
+from ragserve.rag.prompts import PROMPT_VERSION, build_messages
+from ragserve.settings import Settings
+
+_CONNECT_TIMEOUT_CAP_S = 10.0
+_MAX_ERROR_CHARS = 500
+# 408 (request timeout) and 409 (conflict / lock) are retried by the official SDKs as well.
+_TRANSIENT_STATUSES = frozenset({408, 409, 429})
+
+
+class OpenAIChatAnswerer:
+    """Streams ``choices[0].delta.content`` of ``POST {base_url}/chat/completions``.
+
+    Timeouts come from ``timeout_s``: it bounds the wait for the response headers and for each
+    next piece of the stream (so a stalled stream fails after ``timeout_s`` without tokens,
+    however long the whole answer takes; the job timeout bounds the total). Connecting is
+    capped at 10 s so an unreachable host fails fast and the attempt can be retried.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout_s: float = 120.0,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise InvalidInput(f"LLM base URL must be http(s)://.../v1, got {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.name = (
+            f"openai:{model}@{self.base_url}:t={temperature}"
+            f":max={max_tokens}:prompt={PROMPT_VERSION}"
+        )
+        self._url = f"{self.base_url}/chat/completions"
+        self._headers = {"Accept": "text/event-stream"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, _CONNECT_TIMEOUT_CAP_S))
+        self._owns_client = http_client is None
+        self._client = http_client or httpx.AsyncClient(timeout=self._timeout)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, http_client: httpx.AsyncClient | None = None
+    ) -> OpenAIChatAnswerer:
+        """Build from ``RAGSERVE_LLM_*``; ``RAGSERVE_LLM_BASE_URL`` must be set."""
+        if not settings.llm_base_url:
+            raise InvalidInput("RAGSERVE_LLM_BASE_URL is not set")
+        return cls(
+            base_url=settings.llm_base_url,
+            model=settings.llm_model,
+            api_key=settings.llm_api_key,
+            timeout_s=settings.llm_timeout_s,
+            temperature=settings.llm_temperature,
+            max_tokens=settings.llm_max_tokens,
+            http_client=http_client,
+        )
+
+    def _payload(self, question: str, chunks: Sequence[RetrievedChunk]) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "messages": build_messages(question, chunks),
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "stream": True,
+        }
+
+    async def stream(self, question: str, chunks: Sequence[RetrievedChunk]) -> AsyncIterator[str]:
+        """Yield content pieces as the endpoint produces them (see :class:`Answerer`)."""
+        payload = self._payload(question, chunks)
+        try:
+            async with self._client.stream(
+                "POST", self._url, json=payload, headers=self._headers, timeout=self._timeout
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _status_error(response)
+                content_type = response.headers.get("content-type", "")
+                if content_type.startswith("application/json"):
+                    # The server ignored ``stream: true`` and sent one ChatCompletion.
+                    yield _completion_content(await response.aread())
+                    return
+                async for piece in _stream_contents(response):
+                    yield piece
+        except httpx.TimeoutException as exc:
+            raise TransientProviderError(
+                f"LLM endpoint {self._url} timed out ({type(exc).__name__})"
+            ) from exc
+        except httpx.RequestError as exc:  # connection, protocol and decoding failures
+            raise TransientProviderError(
+                f"LLM endpoint {self._url} unreachable ({type(exc).__name__}: {exc})"
+            ) from exc
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this answerer created it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+
+async def _stream_contents(response: httpx.Response) -> AsyncIterator[str]:
+    """Parse the SSE body: yield non-empty ``delta.content`` until ``data: [DONE]``.
+
+    A stream that ends without ``[DONE]`` and without a ``finish_reason`` was cut off
+    (a proxy or the server died), so it is reported as transient rather than accepted as a
+    truncated answer.
+    """
+    finished = False
+    async for data in _sse_data(response):
+        if data == "[DONE]":
+            return
+        try:
+            event = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise TransientProviderError(f"malformed stream event: {data[:200]!r}") from exc
+        if not isinstance(event, dict):
+            raise TransientProviderError(f"malformed stream event: {data[:200]!r}")
+        if "error" in event:
+            # Some servers (vLLM, Ollama) report failures mid-stream as an error event.
+            raise TransientProviderError(f"LLM stream error: {_error_message(event)}")
+        choices = event.get("choices") or []  # usage-only chunks have no choices
+        if not choices:
+            continue
+        choice = choices[0]
+        if not isinstance(choice, dict):
+            raise TransientProviderError(f"malformed stream event: {data[:200]!r}")
+        delta = choice.get("delta") or {}
+        content = delta.get("content") if isinstance(delta, dict) else None
+        if content:
+            yield str(content)
+        if choice.get("finish_reason"):
+            finished = True
+    if not finished:
+        raise TransientProviderError("LLM stream ended before [DONE]")
+
+
+async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
+    """The ``data`` payload of each Server-Sent Event (multi-line data joined with newlines)."""
+    lines: list[str] = []
+    async for line in response.aiter_lines():
+        if not line:
+            if lines:
+                yield "\n".join(lines)
+                lines = []
+            continue
+        if line.startswith(":"):
+            continue  # comment / keep-alive
+        field, _, value = line.partition(":")
+        if field == "data":
+            lines.append(value.removeprefix(" "))
+    if lines:
+        yield "\n".join(lines)
+
+
+def _completion_content(body: bytes) -> str:
+    """``choices[0].message.content`` of a non-streamed ChatCompletion."""
+    try:
+        return json.loads(body)["choices"][0]["message"]["content"] or ""
+    except (ValueError, LookupError, TypeError) as exc:
+        raise TransientProviderError(f"malformed completion: {body[:200]!r}") from exc
+
+
+def _status_error(response: httpx.Response) -> ProviderError:
+    """Map an HTTP error status: 408/409/429/5xx may pass on retry, other 4xx will not."""
+    status = response.status_code
+    try:
+        message = _error_message(response.json())
+    except ValueError:
+        message = response.text.strip()
+    message = (message or response.reason_phrase)[:_MAX_ERROR_CHARS]
+    text = f"LLM endpoint returned HTTP {status}: {message}"
+    if status >= 500 or status in _TRANSIENT_STATUSES:
+        return TransientProviderError(text)
+    return ProviderError(text)
+
+
+def _error_message(body: Any) -> str:
+    """The human message of an OpenAI-style (or FastAPI-style) error body."""
+    if isinstance(body, dict):
+        error = body.get("error", body.get("detail"))
+        if isinstance(error, dict):
+            return str(error.get("message") or error)
+        if error is not None:
+            return str(error)
+    return json.dumps(body)[:_MAX_ERROR_CHARS]

@@ -1,0 +1,299 @@
+"""OpenAIChatAnswerer against the mock LLM server (bench/mock_llm.py) over real HTTP.
+
+The mock runs as a real subprocess on a free port of 127.0.0.1; each test sets the behaviour
+it needs through the mock's ``/admin/config`` endpoint. Malformed streams, which the mock
+never sends, are checked with ``httpx.MockTransport``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ragserve.errors import InvalidInput, ProviderError, TransientProviderError
+from ragserve.kb.types import RetrievedChunk
+from ragserve.rag.answerers.openai import OpenAIChatAnswerer
+from ragserve.rag.prompts import NOT_FOUND_EN, NOT_FOUND_ZH, build_messages
+from ragserve.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+BASELINE = {
+    "ttft": 0.05,
+    "tps": 400.0,
+    "max_concurrency": 64,
+    "error_rate": 0.0,
+    "error_status": 503,
+    "strict_model": False,
+}
+CHUNKS = [
+    RetrievedChunk(
+        chunk_id="c1",
+        document_id="d1",
+        source="handbook.md",
+        text="Employees get 25 days of paid leave per year. Unused days expire in March.",
+        score=0.9,
+    ),
+    RetrievedChunk(
+        chunk_id="c2",
+        document_id="d2",
+        source="faq.md",
+        text="The office opens at 9 am.",
+        score=0.5,
+    ),
+]
+EXPECTED = "Employees get 25 days of paid leave per year. [1]"
+QUESTION = "How many days of paid leave do employees get?"
+
+
+@pytest.fixture(scope="module")
+def mock_llm() -> Iterator[str]:
+    """Base URL (``http://127.0.0.1:PORT/v1``) of a mock LLM running in a subprocess."""
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "mock_llm.py"), "--port", "0", "--seed", "7"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # "mock LLM listening on http://127.0.0.1:PORT/v1"
+        assert "listening on" in line, f"mock LLM did not start: {line!r}"
+        base_url = line.split()[-1]
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                httpx.get(f"{base_url}/models", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield base_url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _admin(base_url: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    root = base_url.removesuffix("/v1")
+    if body is None and path == "stats":
+        response = httpx.get(f"{root}/admin/stats", timeout=5)
+    else:
+        response = httpx.post(f"{root}/admin/{path}", json=body or {}, timeout=5)
+    response.raise_for_status()
+    return response.json()
+
+
+@pytest.fixture
+def llm(mock_llm: str) -> str:
+    """The mock, reset to fast, error-free defaults with zeroed counters."""
+    _admin(mock_llm, "config", BASELINE)
+    _admin(mock_llm, "reset-stats")
+    return mock_llm
+
+
+def _answerer(base_url: str, **kwargs: Any) -> OpenAIChatAnswerer:
+    options: dict[str, Any] = {"model": "mock-llm", "timeout_s": 5.0} | kwargs
+    return OpenAIChatAnswerer(base_url=base_url, **options)
+
+
+async def _collect(answerer: OpenAIChatAnswerer) -> list[str]:
+    try:
+        async with aclosing(answerer.stream(QUESTION, CHUNKS)) as stream:
+            return [piece async for piece in stream]
+    finally:
+        await answerer.aclose()
+
+
+async def test_stream_joins_to_the_non_streamed_answer(llm: str) -> None:
+    pieces = await _collect(_answerer(llm))
+
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{llm}/chat/completions",
+            json={"model": "mock-llm", "messages": build_messages(QUESTION, CHUNKS)},
+        )
+    full = response.json()["choices"][0]["message"]["content"]
+    assert len(pieces) > 3
+    assert "".join(pieces) == full == EXPECTED
+    stats = _admin(llm, "stats")
+    assert stats["requests_served"] == 2
+
+
+async def test_base_url_with_trailing_slash(llm: str) -> None:
+    assert "".join(await _collect(_answerer(llm + "/"))) == EXPECTED
+
+
+async def test_server_error_is_transient(llm: str) -> None:
+    _admin(llm, "config", {"error_rate": 1.0, "error_status": 503})
+    with pytest.raises(TransientProviderError, match="503") as info:
+        await _collect(_answerer(llm))
+    assert "injected" in str(info.value)  # the server's own error message is kept
+    assert info.value.retryable
+
+
+async def test_rate_limit_is_transient(llm: str) -> None:
+    _admin(llm, "config", {"error_rate": 1.0, "error_status": 429})
+    with pytest.raises(TransientProviderError, match="429"):
+        await _collect(_answerer(llm))
+
+
+async def test_bad_request_is_permanent(llm: str) -> None:
+    _admin(llm, "config", {"error_rate": 1.0, "error_status": 400})
+    with pytest.raises(ProviderError, match="400") as info:
+        await _collect(_answerer(llm))
+    assert not isinstance(info.value, TransientProviderError)
+    assert not info.value.retryable
+
+
+async def test_unknown_model_is_permanent(llm: str) -> None:
+    _admin(llm, "config", {"strict_model": True})
+    with pytest.raises(ProviderError, match=r"404.*bad-model") as info:
+        await _collect(_answerer(llm, model="bad-model"))
+    assert not isinstance(info.value, TransientProviderError)
+
+
+async def test_connection_refused_is_transient() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # the socket is closed again: nothing listens on that port
+    with pytest.raises(TransientProviderError, match="unreachable"):
+        await _collect(_answerer(f"http://127.0.0.1:{port}/v1"))
+
+
+async def test_read_timeout_is_transient_and_frees_the_server(llm: str) -> None:
+    _admin(llm, "config", {"ttft": 3.0})
+    started = time.monotonic()
+    with pytest.raises(TransientProviderError, match="timed out"):
+        await _collect(_answerer(llm, timeout_s=0.3))
+    assert time.monotonic() - started < 2.0
+    # The mock notices the client went away and releases its generation slot.
+    for _ in range(100):
+        if _admin(llm, "stats")["in_flight"] == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert _admin(llm, "stats")["in_flight"] == 0
+
+
+async def test_mock_limits_concurrent_generations(llm: str) -> None:
+    _admin(llm, "config", {"max_concurrency": 2, "ttft": 0.15})
+    answerer = _answerer(llm)
+    try:
+
+        async def one() -> str:
+            return "".join([piece async for piece in answerer.stream(QUESTION, CHUNKS)])
+
+        answers = await asyncio.gather(*(one() for _ in range(6)))
+    finally:
+        await answerer.aclose()
+    assert answers == [EXPECTED] * 6
+    stats = _admin(llm, "stats")
+    assert stats["max_in_flight"] == 2
+    assert stats["requests_served"] == 6
+    assert stats["in_flight"] == stats["waiting"] == 0
+
+
+def test_name_identifies_model_endpoint_and_sampling() -> None:
+    answerer = OpenAIChatAnswerer("http://llm:8000/v1/", "qwen", temperature=0.3)
+    assert answerer.name.startswith("openai:qwen@http://llm:8000/v1:t=0.3")
+    assert answerer.name != OpenAIChatAnswerer("http://llm:8000/v1", "qwen").name
+
+
+def test_from_settings() -> None:
+    settings = Settings(llm_base_url="http://llm:8000/v1", llm_model="m", llm_timeout_s=7)
+    answerer = OpenAIChatAnswerer.from_settings(settings)
+    assert answerer.model == "m"
+    assert answerer.name.startswith("openai:m@http://llm:8000/v1")
+    with pytest.raises(InvalidInput):
+        OpenAIChatAnswerer.from_settings(Settings(llm_base_url=None))
+
+
+def test_prompt_numbers_passages_and_states_the_rules() -> None:
+    chunks = [*CHUNKS, RetrievedChunk("c3", "d3", "code.md", "Use {braces} freely.", 0.1)]
+    system, user = build_messages("报销 {x} 怎么办？", chunks)
+    assert system["role"] == "system" and user["role"] == "user"
+    assert NOT_FOUND_EN in system["content"] and NOT_FOUND_ZH in system["content"]
+    assert "[1] (source: handbook.md)\nEmployees get 25 days" in user["content"]
+    assert "[3] (source: code.md)\nUse {braces} freely." in user["content"]
+    assert user["content"].endswith("Question: 报销 {x} 怎么办？")
+
+
+def test_rejects_a_base_url_without_scheme() -> None:
+    with pytest.raises(InvalidInput):
+        OpenAIChatAnswerer("llm:8000/v1", "m")
+
+
+# --------------------------------------------------------------------------- odd servers
+
+
+def _sse(*events: str) -> bytes:
+    return "".join(f"data: {event}\n\n" for event in events).encode()
+
+
+def _chunk(content: str | None = None, finish: str | None = None) -> str:
+    delta = {} if content is None else {"content": content}
+    return json.dumps({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+
+async def _stream_from(handler: Any, api_key: str | None = None) -> list[str]:
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    answerer = OpenAIChatAnswerer("http://llm/v1", "m", api_key=api_key, http_client=client)
+    try:
+        return [piece async for piece in answerer.stream(QUESTION, CHUNKS)]
+    finally:
+        await answerer.aclose()
+        await client.aclose()
+
+
+async def test_sends_key_and_parses_sse() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        body = b": keep-alive\n\n" + _sse(_chunk("Hi"), _chunk(" there"), _chunk(None, "stop"))
+        body += b"data: [DONE]\n\n"
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    assert await _stream_from(handler, api_key="sk-test") == ["Hi", " there"]
+    request = seen[0]
+    assert request.url == "http://llm/v1/chat/completions"
+    assert request.headers["authorization"] == "Bearer sk-test"
+    payload = json.loads(request.content)
+    assert payload["stream"] is True and payload["model"] == "m"
+    assert [m["role"] for m in payload["messages"]] == ["system", "user"]
+
+
+async def test_malformed_event_is_transient() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = _sse(_chunk("Hi"), "{not json")
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    with pytest.raises(TransientProviderError, match="malformed"):
+        await _stream_from(handler)
+
+
+async def test_cut_off_stream_is_transient() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = _sse(_chunk("Hi"))  # no finish_reason, no [DONE]
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    with pytest.raises(TransientProviderError, match="before"):
+        await _stream_from(handler)
+
+
+async def test_json_reply_to_a_stream_request_is_accepted() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"choices": [{"message": {"content": "Whole."}}]})
+
+    assert await _stream_from(handler) == ["Whole."]
