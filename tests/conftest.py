@@ -196,7 +196,7 @@ class MockLLM:
 
 
 def service_env(database_url: str, **settings: Any) -> dict[str, str]:
-    env = {"RAGSERVE_DATABASE_URL": database_url}
+    env = {"RAGSERVE_DATABASE_URL": database_url, "RAGSERVE_DRAIN_S": "3"}
     env.update({f"RAGSERVE_{k.upper()}": str(v) for k, v in settings.items()})
     return env
 

@@ -1,0 +1,118 @@
+"""The ``ragserve`` command as a user runs it: real subprocesses, real files, real servers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from conftest import MockLLM, free_port, service_env
+
+SAMPLES = Path(__file__).resolve().parents[1] / "src" / "ragserve" / "samples"
+
+
+def ragserve(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
+             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ragserve", *args],
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        capture_output=True, text=True, timeout=timeout, cwd=cwd,
+    )
+
+
+def test_client_commands_without_a_service_exit_2_with_a_hint() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    for args in (["ask", "anything"], ["jobs", "list"], ["jobs", "show", "x"]):
+        done = ragserve(*args, "--url", url, timeout=60)
+        assert done.returncode == 2, done
+        assert "ragserve serve" in done.stderr
+        assert "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_ingest_walks_folders_reports_each_file_and_exits_1_on_failure(
+    new_database_url: Callable[[], str], tmp_path: Path
+) -> None:
+    env = service_env(new_database_url())
+    folder = tmp_path / "docs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.md").write_text("# Alpha\nAlpha ships on Mondays.", encoding="utf-8")
+    (folder / "sub" / "b.txt").write_bytes("贝塔项目周三发布。".encode("gb18030"))
+    (folder / ".hidden.txt").write_text("never read", encoding="utf-8")
+    (folder / "ignored.xyz").write_text("not a document", encoding="utf-8")
+    good = ragserve("ingest", str(folder), "--collection", "cli", env=env)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "2 ingested" in good.stdout and "0 failed" in good.stdout
+    assert "hidden" not in good.stdout and "ignored" not in good.stdout
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.5 truncated")
+    again = ragserve("ingest", str(folder), "--collection", "cli", env=env)
+    assert again.returncode == 1
+    assert "2 unchanged" in again.stdout and "1 failed" in again.stdout
+    assert "broken.pdf" in again.stdout
+    assert "Traceback" not in again.stdout + again.stderr
+
+
+def test_db_migrate(new_database_url: Callable[[], str]) -> None:
+    env = service_env(new_database_url())
+    first = ragserve("db", "migrate", env=env, timeout=120)
+    assert first.returncode == 0 and "0001_knowledge_base" in first.stdout
+    second = ragserve("db", "migrate", env=env, timeout=120)
+    assert second.returncode == 0 and "up to date" in second.stdout
+
+
+def test_ask_streams_and_jobs_commands(
+    new_database_url: Callable[[], str],
+    mock_llm: MockLLM,
+    start_service: Callable[..., tuple[str, object]],
+) -> None:
+    env = service_env(new_database_url(), llm_base_url=mock_llm.base_url, llm_model="mock")
+    mock_llm.configure(ttft=0.05, tps=200, error_rate=0.0)
+    url, _ = start_service(env)
+    upload = httpx.post(f"{url}/v1/collections/default/documents", json={"documents": [
+        {"source": "office.md", "text": "The office opens at 8am. Badges are at the front desk."}
+    ]}).json()
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{url}/v1/jobs/{upload['job_id']}").json()["status"] != "succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    done = ragserve("jobs", "show", upload["job_id"], "--url", url, timeout=60)
+    assert done.returncode == 0 and upload["job_id"] in done.stdout
+    assert "office.md" in done.stdout
+    asked = ragserve("ask", "When does the office open?", "--url", url, timeout=120)
+    assert asked.returncode == 0, asked.stderr
+    assert "8am" in asked.stdout and "office.md" in asked.stdout
+    queued = ragserve("ask", "Where are badges?", "--no-wait", "--url", url, timeout=60)
+    job_id = queued.stdout.strip()
+    assert queued.returncode == 0 and len(job_id) == 36
+    listed = ragserve("jobs", "list", "--url", url, timeout=60)
+    assert job_id in listed.stdout
+    retry = ragserve("jobs", "retry", job_id, "--url", url, timeout=60)
+    assert (retry.returncode == 1 and "409" in retry.stderr + retry.stdout) or "only failed" in (
+        retry.stderr + retry.stdout)
+    cancel = ragserve("jobs", "cancel", job_id, "--url", url, timeout=60)
+    assert cancel.returncode == 0
+    missing = ragserve("jobs", "show", "00000000-0000-0000-0000-000000000000", "--url", url)
+    assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+def test_demo_runs_end_to_end_on_embedded_defaults(tmp_path: Path) -> None:
+    """The README's first command: embedded PostgreSQL, bundled samples, through HTTP."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGSERVE_")}
+    env["COLUMNS"] = "200"
+    done = subprocess.run(
+        [sys.executable, "-m", "ragserve", "demo"], env=env, cwd=tmp_path,
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (tmp_path / ".ragserve" / "pgdata").is_dir()  # the embedded default data dir
+    for name in ("handbook_en.pdf", "benefits_zh.docx", "it_security_zh.txt",
+                 "office_guide_en.html", "onboarding_en.md"):
+        assert name in done.stdout
+    found = int(done.stdout.split("/8 answers contain")[0].split()[-1])
+    print(f"demo: {found}/8 answers contain the expected fact")
+    assert found >= 6
