@@ -28,12 +28,17 @@ class NotificationHub:
         self._callbacks: dict[str, list[Callable[[str], None]]] = defaultdict(list)
         self._conn: Connection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._connected = False
 
     async def start(self) -> None:
+        await self._connect()
+        self._connected = True
+        self._task = asyncio.create_task(self._pump(), name="ragserve-notify")
+
+    async def _connect(self) -> None:
         self._conn = await self.db.connect_dedicated()
         for channel in self.channels:
             await self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-        self._task = asyncio.create_task(self._pump(), name="ragserve-notify")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -61,21 +66,34 @@ class NotificationHub:
 
     @property
     def healthy(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._connected and self._task is not None and not self._task.done()
 
     async def _pump(self) -> None:
-        assert self._conn is not None
-        try:
-            async for note in self._conn.notifies():
-                for event in self._waiters.get((note.channel, note.payload), ()):
-                    event.set()
-                for callback in self._callbacks.get(note.channel, ()):
-                    callback(note.payload)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("notification listener stopped", extra={"event": "notify.failed"})
-            # Wake everyone so waiters fall back to reading the table.
+        """Deliver notifications; if the connection drops, wake everyone and reconnect."""
+        while True:
+            try:
+                assert self._conn is not None
+                async for note in self._conn.notifies():
+                    self._deliver(note.channel, note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("notification listener lost its connection",
+                            extra={"event": "notify.reconnect", "error": str(exc)})
+            self._connected = False
+            # Waiters fall back to reading the table; they may have missed something.
             for waiters in self._waiters.values():
                 for event in waiters:
                     event.set()
+            await asyncio.sleep(1.0)
+            with contextlib.suppress(Exception):
+                if self._conn is not None:
+                    await self._conn.close()
+                await self._connect()
+                self._connected = True
+
+    def _deliver(self, channel: str, payload: str) -> None:
+        for event in self._waiters.get((channel, payload), ()):
+            event.set()
+        for callback in self._callbacks.get(channel, ()):
+            callback(payload)

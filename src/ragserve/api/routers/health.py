@@ -26,8 +26,9 @@ async def readyz(state: State) -> JSONResponse:
             checks["schema"] = await schema_is_current(conn)
     except Exception:
         pass
-    ready = (checks["database"] and checks["schema"] and checks["models"]
-             and checks["listener"] and not state.draining)
+    if state.worker_task is not None:
+        checks["worker"] = not state.worker_task.done()
+    ready = all(v for k, v in checks.items() if k != "draining") and not state.draining
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
 
