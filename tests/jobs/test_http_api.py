@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from conftest import MockLLM, service_env
@@ -376,3 +377,27 @@ def test_health_ready_metrics(api: httpx.Client) -> None:
     assert 'ragserve_jobs{status="succeeded"}' in metrics
     assert "ragserve_jobs_submitted_total" in metrics
     assert api.get("/openapi.json").json()["paths"]["/v1/jobs"]
+
+
+def test_cancelled_queued_job_never_runs(
+    new_database_url: Callable[[], str],
+    mock_llm: MockLLM,
+    start_service: Callable[..., tuple[str, Any]],
+    start_worker: Callable[..., Any],
+) -> None:
+    """With no worker running, a job waits in the queue; cancelled there, it never runs."""
+    database_url = new_database_url()
+    env = service_env(database_url, llm_base_url=mock_llm.base_url, llm_model="mock")
+    url, _ = start_service(env, command="api")
+    with httpx.Client(base_url=url, timeout=30) as client:
+        cancelled = submit(client, "Never asked")["job_id"]
+        kept = submit(client, "Asked later")["job_id"]
+        assert client.post(f"/v1/jobs/{cancelled}/cancel").json()["status"] == "cancelled"
+        with psycopg.connect(database_url) as conn:
+            payloads = {bytes(r[0]) for r in conn.execute("SELECT payload FROM pgqueuer")}
+        assert payloads == {kept.encode()}  # the cancelled job's entry was withdrawn
+        start_worker(env)
+        assert wait_done(client, kept)["status"] == "failed"  # no collection in this database
+        job = client.get(f"/v1/jobs/{cancelled}").json()
+        assert job["status"] == "cancelled" and job["attempts"] == 0 and job["result"] is None
+        assert [e["event"] for e in read_events(client, cancelled)] == ["status", "status"]

@@ -8,21 +8,36 @@ from __future__ import annotations
 
 from pgqueuer import Queries
 from pgqueuer.models import JobId
+from psycopg import sql
 
 from ragserve.db.pool import Connection
 
 CANCEL_CHANNEL = "ragserve_job_cancel"
 
 
-async def enqueue(conn: Connection, kind: str, job_id: str) -> int:
+async def enqueue(conn: Connection, kind: str, job_id: str) -> None:
     """Add a queue entry for ``job_id`` (entrypoint = job kind) in ``conn``'s transaction."""
-    ids = await Queries.from_psycopg_connection(conn).enqueue(kind, job_id.encode())
-    return int(ids[0])
+    await Queries.from_psycopg_connection(conn).enqueue(kind, job_id.encode())
 
 
-async def withdraw(conn: Connection, queue_job_id: int) -> None:
-    """Remove a queued entry (the job was cancelled before any worker took it)."""
-    await Queries.from_psycopg_connection(conn).mark_job_as_cancelled([JobId(queue_job_id)])
+async def withdraw(conn: Connection, job_id: str) -> None:
+    """Remove the queued entry of ``job_id`` (cancelled before any worker took it).
+
+    Entries are found by payload rather than by a stored entry id: cancelling is rare, and
+    not storing the id saves a write on every submission. Only queued entries exist then.
+    """
+    queries = Queries.from_psycopg_connection(conn)
+    table = queries.qbe.settings.queue_table
+    rows = await (
+        await conn.execute(
+            sql.SQL("SELECT id FROM {} WHERE payload = %s AND status = 'queued'").format(
+                sql.Identifier(table)
+            ),
+            (job_id.encode(),),
+        )
+    ).fetchall()
+    if rows:
+        await queries.mark_job_as_cancelled([JobId(row["id"]) for row in rows])
 
 
 async def signal_cancel(conn: Connection, job_id: str) -> None:

@@ -74,8 +74,7 @@ class JobService:
             if (cached := await self.jobs.cached_result(conn, cache_key)) is not None:
                 row = await self.jobs.insert_cached(conn, new, cached)
                 return Submission(Job.from_row(row), created=True)
-            if idempotency_key is None and (row := await self.jobs.in_flight(conn, cache_key)):
-                return Submission(Job.from_row(row), created=False, coalesced=True)
+            # An identical question in flight makes the insert a no-op: see _insert_and_enqueue.
             return await self._insert_and_enqueue(conn, new)
 
         return await self._submit(new, attempt)
@@ -145,8 +144,7 @@ class JobService:
                 raise psycopg.errors.UniqueViolation("in-flight job vanished; try again")
             return Submission(Job.from_row(row), created=False, coalesced=True)
         job_id = str(row["id"])
-        queue_job_id = await queue.enqueue(conn, new.kind, job_id)
-        await self.jobs.set_queue_entry(conn, job_id, queue_job_id)
+        await queue.enqueue(conn, new.kind, job_id)
         log.info("job queued", extra={"event": "job.queued", "job_id": job_id, "kind": new.kind})
         return Submission(Job.from_row(row), created=True)
 
@@ -166,8 +164,8 @@ class JobService:
         async with self.db.transaction() as conn:
             before = await self.jobs.cancel(conn, job_id)
             if before is not None:
-                if before["previous"] == "queued" and before["queue_job_id"] is not None:
-                    await queue.withdraw(conn, before["queue_job_id"])
+                if before["previous"] == "queued":
+                    await queue.withdraw(conn, job_id)
                 else:
                     await queue.signal_cancel(conn, job_id)
         if before is not None:
@@ -179,8 +177,7 @@ class JobService:
         async with self.db.transaction() as conn:
             if not await self.jobs.reopen(conn, job_id, self.max_attempts):
                 raise Conflict(f"job {job_id} is {job.status}: only failed or cancelled jobs retry")
-            queue_job_id = await queue.enqueue(conn, job.kind, job_id)
-            await self.jobs.set_queue_entry(conn, job_id, queue_job_id)
+            await queue.enqueue(conn, job.kind, job_id)
         log.info("job retried", extra={"event": "job.retried", "job_id": job_id})
         return await self.get(job_id)
 

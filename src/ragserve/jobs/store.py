@@ -7,7 +7,6 @@ stale worker that wakes up late cannot overwrite a newer attempt or a cancellati
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,10 +15,11 @@ from psycopg.types.json import Jsonb
 
 from ragserve.db.pool import Connection, Database
 from ragserve.jobs.models import Job, JobEvent, JobStatus
+from ragserve.kb.store import is_uuid
 
 _JOB_COLUMNS = (
     "id, kind, status, collection, query, request, attempts, max_attempts, cached,"
-    " cache_key, idempotency_key, request_hash, queue_job_id, result, error,"
+    " cache_key, idempotency_key, request_hash, result, error,"
     " created_at, started_at, finished_at"
 )
 
@@ -57,12 +57,18 @@ class UploadedFile:
     metadata: dict[str, Any] | None = None
 
 
-def is_job_id(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+def _job_values(job: NewJob) -> tuple[Any, ...]:
+    """The first eight columns of a new job row, in the order both INSERTs list them."""
+    return (
+        job.kind,
+        job.collection,
+        job.query,
+        Jsonb(job.request),
+        job.request_hash,
+        job.max_attempts,
+        job.cache_key,
+        job.idempotency_key,
+    )
 
 
 class JobStore:
@@ -72,29 +78,22 @@ class JobStore:
     # -- creating --------------------------------------------------------------------
 
     async def insert(self, conn: Connection, job: NewJob) -> dict[str, Any] | None:
-        """Insert a queued job; None when an identical computation is already in flight."""
-        row = await (
+        """Insert a queued job with its first event, in one statement (this is the hot path
+        of every submission); None when an identical computation is already in flight."""
+        return await (
             await conn.execute(
-                "INSERT INTO jobs (kind, collection, query, request, request_hash, max_attempts,"
-                " cache_key, idempotency_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                "WITH job AS (INSERT INTO jobs (kind, collection, query, request, request_hash,"
+                " max_attempts, cache_key, idempotency_key, event_seq)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 1)"
                 " ON CONFLICT (cache_key) WHERE status IN ('queued', 'running')"
                 " AND cache_key IS NOT NULL AND idempotency_key IS NULL DO NOTHING"
-                f" RETURNING {_JOB_COLUMNS}",
-                (
-                    job.kind,
-                    job.collection,
-                    job.query,
-                    Jsonb(job.request),
-                    job.request_hash,
-                    job.max_attempts,
-                    job.cache_key,
-                    job.idempotency_key,
-                ),
+                f" RETURNING {_JOB_COLUMNS}),"
+                " event AS (INSERT INTO job_events (job_id, seq, attempt, type, data)"
+                " SELECT id, 1, 0, 'status', %s FROM job)"
+                " SELECT * FROM job",
+                (*_job_values(job), Jsonb({"status": "queued", "attempt": 0})),
             )
         ).fetchone()
-        if row is not None:
-            await self._append(conn, row["id"], "status", {"status": "queued", "attempt": 0})
-        return row
 
     async def insert_cached(
         self, conn: Connection, job: NewJob, result: dict[str, Any]
@@ -102,31 +101,16 @@ class JobStore:
         """A job that is born ``succeeded`` with a cached result; it never touches the queue."""
         row = await (
             await conn.execute(
-                "INSERT INTO jobs (kind, status, collection, query, request, request_hash,"
-                " max_attempts, cached, cache_key, idempotency_key, result, started_at,"
-                " finished_at) VALUES (%s, 'succeeded', %s, %s, %s, %s, %s, true, %s, %s, %s,"
-                f" now(), now()) RETURNING {_JOB_COLUMNS}",
-                (
-                    job.kind,
-                    job.collection,
-                    job.query,
-                    Jsonb(job.request),
-                    job.request_hash,
-                    job.max_attempts,
-                    job.cache_key,
-                    job.idempotency_key,
-                    Jsonb(result),
-                ),
+                "INSERT INTO jobs (kind, collection, query, request, request_hash, max_attempts,"
+                " cache_key, idempotency_key, status, cached, result, started_at, finished_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'succeeded', true, %s, now(), now())"
+                f" RETURNING {_JOB_COLUMNS}",
+                (*_job_values(job), Jsonb(result)),
             )
         ).fetchone()
         await self._append(conn, row["id"], "status", {"status": "succeeded", "attempt": 0})
         await self._append(conn, row["id"], "done", {"result": result, "cached": True})
         return row
-
-    async def set_queue_entry(self, conn: Connection, job_id: str, queue_job_id: int) -> None:
-        await conn.execute(
-            "UPDATE jobs SET queue_job_id = %s WHERE id = %s", (queue_job_id, job_id)
-        )
 
     async def add_files(
         self, conn: Connection, job_id: str, files: Sequence[UploadedFile]
@@ -159,7 +143,7 @@ class JobStore:
     # -- reading ---------------------------------------------------------------------
 
     async def get_row(self, job_id: str, conn: Connection | None = None) -> dict[str, Any] | None:
-        if not is_job_id(job_id):
+        if not is_uuid(job_id):
             return None
         sql = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = %s"
         if conn is not None:
@@ -344,7 +328,7 @@ class JobStore:
                 "UPDATE jobs j SET status = 'cancelled', finished_at = now(), updated_at = now()"
                 " FROM (SELECT id, status FROM jobs WHERE id = %s FOR UPDATE) before"
                 " WHERE j.id = before.id AND j.status IN ('queued', 'running')"
-                " RETURNING before.status AS previous, j.queue_job_id, j.attempts",
+                " RETURNING before.status AS previous, j.attempts",
                 (job_id,),
             )
         ).fetchone()

@@ -173,10 +173,8 @@ class KnowledgeStore:
         return str(document_id)
 
     async def delete_document(self, collection: str, document_id: str) -> None:
-        try:
-            uuid.UUID(document_id)
-        except ValueError:
-            raise NotFound(f"document {document_id!r} not found in {collection!r}") from None
+        if not is_uuid(document_id):
+            raise NotFound(f"document {document_id!r} not found in {collection!r}")
         async with self.db.transaction() as conn:
             cur = await conn.execute(
                 "DELETE FROM documents WHERE collection = %s AND id = %s",
@@ -233,7 +231,7 @@ class KnowledgeStore:
             "top_k": top_k,
         }
         if document_scope:
-            ids = [s for s in document_scope if _is_uuid(s)]
+            ids = [s for s in document_scope if is_uuid(s)]
             where.append("(document_id = ANY(%(ids)s::uuid[]) OR source = ANY(%(sources)s))")
             params["ids"] = ids
             params["sources"] = list(document_scope)
@@ -266,7 +264,7 @@ class KnowledgeStore:
         ]
 
 
-def _is_uuid(value: str) -> bool:
+def is_uuid(value: str) -> bool:
     try:
         uuid.UUID(value)
     except ValueError:

@@ -15,7 +15,6 @@ CREATE TABLE jobs (
     cache_key        text,
     idempotency_key  text UNIQUE,
     request_hash     text NOT NULL,
-    queue_job_id     bigint,
     -- Last event number; bumped under the row lock, so events of one job never collide.
     event_seq        int NOT NULL DEFAULT 0,
     result           jsonb,
