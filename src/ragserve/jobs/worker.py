@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
+import asyncpg
 from pgqueuer import Queries, QueueManager
-from pgqueuer.adapters.drivers.psycopg import PsycopgDriver
+from pgqueuer.adapters.drivers.asyncpg import AsyncpgDriver
 from pgqueuer.errors import RetryRequested
 from pgqueuer.models import Job as QueueEntry
 
@@ -74,9 +75,12 @@ class Worker:
         hub = NotificationHub(self.db, [CANCEL_CHANNEL])
         hub.on(CANCEL_CHANNEL, self._on_cancel)
         await hub.start()
-        conn = await self.db.connect_dedicated()
+        # pgqueuer's psycopg driver shares one connection between LISTEN and its queries, and
+        # its listener holds that connection for up to a second at a time, so every dequeue
+        # could wait that long; asyncpg delivers notifications without blocking queries.
+        conn = await asyncpg.connect(self.db.url)
         try:
-            self._qm = QueueManager(Queries(PsycopgDriver(conn)))
+            self._qm = QueueManager(Queries(AsyncpgDriver(conn)))
             self._qm.entrypoint("answer")(self._handle)
             self._qm.entrypoint("ingest")(self._handle)
             concurrency = max(2, self.settings.worker_concurrency)
