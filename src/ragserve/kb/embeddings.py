@@ -137,6 +137,7 @@ def default_threads() -> int:
 
 
 _MAX_QUERY_BATCH = 64
+_LOCAL_DOCUMENT_BATCH = 8
 
 
 class LocalEmbedder:
@@ -396,4 +397,6 @@ def build_embedder(settings: Settings) -> Embedder:
             batch_size=settings.embeddings_batch_size,
             timeout_s=settings.llm_timeout_s,
         )
-    return LocalEmbedder(batch_size=settings.embeddings_batch_size)
+    # Small local batches: the engine's cost per text does not depend on the batch size, and
+    # between batches the embedding thread can serve the questions of waiting answer jobs.
+    return LocalEmbedder(batch_size=min(settings.embeddings_batch_size, _LOCAL_DOCUMENT_BATCH))
