@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -24,13 +25,13 @@ log = logging.getLogger(__name__)
 EVENTS_CHANNEL = "ragserve_job_events"
 
 
+@dataclass(frozen=True)
 class Submission:
     """A job handed back by ``submit_*``, with how it came to be."""
 
-    def __init__(self, job: Job, *, created: bool, coalesced: bool = False) -> None:
-        self.job = job
-        self.created = created
-        self.coalesced = coalesced
+    job: Job
+    created: bool
+    coalesced: bool = False
 
 
 class JobService:
@@ -111,7 +112,9 @@ class JobService:
 
         return await self._submit(new, attempt)
 
-    async def _submit(self, new: NewJob, attempt: Any) -> Submission:
+    async def _submit(
+        self, new: NewJob, attempt: Callable[[Connection], Awaitable[Submission]]
+    ) -> Submission:
         # Two tries: a concurrent twin (same idempotency key, or same question) may win the
         # unique index between our read and our insert; the second try then finds it.
         for last_try in (False, True):
