@@ -401,3 +401,24 @@ def test_cancelled_queued_job_never_runs(
         job = client.get(f"/v1/jobs/{cancelled}").json()
         assert job["status"] == "cancelled" and job["attempts"] == 0 and job["result"] is None
         assert [e["event"] for e in read_events(client, cancelled)] == ["status", "status"]
+
+
+def test_each_attempt_is_bounded_by_the_job_timeout(
+    new_database_url: Callable[[], str],
+    mock_llm: MockLLM,
+    start_service: Callable[..., tuple[str, Any]],
+) -> None:
+    env = service_env(new_database_url(), llm_base_url=mock_llm.base_url, llm_model="mock",
+                      job_timeout_s=1, max_attempts=2, retry_base_s=0.05)
+    url, _ = start_service(env)
+    mock_llm.configure(ttft=30)
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            ingest = client.post(f"/v1/collections/{COLLECTION}/documents",
+                                 json={"documents": DOCS[:1]}).json()
+            assert wait_done(client, ingest["job_id"])["status"] == "succeeded"
+            job = wait_done(client, submit(client, "Will time out")["job_id"], timeout=30)
+    finally:
+        mock_llm.configure(ttft=0.05)
+    assert job["status"] == "failed" and job["attempts"] == 2
+    assert job["error"]["type"] == "JobTimeout"
