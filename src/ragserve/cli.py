@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,10 +55,21 @@ def _settings() -> Settings:
         raise typer.Exit(1) from None
 
 
+def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when it is installed, else asyncio's own loop. (uvicorn's ``loop="auto"`` does
+    not apply here: the server runs inside the loop we start.)"""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def _run(coro: Any) -> Any:
     """Run a coroutine; typed errors become one line and exit code 1."""
     try:
-        return asyncio.run(coro)
+        with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
+            return runner.run(coro)
     except RagserveError as exc:
         errors.print(f"{exc.type}: {exc}", markup=False)
         raise typer.Exit(1) from None

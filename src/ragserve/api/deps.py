@@ -11,15 +11,15 @@ from ragserve.jobs.service import JobService
 from ragserve.kb.store import KnowledgeStore
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     return request.app.state.ragserve
 
 
-def get_jobs(state: Annotated[AppState, Depends(get_state)]) -> JobService:
+async def get_jobs(state: Annotated[AppState, Depends(get_state)]) -> JobService:
     return state.jobs
 
 
-def get_kb(state: Annotated[AppState, Depends(get_state)]) -> KnowledgeStore:
+async def get_kb(state: Annotated[AppState, Depends(get_state)]) -> KnowledgeStore:
     return state.services.store
 
 

@@ -20,6 +20,7 @@ from ragserve.errors import DatabaseError
 from ragserve.settings import Settings
 
 Connection = psycopg.AsyncConnection[dict[str, Any]]
+HNSW_EF_SEARCH = 100  # recall@10 0.94 at p99 10 ms on 100k chunks (bench/retrieval_latency.py)
 
 
 async def _configure(conn: Connection) -> None:
@@ -28,8 +29,10 @@ async def _configure(conn: Connection) -> None:
     # The vector type does not exist before the first migration ran.
     with contextlib.suppress(psycopg.ProgrammingError):
         await register_vector_async(conn)
-    # Filtered HNSW searches keep scanning until they have enough rows (pgvector >= 0.8).
+    # Filtered HNSW searches keep scanning until they have enough rows (pgvector >= 0.8), and
+    # the candidate list is set once here rather than per search (see KnowledgeStore.search).
     await conn.execute("SET hnsw.iterative_scan = relaxed_order")
+    await conn.execute(f"SET hnsw.ef_search = {HNSW_EF_SEARCH}")
 
 
 class Database:

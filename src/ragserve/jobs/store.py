@@ -207,23 +207,26 @@ class JobStore:
         """Take the next attempt of a queued job, or of a running one whose worker died.
 
         None when the job was cancelled or finished meanwhile: the queue entry is stale.
+        One statement (the job update and its ``running`` event), so one round trip.
         """
-        async with self.db.transaction() as conn:
+        async with self.db.connection() as conn:
             row = await (
                 await conn.execute(
-                    "UPDATE jobs SET status = 'running', attempts = attempts + 1,"
-                    " started_at = coalesce(started_at, now()), updated_at = now()"
-                    " WHERE id = %s AND status IN ('queued', 'running')"
-                    " RETURNING id::text, attempts, max_attempts, kind, collection, request,"
-                    " cache_key",
+                    "WITH job AS (UPDATE jobs SET status = 'running', attempts = attempts + 1,"
+                    " event_seq = event_seq + 1, started_at = coalesce(started_at, now()),"
+                    " updated_at = now() WHERE id = %s AND status IN ('queued', 'running')"
+                    " RETURNING id, attempts, max_attempts, kind, collection, request,"
+                    " cache_key, event_seq),"
+                    " event AS (INSERT INTO job_events (job_id, seq, attempt, type, data)"
+                    " SELECT id, event_seq, attempts, 'status',"
+                    " jsonb_build_object('status', 'running', 'attempt', attempts) FROM job)"
+                    " SELECT id::text, attempts, max_attempts, kind, collection, request,"
+                    " cache_key FROM job",
                     (job_id,),
                 )
             ).fetchone()
-            if row is None:
-                return None
-            await self._append(
-                conn, job_id, "status", {"status": "running", "attempt": row["attempts"]}
-            )
+        if row is None:
+            return None
         return Attempt(
             job_id=row["id"],
             number=row["attempts"],
@@ -245,26 +248,40 @@ class JobStore:
         result: dict[str, Any],
         cache: tuple[str, int, float] | None = None,
     ) -> bool:
-        """Record the result; with ``cache=(collection, generation, ttl_s)`` also cache it."""
-        async with self.db.transaction() as conn:
-            if not await self._finish(conn, attempt, "succeeded", result=result):
-                return False
-            await self._append(conn, attempt.job_id, "done", {"result": result})
-            if cache is not None and attempt.cache_key is not None:
-                collection, generation, ttl_s = cache
+        """Record the result; with ``cache=(collection, generation, ttl_s)`` also cache it.
+
+        One statement: the fenced update, the ``done`` event, the cache entry and the removal
+        of the uploaded files commit together, in one round trip.
+        """
+        collection, generation, ttl_s = cache if cache is not None else (None, None, None)
+        key = attempt.cache_key if cache is not None else None
+        async with self.db.connection() as conn:
+            row = await (
                 await conn.execute(
-                    "INSERT INTO answer_cache (cache_key, collection, generation, job_id, result,"
-                    " expires_at) VALUES (%s, %s, %s, %s, %s,"
-                    " now() + make_interval(secs => %s))"
+                    "WITH job AS (UPDATE jobs SET status = 'succeeded', result = %(result)s,"
+                    " error = NULL, finished_at = now(), updated_at = now(),"
+                    " event_seq = event_seq + 1"
+                    " WHERE id = %(id)s AND attempts = %(attempt)s AND status = 'running'"
+                    " RETURNING id, event_seq, attempts),"
+                    " event AS (INSERT INTO job_events (job_id, seq, attempt, type, data)"
+                    " SELECT id, event_seq, attempts, 'done', %(done)s FROM job),"
+                    " cached AS (INSERT INTO answer_cache (cache_key, collection, generation,"
+                    " job_id, result, expires_at) SELECT %(key)s, %(collection)s,"
+                    " %(generation)s, id, %(result)s,"
+                    " now() + make_interval(secs => %(ttl)s) FROM job"
+                    " WHERE %(key)s::text IS NOT NULL"
                     " ON CONFLICT (cache_key) DO UPDATE SET collection = excluded.collection,"
                     " generation = excluded.generation, job_id = excluded.job_id,"
                     " result = excluded.result, created_at = now(),"
-                    " expires_at = excluded.expires_at",
-                    (attempt.cache_key, collection, generation, attempt.job_id, Jsonb(result),
-                     ttl_s),
+                    " expires_at = excluded.expires_at),"
+                    " files AS (DELETE FROM job_files WHERE job_id IN (SELECT id FROM job))"
+                    " SELECT count(*) AS n FROM job",
+                    {"id": attempt.job_id, "attempt": attempt.number, "result": Jsonb(result),
+                     "done": Jsonb({"result": result}), "key": key, "collection": collection,
+                     "generation": generation, "ttl": ttl_s},
                 )
-            await conn.execute("DELETE FROM job_files WHERE job_id = %s", (attempt.job_id,))
-        return True
+            ).fetchone()
+        return bool(row and row["n"])
 
     async def fail(
         self, attempt: Attempt, error: dict[str, str], result: dict[str, Any] | None = None

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from psycopg.types.json import Jsonb
 
-from ragserve.db.pool import Connection, Database
+from ragserve.db.pool import HNSW_EF_SEARCH, Connection, Database
 from ragserve.errors import InvalidInput, NotFound
 from ragserve.kb.types import RetrievedChunk
 
@@ -214,7 +214,7 @@ class KnowledgeStore:
         top_k: int,
         document_scope: Sequence[str] | None = None,
         filters: dict[str, Any] | None = None,
-        ef_search: int = 100,
+        ef_search: int | None = None,
     ) -> list[RetrievedChunk]:
         """The ``top_k`` chunks nearest to ``query_vector`` by cosine distance.
 
@@ -248,9 +248,14 @@ class KnowledgeStore:
             " SELECT id::text AS chunk_id, document_id::text, source, text, metadata,"
             " 1 - distance AS score FROM nearest ORDER BY distance"
         )
-        async with self.db.transaction() as conn:
-            await conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), top_k)}")
-            rows = await (await conn.execute(sql, params)).fetchall()
+        ef = max(ef_search or HNSW_EF_SEARCH, top_k)  # no fewer candidates than answers
+        if ef == HNSW_EF_SEARCH:  # the connection's setting: no transaction needed
+            async with self.db.connection() as conn:
+                rows = await (await conn.execute(sql, params)).fetchall()
+        else:
+            async with self.db.transaction() as conn:
+                await conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}")
+                rows = await (await conn.execute(sql, params)).fetchall()
         return [
             RetrievedChunk(
                 chunk_id=r["chunk_id"],
