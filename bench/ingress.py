@@ -1,0 +1,272 @@
+"""Ingress: ``POST /v1/jobs`` requests per second and latency of one ``ragserve api`` process.
+
+Starts ``ragserve api`` (embedded PostgreSQL in a fresh folder, no worker: jobs just queue) on a
+free loopback port and loads it from another process with ``wrk`` (Debian package ``wrk``; a
+Lua script gives every request a distinct question, so nothing is cached or coalesced), for
+``--duration`` seconds at each ``--connections`` value, after a short warm-up. Without wrk,
+``--client python`` uses an asyncio httpx client instead (it competes with the server for the
+same cores, so it understates the server). Afterwards the number of ``created`` submissions the
+API counted (``/metrics``; it includes requests still in flight when wrk stopped counting) is
+shown next to the ``202`` answers, with the CPU time the API process and the PostgreSQL server
+spent per created job: on a shared machine that is steadier than requests per second, and it
+says how many jobs per second each core could take.
+
+``--profile DIR`` records the API process with py-spy during each run and prints where its
+time goes.
+
+Run (about a minute)::
+
+    apt-get install -y wrk
+    python bench/ingress.py                            # 64 connections, 10 s, 2 runs
+    python bench/ingress.py --connections 16 64 256 --profile /tmp/ingress-prof
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+from _common import format_table, load_now, machine_info, write_json
+from concurrency import (
+    CpuMeter,
+    Service,
+    postgres_processes,
+    processes,
+    profile_summary,
+    py_spy,
+    scratch_dir,
+    start_ragserve,
+)
+from load_baselines import percentile
+
+# Every request its own question: thread id x request counter (wrk gives each thread its own
+# Lua state). ``done`` prints one JSON line that ``run_wrk`` reads.
+WRK_SCRIPT = r"""
+local threads = {}
+local counter = 0
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+function init(args)
+  run = args[1] or "0"
+end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+function request()
+  counter = counter + 1
+  local body = string.format(
+    '{"query": "How many days of leave do I get? (run %s, thread %s, request %d)"}',
+    run, tid, counter)
+  return wrk.format(nil, "/v1/jobs", nil, body)
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"requests": %d, "duration_us": %d, "connect": %d, "read": %d, "write": %d,'
+    .. ' "status": %d, "timeout": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d,'
+    .. ' "max_us": %d, "mean_us": %f}\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
+    latency.mean))
+end
+"""
+
+
+@dataclass
+class IngressResult:
+    client: str
+    connections: int
+    duration_s: float
+    requests: int
+    errors: int
+    requests_per_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    jobs_created: int
+    api_cpu_ms_per_req: float
+    postgres_cpu_ms_per_req: float
+    load_before: str
+    load_after: str
+
+
+def run_wrk(url: str, connections: int, duration: float, threads: int, script: Path,
+            tag: str) -> dict[str, float]:
+    """One wrk run; the figures its ``done`` hook printed."""
+    args = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration:g}s",
+            "--timeout", "10s", "-s", str(script), url, "--", tag]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    match = re.search(r"^WRK_JSON (.*)$", out, re.M)
+    if match is None:
+        raise RuntimeError(f"wrk printed no result:\n{out}")
+    stats: dict[str, float] = json.loads(match.group(1))
+    return stats
+
+
+async def run_python_client(url: str, connections: int, duration: float,
+                            tag: str) -> dict[str, float]:
+    """The same load from asyncio + httpx: ``connections`` loops, one request at a time each."""
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as http:
+        start = time.perf_counter()
+        deadline = start + duration
+
+        async def loop(worker: int) -> None:
+            nonlocal errors
+            i = 0
+            while time.perf_counter() < deadline:
+                i += 1
+                body = {"query": f"How many days of leave do I get? ({tag}, {worker}, {i})"}
+                sent = time.perf_counter()
+                response = await http.post("/v1/jobs", json=body)
+                latencies.append(time.perf_counter() - sent)
+                errors += response.status_code != 202
+
+        await asyncio.gather(*(loop(w) for w in range(connections)))
+        elapsed = time.perf_counter() - start
+    return {"requests": len(latencies), "duration_us": elapsed * 1e6, "status": errors,
+            "p50_us": percentile(latencies, 50) * 1e6, "p90_us": percentile(latencies, 90) * 1e6,
+            "p99_us": percentile(latencies, 99) * 1e6, "max_us": max(latencies) * 1e6}
+
+
+def jobs_created(api: Service) -> int:
+    """Answer jobs the API reports as created (a counter of its ``/metrics``)."""
+    text = httpx.get(f"{api.url}/metrics", timeout=10).text
+    match = re.search(
+        r'^ragserve_jobs_submitted_total\{kind="answer",outcome="created"\} (\S+)$', text, re.M
+    )
+    return int(float(match.group(1))) if match else 0
+
+
+def one_run(args: argparse.Namespace, api: Service, connections: int, script: Path,
+            tag: str) -> IngressResult:
+    created_before = jobs_created(api)
+    load_before = load_now()
+    meter = CpuMeter({"api": processes(api.pid),
+                      "postgres": lambda: postgres_processes(args.data_dir)})
+    meter.start()
+    if args.client == "wrk":
+        stats = run_wrk(api.url, connections, args.duration, args.threads, script, tag)
+    else:
+        stats = asyncio.run(run_python_client(api.url, connections, args.duration, tag))
+    cpu = meter.stop()
+    created = jobs_created(api) - created_before
+    errors = int(sum(stats.get(k, 0) for k in ("connect", "read", "write", "status", "timeout")))
+    seconds = stats["duration_us"] / 1e6
+    return IngressResult(
+        client=args.client,
+        connections=connections,
+        duration_s=round(seconds, 2),
+        requests=int(stats["requests"]),
+        errors=errors,
+        requests_per_s=round(stats["requests"] / seconds, 1),
+        p50_ms=round(stats["p50_us"] / 1000, 1),
+        p90_ms=round(stats["p90_us"] / 1000, 1),
+        p99_ms=round(stats["p99_us"] / 1000, 1),
+        max_ms=round(stats["max_us"] / 1000, 1),
+        jobs_created=created,
+        api_cpu_ms_per_req=round(1000 * cpu["api"] / max(1, created), 2),
+        postgres_cpu_ms_per_req=round(1000 * cpu["postgres"] / max(1, created), 2),
+        load_before=load_before,
+        load_after=load_now(),
+    )
+
+
+def measure(args: argparse.Namespace, scratch: Path) -> list[IngressResult]:
+    data_dir = args.data_dir = scratch / "data"
+    data_dir.mkdir()
+    data_dir.chmod(0o755)
+    script = scratch / "post_jobs.lua"
+    script.write_text(WRK_SCRIPT)
+    settings = {"db_pool_size": str(args.pool_size)} if args.pool_size else {}
+    api = start_ragserve("api", data_dir, scratch, **settings)
+    results = []
+    try:
+        warm = argparse.Namespace(**{**vars(args), "duration": args.warmup})
+        one_run(warm, api, min(args.connections), script, "warm-up")
+        for connections in args.connections:
+            for run in range(args.repeat):
+                name = f"api-c{connections}-{run + 1}.txt"
+                out = args.profile / name if args.profile else None
+                with py_spy(api.pid, out):
+                    result = one_run(args, api, connections, script, f"c{connections}-{run}")
+                if out is not None:
+                    print(profile_summary(out, top=25), file=sys.stderr)
+                print(f"{connections} connections, run {run + 1}: {result.requests_per_s} req/s"
+                      f", p99 {result.p99_ms} ms (load {result.load_before})", file=sys.stderr)
+                results.append(result)
+    finally:
+        api.stop()
+    return results
+
+
+def report(results: Sequence[IngressResult]) -> str:
+    rows = [[r.client, r.connections, r.duration_s, r.requests, r.errors, r.jobs_created,
+             r.requests_per_s, f"{r.p50_ms:g} / {r.p90_ms:g} / {r.p99_ms:g} / {r.max_ms:g}",
+             f"{r.api_cpu_ms_per_req:g} / {r.postgres_cpu_ms_per_req:g}", r.load_before]
+            for r in results]
+    lines = [format_table(["client", "connections", "s", "requests", "errors", "jobs created",
+                           "req/s", "latency p50 / p90 / p99 / max ms",
+                           "CPU ms per job: API / PostgreSQL", "load"], rows)]
+    for c in sorted({r.connections for r in results}):
+        rates = [r.requests_per_s for r in results if r.connections == c]
+        p99 = [r.p99_ms for r in results if r.connections == c]
+        lines.append(f"{c} connections: req/s best {max(rates):g}, median "
+                     f"{statistics.median(rates):g}; p99 best {min(p99):g} ms, median "
+                     f"{statistics.median(p99):g} ms")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--connections", type=int, nargs="+", default=[64])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--client", choices=["wrk", "python"],
+                        default="wrk" if shutil.which("wrk") else "python")
+    parser.add_argument("--pool-size", type=int,
+                        help="RAGSERVE_DB_POOL_SIZE of the API (default: ragserve's)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="record the API with py-spy into DIR, one file per run")
+    parser.add_argument("--keep", action="store_true", help="keep data dir and logs")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write JSON ('-' = stdout)")
+    args = parser.parse_args(argv)
+    if args.repeat < 1 or args.duration <= 0 or min(args.connections) < 1:
+        parser.error("--repeat, --duration and --connections must be positive")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    info = machine_info()
+    with scratch_dir("ragserve-bench-ingress-", keep=args.keep) as scratch:
+        results = measure(args, scratch)
+    print(report(results))
+    print(f"\n{info['date']}, {info['cpus']} CPUs, load at start {info['loadavg']}")
+    write_json(args.json, {"machine": info, "args": vars(args) | {"json": str(args.json)},
+                           "results": [asdict(r) for r in results]})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
