@@ -72,8 +72,9 @@ async def bench_database(
         fresh = Path(tempfile.mkdtemp(prefix="ragserve-bench-"))
         fresh.chmod(0o755)
         data_dir = fresh
-    settings = Settings(database_url=url, data_dir=data_dir or Path(".ragserve"),
-                        db_pool_size=pool_size)
+    settings = Settings(
+        database_url=url, data_dir=data_dir or Path(".ragserve"), db_pool_size=pool_size
+    )
     db = await Database.from_settings(settings)
     await db.open()
     where = db.safe_url if url else str(data_dir)

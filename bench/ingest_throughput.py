@@ -104,9 +104,7 @@ def write_files(folder: Path, fmt: str, docs: list[tuple[str, str]]) -> list[Pat
 # --------------------------------------------------------------------------- measuring
 
 
-def chunk_files(
-    paths: list[Path], chunker: Chunker
-) -> tuple[list[list[str]], dict[str, float]]:
+def chunk_files(paths: list[Path], chunker: Chunker) -> tuple[list[list[str]], dict[str, float]]:
     """What the pipeline embeds for each file (same loader, same chunker), and the CPU time of
     reading + parsing and of chunking, each measured alone."""
     start = time.perf_counter()
@@ -152,7 +150,11 @@ async def run_embedder(embedder: Embedder, per_doc: list[list[str]]) -> dict[str
 
 
 async def measure_format(
-    db: Database, embedder: Embedder, chunker: Chunker, fmt: str, paths: list[Path],
+    db: Database,
+    embedder: Embedder,
+    chunker: Chunker,
+    fmt: str,
+    paths: list[Path],
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     per_doc, cpu = chunk_files(paths, chunker)
@@ -160,8 +162,9 @@ async def measure_format(
     for rep in range(args.repeat):
         print(f"{fmt} run {rep + 1}/{args.repeat}: pipeline, load {load_now()}", file=sys.stderr)
         pipe = await run_pipeline(db, embedder, chunker, f"{args.collection}-{fmt}-{rep}", paths)
-        print(f"  {pipe['chunks']} chunks in {pipe['seconds']:.1f}s; embedder alone",
-              file=sys.stderr)
+        print(
+            f"  {pipe['chunks']} chunks in {pipe['seconds']:.1f}s; embedder alone", file=sys.stderr
+        )
         alone = await run_embedder(embedder, per_doc)
         if alone["chunks"] != pipe["chunks"]:
             raise SystemExit(f"chunk counts differ: {alone['chunks']} vs {pipe['chunks']}")
@@ -224,16 +227,41 @@ def report(results: dict[str, Any]) -> str:
     rows = []
     for f in results["formats"]:
         run = f["runs"][-1]["pipeline"]
-        rows.append([
-            f["format"], f["files"], f["chunks"], f["pipeline_s"], f["pipeline_chunks_per_s"],
-            f["embedder_s"], f["embedder_chunks_per_s"], f"{100 * f['overhead']:+.1f}%",
-            f"{100 * f['in_run_overhead']:+.1f}%", run["replace_document_s"],
-            run["find_document_s"], f["parse_s"], f["chunk_s"], run["load"],
-        ])
+        rows.append(
+            [
+                f["format"],
+                f["files"],
+                f["chunks"],
+                f["pipeline_s"],
+                f["pipeline_chunks_per_s"],
+                f["embedder_s"],
+                f["embedder_chunks_per_s"],
+                f"{100 * f['overhead']:+.1f}%",
+                f"{100 * f['in_run_overhead']:+.1f}%",
+                run["replace_document_s"],
+                run["find_document_s"],
+                f["parse_s"],
+                f["chunk_s"],
+                run["load"],
+            ]
+        )
     table = format_table(
-        ["format", "files", "chunks", "pipeline s", "pipeline chunks/s", "embedder s",
-         "embedder chunks/s", "overhead", "in-run overhead", "replace_document s",
-         "find_document s", "parse s (alone)", "chunk s (alone)", "load (1/5/15 min)"],
+        [
+            "format",
+            "files",
+            "chunks",
+            "pipeline s",
+            "pipeline chunks/s",
+            "embedder s",
+            "embedder chunks/s",
+            "overhead",
+            "in-run overhead",
+            "replace_document s",
+            "find_document s",
+            "parse s (alone)",
+            "chunk s (alone)",
+            "load (1/5/15 min)",
+        ],
         rows,
     )
     m = results["machine"]

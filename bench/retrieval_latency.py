@@ -59,8 +59,12 @@ INDEX = f"chunks_embedding_{DIM}_hnsw"
 EMBEDDER = "bench:synthetic-384"
 VECTOR_LITERAL = re.compile(r"'\[[-0-9.e, ]{40,}\]'")
 PG_SETTINGS = (
-    "server_version", "shared_buffers", "maintenance_work_mem", "work_mem",
-    "max_parallel_maintenance_workers", "hnsw.iterative_scan",
+    "server_version",
+    "shared_buffers",
+    "maintenance_work_mem",
+    "work_mem",
+    "max_parallel_maintenance_workers",
+    "hnsw.iterative_scan",
 )
 
 
@@ -102,9 +106,7 @@ def make_vectors(rng: np.random.Generator, n: int, shape: Shape) -> np.ndarray:
     return unit(shape.common * common + centroids[labels] + shape.spread * noise)
 
 
-def make_queries(
-    rng: np.random.Generator, vectors: np.ndarray, n: int, shape: Shape
-) -> np.ndarray:
+def make_queries(rng: np.random.Generator, vectors: np.ndarray, n: int, shape: Shape) -> np.ndarray:
     picks = rng.integers(len(vectors), size=n)
     return unit(vectors[picks] + shape.query_noise * decaying_noise(rng, n, shape.decay))
 
@@ -143,8 +145,10 @@ async def bulk_load(
             await cur.executemany(
                 "INSERT INTO documents (id, collection, source, content_hash, metadata,"
                 " chunk_count) VALUES (%s, %s, %s, %s, %s, %s)",
-                [(d, name, f"doc-{i:04d}.txt", f"{i:064x}", Jsonb({"n": i}), per_doc)
-                 for i, d in enumerate(doc_ids)],
+                [
+                    (d, name, f"doc-{i:04d}.txt", f"{i:064x}", Jsonb({"n": i}), per_doc)
+                    for i, d in enumerate(doc_ids)
+                ],
             )
         await copy_chunks(conn, name, doc_ids, chunk_ids, vectors, texts)
     return [str(c) for c in chunk_ids]
@@ -167,10 +171,19 @@ async def copy_chunks(
         copy.set_types(["uuid", "uuid", "text", "text", "int4", "text", "jsonb", "int4", "vector"])
         for i, vector in enumerate(vectors):
             doc = i // per_doc
-            await copy.write_row((
-                chunk_ids[i], doc_ids[doc], name, f"doc-{doc:04d}.txt", i % per_doc,
-                texts[i % len(texts)], Jsonb({"n": doc}), DIM, vector,
-            ))
+            await copy.write_row(
+                (
+                    chunk_ids[i],
+                    doc_ids[doc],
+                    name,
+                    f"doc-{doc:04d}.txt",
+                    i % per_doc,
+                    texts[i % len(texts)],
+                    Jsonb({"n": doc}),
+                    DIM,
+                    vector,
+                )
+            )
 
 
 async def index_size(db: Database) -> int:
@@ -217,14 +230,10 @@ class RecordingDatabase:
             yield _RecordingConnection(conn, self.log)
 
 
-async def explain_search(
-    db: Database, collection: Collection, query: np.ndarray, ef: int
-) -> str:
+async def explain_search(db: Database, collection: Collection, query: np.ndarray, ef: int) -> str:
     """The plan of exactly the SQL ``search`` runs (same settings), with actual timings."""
     recorder = RecordingDatabase(db)
-    await KnowledgeStore(cast(Database, recorder)).search(
-        collection, query, top_k=10, ef_search=ef
-    )
+    await KnowledgeStore(cast(Database, recorder)).search(collection, query, top_k=10, ef_search=ef)
     async with db.transaction() as conn:
         for sql, params in recorder.log:
             if sql.startswith("SET"):
@@ -284,8 +293,13 @@ async def measure(
     found = await measure_recall(store, collection, recall_queries, truth, chunk_ids, ef)
     plan = await explain_search(db, collection, queries[0], ef)
     return {
-        **latency_summary(seconds), "recall@10": found, "load": load_now(), **generic,
-        "plan_uses_index": INDEX in plan, "plan_kind": plan_kind(plan), "plan": plan,
+        **latency_summary(seconds),
+        "recall@10": found,
+        "load": load_now(),
+        **generic,
+        "plan_uses_index": INDEX in plan,
+        "plan_kind": plan_kind(plan),
+        "plan": plan,
     }
 
 
@@ -415,9 +429,21 @@ def report(results: dict[str, Any]) -> str:
             label = f"{small['chunks']} (beside {size['chunks']})"
             rows += table_rows(label, small["by_ef_search"], None, None)
     table = format_table(
-        ["collection chunks", "ef_search", "queries", "mean ms", "p50 ms", "p99 ms", "max ms",
-         "recall@10", "index build s", "index MiB", "plan (EXPLAIN)", "generic/custom plans",
-         "load (1/5/15 min)"],
+        [
+            "collection chunks",
+            "ef_search",
+            "queries",
+            "mean ms",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "recall@10",
+            "index build s",
+            "index MiB",
+            "plan (EXPLAIN)",
+            "generic/custom plans",
+            "load (1/5/15 min)",
+        ],
         rows,
     )
     data = "; ".join(
@@ -439,10 +465,21 @@ def table_rows(
     label: str, by_ef: dict[int, dict[str, Any]], build_s: float | None, size_mb: float | None
 ) -> list[list[Any]]:
     return [
-        [label, ef, int(m["n"]), m["mean_ms"], m["p50_ms"], m["p99_ms"], m["max_ms"],
-         m["recall@10"], "" if build_s is None else build_s, "" if size_mb is None else size_mb,
-         m.get("plan_kind", "HNSW index" if m["plan_uses_index"] else "seq scan"),
-         f"{m.get('generic_plans', '?')}/{m.get('custom_plans', '?')}", m["load"]]
+        [
+            label,
+            ef,
+            int(m["n"]),
+            m["mean_ms"],
+            m["p50_ms"],
+            m["p99_ms"],
+            m["max_ms"],
+            m["recall@10"],
+            "" if build_s is None else build_s,
+            "" if size_mb is None else size_mb,
+            m.get("plan_kind", "HNSW index" if m["plan_uses_index"] else "seq scan"),
+            f"{m.get('generic_plans', '?')}/{m.get('custom_plans', '?')}",
+            m["load"],
+        ]
         for ef, m in by_ef.items()
     ]
 
@@ -457,13 +494,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=1000, help="timed queries per size")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--recall-queries", type=int, default=200)
-    parser.add_argument("--ef-search", type=int_list, default=[100],
-                        help="comma list; 100 is what the Retriever uses")
-    parser.add_argument("--cluster-size", type=int, default=Shape.cluster_size,
-                        help="chunks per topic")
+    parser.add_argument(
+        "--ef-search",
+        type=int_list,
+        default=[100],
+        help="comma list; 100 is what the Retriever uses",
+    )
+    parser.add_argument(
+        "--cluster-size", type=int, default=Shape.cluster_size, help="chunks per topic"
+    )
     parser.add_argument("--documents", type=int, default=50, help="documents the chunks belong to")
-    parser.add_argument("--small-collection", type=int, default=0, metavar="M",
-                        help="also search a collection of M chunks sharing the index")
+    parser.add_argument(
+        "--small-collection",
+        type=int,
+        default=0,
+        metavar="M",
+        help="also search a collection of M chunks sharing the index",
+    )
     parser.add_argument("--collection", default="bench-latency")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--squad-dir", type=Path, default=SQUAD_DIR, help="chunk texts")

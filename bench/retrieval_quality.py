@@ -115,8 +115,11 @@ async def ingest_corpus(
         done = sum(statuses.values())
         if done % 100 == 0 or done == len(items):
             rate = chunks / (time.perf_counter() - start)
-            print(f"  ingested {done}/{len(items)} docs, {chunks} chunks ({rate:.1f}/s)"
-                  f" load {load_now()}", file=sys.stderr)
+            print(
+                f"  ingested {done}/{len(items)} docs, {chunks} chunks ({rate:.1f}/s)"
+                f" load {load_now()}",
+                file=sys.stderr,
+            )
 
     await ingestor.ingest(collection, items, on_document=progress)
     return {
@@ -133,8 +136,7 @@ async def run_questions(
     chunk_ranks: list[int | None] = []
     start = time.perf_counter()
     for index, row in enumerate(queries, 1):
-        hits = await retriever.retrieve(row["question"].strip(), collection=collection,
-                                        top_k=top_k)
+        hits = await retriever.retrieve(row["question"].strip(), collection=collection, top_k=top_k)
         sources = [hit.source for hit in hits]
         doc_ranks.append(first_rank(sources, row["doc_id"], dedupe=True))
         chunk_ranks.append(first_rank(sources, row["doc_id"], dedupe=False))
@@ -192,8 +194,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         results["model_load_s"] = time.perf_counter() - start
         store = TimedStore(db)
         try:
-            ingest = await ingest_corpus(Ingestor(store, embedder, chunker), args.collection,
-                                         corpus)
+            ingest = await ingest_corpus(
+                Ingestor(store, embedder, chunker), args.collection, corpus
+            )
             ingest["embed_seconds"] = embedder.documents.seconds
             ingest["chunks_embedded"] = embedder.documents.items
             results["ingest"] = ingest
@@ -203,8 +206,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 retriever, args.collection, queries, args.top_k
             )
             gold = [row["doc_id"] for row in queries]
-            exact, stats = await exact_ranks(db, args.collection, embedder.query_vectors, gold,
-                                      args.top_k)
+            exact, stats = await exact_ranks(
+                db, args.collection, embedder.query_vectors, gold, args.top_k
+            )
         finally:
             await embedder.aclose()
     results["questions"] = {
@@ -230,8 +234,12 @@ def ingest_rows(ing: dict[str, Any]) -> list[list[Any]]:
         return [[label, wall_s, "nothing embedded", ""]]
     return [
         [label, wall_s, f"{1000 * wall_s / n:.0f} ms/chunk", f"{n / wall_s:.2f} chunks/s"],
-        ["  of which embed_documents", embed_s, f"{1000 * embed_s / n:.0f} ms/chunk",
-         f"{n / embed_s:.2f} chunks/s"],
+        [
+            "  of which embed_documents",
+            embed_s,
+            f"{1000 * embed_s / n:.0f} ms/chunk",
+            f"{n / embed_s:.2f} chunks/s",
+        ],
     ]
 
 
@@ -251,12 +259,24 @@ def report(results: dict[str, Any]) -> str:
         ["phase", "seconds", "per item", "rate"],
         [
             *ingest_rows(results["ingest"]),
-            ["questions, wall", q["seconds"], f"{1000 * q['seconds'] / q['n']:.1f} ms/q",
-             f"{q['n'] / q['seconds']:.1f} q/s"],
-            ["  of which embed_query", q["embed_query_seconds"],
-             f"{1000 * q['embed_query_seconds'] / q['n']:.1f} ms/q", ""],
-            ["  of which store.search", q["search_seconds"],
-             f"p50 {lat['p50_ms']:.1f} / p99 {lat['p99_ms']:.1f} ms", ""],
+            [
+                "questions, wall",
+                q["seconds"],
+                f"{1000 * q['seconds'] / q['n']:.1f} ms/q",
+                f"{q['n'] / q['seconds']:.1f} q/s",
+            ],
+            [
+                "  of which embed_query",
+                q["embed_query_seconds"],
+                f"{1000 * q['embed_query_seconds'] / q['n']:.1f} ms/q",
+                "",
+            ],
+            [
+                "  of which store.search",
+                q["search_seconds"],
+                f"p50 {lat['p50_ms']:.1f} / p99 {lat['p99_ms']:.1f} ms",
+                "",
+            ],
         ],
     )
     m = results["machine"]
