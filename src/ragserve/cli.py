@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,7 +18,6 @@ from rich.console import Console
 
 from ragserve.client import (
     ApiClient,
-    ApiError,
     ClientError,
     ServiceUnreachable,
     print_job,
@@ -210,24 +210,20 @@ def demo(
     raise typer.Exit(0 if ok else 1)
 
 
-class _client:
+@contextmanager
+def _client(url: str | None) -> Iterator[ApiClient]:
     """An ``ApiClient`` whose errors become one line and the contract's exit codes."""
-
-    def __init__(self, url: str | None) -> None:
-        self.client = ApiClient(url or _settings().url)
-
-    def __enter__(self) -> ApiClient:
-        return self.client
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        self.client.close()
-        if isinstance(exc, ServiceUnreachable):
-            errors.print(f"error: {exc}", markup=False)
-            raise typer.Exit(2)
-        if isinstance(exc, ApiError | ClientError):
-            errors.print(f"error: {exc}", markup=False)
-            raise typer.Exit(1)
-        return False
+    client = ApiClient(url or _settings().url)
+    try:
+        yield client
+    except ServiceUnreachable as exc:
+        errors.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    except ClientError as exc:  # ApiError and stream failures
+        errors.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    finally:
+        client.close()
 
 
 def _json_object(raw: str | None, name: str) -> dict[str, Any]:

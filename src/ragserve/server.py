@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 from types import FrameType
 
 import uvicorn
@@ -51,10 +50,6 @@ async def run_server(settings: Settings, *, host: str, port: int, run_worker: bo
     await server.serve()
     if server.started is False and not server.should_exit:
         raise SystemExit(1)
-
-
-async def serve_on_socket(server: uvicorn.Server, sock: socket.socket) -> None:
-    await server.serve(sockets=[sock])
 
 
 async def run_worker(settings: Settings) -> None:

@@ -18,9 +18,8 @@ from ragserve.kb.chunking import Chunker
 from ragserve.kb.embeddings import Embedder, build_embedder, warm_up
 from ragserve.kb.ingest import Ingestor
 from ragserve.kb.store import KnowledgeStore
+from ragserve.rag.answerers import answerer_from_settings
 from ragserve.rag.answerers.base import Answerer
-from ragserve.rag.answerers.extractive import ExtractiveAnswerer
-from ragserve.rag.answerers.openai import OpenAIChatAnswerer
 from ragserve.rag.pipeline import build_answer_pipeline
 from ragserve.rag.retrieval import Retriever
 from ragserve.settings import Settings
@@ -38,20 +37,13 @@ class Services:
     pipeline: Runnable[dict[str, Any], dict[str, Any]]
 
 
-def build_answerer(settings: Settings) -> Answerer:
-    """An OpenAI-compatible chat endpoint if one is configured, else the offline extractor."""
-    if settings.llm_base_url:
-        return OpenAIChatAnswerer.from_settings(settings)
-    return ExtractiveAnswerer()
-
-
 @asynccontextmanager
 async def open_services(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Services]:
     """Start (or join) the database, apply migrations, load the models; close all on exit."""
     db = await Database.from_settings(settings)
     await db.open(migrate=migrate)
     embedder = build_embedder(settings)
-    answerer = build_answerer(settings)
+    answerer = answerer_from_settings(settings)
     try:
         await warm_up(embedder)
         store = KnowledgeStore(db)
