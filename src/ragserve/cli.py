@@ -29,8 +29,11 @@ from ragserve.errors import RagserveError
 from ragserve.logs import configure_logging
 from ragserve.settings import Settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Asynchronous question answering over your own documents.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Asynchronous question answering over your own documents.",
+)
 jobs_app = typer.Typer(no_args_is_help=True, help="Inspect and steer jobs (HTTP client).")
 db_app = typer.Typer(no_args_is_help=True, help="Database administration.")
 app.add_typer(jobs_app, name="jobs")

@@ -94,6 +94,6 @@ def run_demo(settings: Settings, collection: str, console: Console) -> bool:
         console.print(Rule())
         console.print(
             f"{found}/{len(questions)} answers contain the expected fact."
-            f" Try: ragserve serve, then ragserve ask \"...\" --collection {collection}"
+            f' Try: ragserve serve, then ragserve ask "..." --collection {collection}'
         )
         return True

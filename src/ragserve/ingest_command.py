@@ -43,8 +43,12 @@ async def ingest_paths(
         return 1
     async with open_services(settings) as services:
         with Progress(
-            TextColumn("[bold]ingesting"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TextColumn("{task.description}"), console=console,
+            TextColumn("[bold]ingesting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=console,
         ) as progress:
             task = progress.add_task("", total=len(items))
 

@@ -28,9 +28,7 @@ class _DrainingServer(uvicorn.Server):
         self._captured_signals.clear()
 
 
-def build_server(
-    settings: Settings, *, host: str, port: int, run_worker: bool
-) -> uvicorn.Server:
+def build_server(settings: Settings, *, host: str, port: int, run_worker: bool) -> uvicorn.Server:
     app = create_app(settings, run_worker=run_worker)
     config = uvicorn.Config(
         app,

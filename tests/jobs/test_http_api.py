@@ -54,8 +54,9 @@ def api(
     wait_http(f"{url}/readyz", proc)
     with httpx.Client(base_url=url, timeout=30) as client:
         mock_llm.configure(ttft=0.05, tps=200, error_rate=0.0)
-        accepted = client.post(f"/v1/collections/{COLLECTION}/documents",
-                               json={"documents": DOCS}).json()
+        accepted = client.post(
+            f"/v1/collections/{COLLECTION}/documents", json={"documents": DOCS}
+        ).json()
         assert wait_done(client, accepted["job_id"])["status"] == "succeeded"
         yield client
     proc.stop()
@@ -115,8 +116,9 @@ def read_events(client: httpx.Client, job_id: str, last_id: str | None = None) -
 
 
 def test_lifecycle_over_http(api: httpx.Client) -> None:
-    response = api.post("/v1/jobs", json={"query": "How many days of annual leave?",
-                                          "collection": COLLECTION})
+    response = api.post(
+        "/v1/jobs", json={"query": "How many days of annual leave?", "collection": COLLECTION}
+    )
     assert response.status_code == 202
     body = response.json()
     assert response.headers["Location"] == f"/v1/jobs/{body['job_id']}" == body["status_url"]
@@ -194,8 +196,11 @@ def test_other_bad_requests_are_4xx_never_500(api: httpx.Client) -> None:
         api.get("/v1/jobs", params={"status": "bogus"}),
         api.post(f"/v1/collections/{COLLECTION}/documents", json={"documents": []}),
         api.post(f"/v1/collections/{COLLECTION}/documents", json={"documents": [{"text": "x"}]}),
-        api.post(f"/v1/collections/{COLLECTION}/documents", content=b"raw",
-                 headers={"content-type": "text/plain"}),
+        api.post(
+            f"/v1/collections/{COLLECTION}/documents",
+            content=b"raw",
+            headers={"content-type": "text/plain"},
+        ),
         api.post("/v1/collections/bad%20name/documents", json={"documents": DOCS}),
         api.delete(f"/v1/collections/{COLLECTION}/documents/not-a-uuid"),
         api.get("/v1/collections/missing/documents"),
@@ -204,8 +209,9 @@ def test_other_bad_requests_are_4xx_never_500(api: httpx.Client) -> None:
     for response in cases:
         assert 400 <= response.status_code < 500, (response.request.url, response.text)
         assert "Traceback" not in response.text
-    events = api.get(f"/v1/jobs/{submit(api, 'ping')['job_id']}/events",
-                     headers={"Last-Event-ID": "abc"})
+    events = api.get(
+        f"/v1/jobs/{submit(api, 'ping')['job_id']}/events", headers={"Last-Event-ID": "abc"}
+    )
     assert events.status_code == 422 and "Last-Event-ID" in events.text
 
 
@@ -234,8 +240,10 @@ def test_cache_hit_then_invalidated_by_ingest(api: httpx.Client, mock_llm: MockL
     assert mock_llm.stats()["requests_total"] == served  # the LLM was not asked again
     assert [e["event"] for e in read_events(api, hit["job_id"])][-1] == "done"
     # Any change to the collection invalidates: a new document, then a delete.
-    extra = api.post(f"/v1/collections/{COLLECTION}/documents",
-                     json={"documents": [{"source": "new.md", "text": "Bikes go to B1."}]})
+    extra = api.post(
+        f"/v1/collections/{COLLECTION}/documents",
+        json={"documents": [{"source": "new.md", "text": "Bikes go to B1."}]},
+    )
     assert wait_done(api, extra.json()["job_id"])["status"] == "succeeded"
     after_ingest = submit(api, question)
     assert after_ingest["cached"] is False
@@ -265,9 +273,7 @@ def test_identical_questions_in_flight_share_one_computation(
         mock_llm.configure(ttft=0.05)
 
 
-def test_cancel_running_job_stops_it_without_result(
-    api: httpx.Client, mock_llm: MockLLM
-) -> None:
+def test_cancel_running_job_stops_it_without_result(api: httpx.Client, mock_llm: MockLLM) -> None:
     mock_llm.configure(ttft=20)
     try:
         job_id = submit(api, f"Slow question {time.time_ns()}")["job_id"]
@@ -301,7 +307,10 @@ def test_transient_errors_retry_then_dead_letter_then_manual_retry(
     assert "503" in job["error"]["message"]
     events = read_events(api, job_id)
     assert [e["data"]["attempt"] for e in events if e["data"].get("status") == "running"] == [
-        1, 2, 3]
+        1,
+        2,
+        3,
+    ]
     retried = api.post(f"/v1/jobs/{job_id}/retry")
     assert retried.status_code == 202
     job = wait_done(api, job_id)
@@ -317,14 +326,22 @@ def test_permanent_error_fails_at_once(api: httpx.Client) -> None:
 
 
 def test_ask_waits_or_falls_back_to_202(api: httpx.Client, mock_llm: MockLLM) -> None:
-    quick = api.post("/v1/ask", json={"query": f"Wi-Fi name? {time.time_ns()}",
-                                      "collection": COLLECTION, "wait_s": 20})
+    quick = api.post(
+        "/v1/ask",
+        json={"query": f"Wi-Fi name? {time.time_ns()}", "collection": COLLECTION, "wait_s": 20},
+    )
     assert quick.status_code == 200
     assert quick.json()["status"] == "succeeded" and quick.json()["result"]["answer"]
     mock_llm.configure(ttft=3)
     try:
-        slow = api.post("/v1/ask", json={"query": f"Leave days? {time.time_ns()}",
-                                         "collection": COLLECTION, "wait_s": 0.2})
+        slow = api.post(
+            "/v1/ask",
+            json={
+                "query": f"Leave days? {time.time_ns()}",
+                "collection": COLLECTION,
+                "wait_s": 0.2,
+            },
+        )
     finally:
         mock_llm.configure(ttft=0.05)
     assert slow.status_code == 202 and slow.headers["Location"].startswith("/v1/jobs/")
@@ -337,8 +354,11 @@ def test_multipart_upload_bad_file_fails_alone(api: httpx.Client) -> None:
         ("files", ("broken.pdf", b"%PDF-1.4 garbage", "application/pdf")),
         ("files", ("image.png", b"\x89PNG....", "image/png")),
     ]
-    response = api.post("/v1/collections/uploads/documents", files=files,
-                        data={"metadata": json.dumps({"team": "ops"})})
+    response = api.post(
+        "/v1/collections/uploads/documents",
+        files=files,
+        data={"metadata": json.dumps({"team": "ops"})},
+    )
     assert response.status_code == 202, response.text
     job = wait_done(api, response.json()["job_id"])
     assert job["kind"] == "ingest" and job["status"] == "succeeded"
@@ -348,8 +368,10 @@ def test_multipart_upload_bad_file_fails_alone(api: httpx.Client) -> None:
     assert "unsupported" in by_source["image.png"]["error"]
     docs = api.get("/v1/collections/uploads/documents").json()["documents"]
     assert [d["metadata"]["team"] for d in docs] == ["ops"]
-    none_readable = api.post("/v1/collections/uploads/documents",
-                             files=[("files", ("x.pdf", b"nope", "application/pdf"))])
+    none_readable = api.post(
+        "/v1/collections/uploads/documents",
+        files=[("files", ("x.pdf", b"nope", "application/pdf"))],
+    )
     job = wait_done(api, none_readable.json()["job_id"])
     assert job["status"] == "failed" and job["error"]["type"] == "DocumentError"
     assert job["result"]["documents"][0]["status"] == "failed"
@@ -359,9 +381,12 @@ def test_hundred_concurrent_jobs_all_succeed(api: httpx.Client, mock_llm: MockLL
     mock_llm.configure(ttft=0.5, tps=100)
     try:
         with ThreadPoolExecutor(16) as pool:
-            ids = list(pool.map(
-                lambda i: submit(api, f"Question number {i} {time.time_ns()}")["job_id"],
-                range(100)))
+            ids = list(
+                pool.map(
+                    lambda i: submit(api, f"Question number {i} {time.time_ns()}")["job_id"],
+                    range(100),
+                )
+            )
             jobs = list(pool.map(lambda job_id: wait_done(api, job_id, timeout=120), ids))
     finally:
         mock_llm.configure(ttft=0.05, tps=200)
@@ -408,14 +433,21 @@ def test_each_attempt_is_bounded_by_the_job_timeout(
     mock_llm: MockLLM,
     start_service: Callable[..., tuple[str, Any]],
 ) -> None:
-    env = service_env(new_database_url(), llm_base_url=mock_llm.base_url, llm_model="mock",
-                      job_timeout_s=1, max_attempts=2, retry_base_s=0.05)
+    env = service_env(
+        new_database_url(),
+        llm_base_url=mock_llm.base_url,
+        llm_model="mock",
+        job_timeout_s=1,
+        max_attempts=2,
+        retry_base_s=0.05,
+    )
     url, _ = start_service(env)
     mock_llm.configure(ttft=30)
     try:
         with httpx.Client(base_url=url, timeout=30) as client:
-            ingest = client.post(f"/v1/collections/{COLLECTION}/documents",
-                                 json={"documents": DOCS[:1]}).json()
+            ingest = client.post(
+                f"/v1/collections/{COLLECTION}/documents", json={"documents": DOCS[:1]}
+            ).json()
             assert wait_done(client, ingest["job_id"])["status"] == "succeeded"
             job = wait_done(client, submit(client, "Will time out")["job_id"], timeout=30)
     finally:

@@ -50,8 +50,10 @@ def llm(mock_llm: MockLLM) -> Iterator[MockLLM]:
 
 def service_env(database_url: str, **settings: Any) -> dict[str, str]:
     """RAGSERVE_* variables for a child process (as conftest's helper of the same name)."""
-    return {"RAGSERVE_DATABASE_URL": database_url,
-            **{f"RAGSERVE_{k.upper()}": str(v) for k, v in settings.items()}}
+    return {
+        "RAGSERVE_DATABASE_URL": database_url,
+        **{f"RAGSERVE_{k.upper()}": str(v) for k, v in settings.items()},
+    }
 
 
 def log_entries(proc: Proc) -> list[dict[str, Any]]:
@@ -74,8 +76,9 @@ def ts(entry: dict[str, Any]) -> float:
 
 def started(proc: Proc, job_ids: set[str]) -> dict[str, int]:
     """job id -> attempt number, for the jobs of ``job_ids`` this process started."""
-    return {e["job_id"]: e["attempt"] for e in logged(proc, "job.started")
-            if e["job_id"] in job_ids}
+    return {
+        e["job_id"]: e["attempt"] for e in logged(proc, "job.started") if e["job_id"] in job_ids
+    }
 
 
 def wait_for(
@@ -158,10 +161,19 @@ def submit(client: httpx.Client, collection: str, questions: list[str]) -> list[
 
 
 def questions(tag: str, n: int) -> list[str]:
-    topics = ["office hours", "remote work", "travel expenses", "weekday opening",
-              "manager approval", "reimbursement time", "closing time", "working days"]
-    return [f"[{tag} {i}] What does the policy say about {topics[i % len(topics)]}?"
-            for i in range(n)]
+    topics = [
+        "office hours",
+        "remote work",
+        "travel expenses",
+        "weekday opening",
+        "manager approval",
+        "reimbursement time",
+        "closing time",
+        "working days",
+    ]
+    return [
+        f"[{tag} {i}] What does the policy say about {topics[i % len(topics)]}?" for i in range(n)
+    ]
 
 
 # --------------------------------------------------------------------------- 1. SIGKILL
@@ -175,8 +187,13 @@ def test_sigkill_with_jobs_in_flight_redelivers_and_fences(
 ) -> None:
     """A worker killed mid-job loses nothing; its jobs finish elsewhere, each exactly once."""
     database_url = new_database_url()
-    env = service_env(database_url, llm_base_url=llm.base_url, heartbeat_timeout_s=3,
-                      worker_concurrency=8, max_attempts=3)
+    env = service_env(
+        database_url,
+        llm_base_url=llm.base_url,
+        heartbeat_timeout_s=3,
+        worker_concurrency=8,
+        max_attempts=3,
+    )
     llm.configure(ttft=2.0, tps=200)
     workers = (start_worker(env), start_worker(env))  # they boot while the API does
     url, api = start_service(env, command="api")
@@ -190,8 +207,12 @@ def test_sigkill_with_jobs_in_flight_redelivers_and_fences(
         ids = set(job_ids)
 
         # 10 jobs, 8 slots per worker: both workers get some; all run at once.
-        wait_for(lambda: sum(len(started(w, ids)) for w in workers) == len(ids), 20,
-                 "every job to start", procs)
+        wait_for(
+            lambda: sum(len(started(w, ids)) for w in workers) == len(ids),
+            20,
+            "every job to start",
+            procs,
+        )
         victim, survivor = sorted(workers, key=lambda w: len(started(w, ids)), reverse=True)
         victim.signal(signal.SIGKILL)
         assert victim.wait(10) == -signal.SIGKILL
@@ -243,8 +264,7 @@ def test_sigterm_drain_lets_short_jobs_finish(
     # Answers take 4 s and the drain allows 8: every job ends inside it. (4 s, not 1 s: the
     # 4 jobs may start 2+ s apart, as each of pgqueuer's dequeues can wait ~1 s for its
     # connection, and all of them must still be running at SIGTERM.)
-    env = service_env(database_url, llm_base_url=llm.base_url, worker_concurrency=4,
-                      drain_s=8)
+    env = service_env(database_url, llm_base_url=llm.base_url, worker_concurrency=4, drain_s=8)
     worker = start_worker(env)
     url, api = start_service(env, command="api")
     procs = (api, worker)
@@ -266,8 +286,7 @@ def test_sigterm_drain_lets_short_jobs_finish(
     draining = logged(worker, "worker.draining")
     assert len(draining) == 1 and draining[0]["running"] == 4, draining
     # Every job was still in flight when the drain began, and finished during it.
-    succeeded = {e["job_id"]: ts(e) for e in logged(worker, "job.succeeded")
-                 if e["job_id"] in ids}
+    succeeded = {e["job_id"]: ts(e) for e in logged(worker, "job.succeeded") if e["job_id"] in ids}
     assert set(succeeded) == ids
     assert all(t >= ts(draining[0]) for t in succeeded.values()), (draining, succeeded)
     assert not logged(worker, "job.handed_back")
@@ -290,8 +309,13 @@ def test_sigterm_drain_hands_back_long_jobs_at_once(
     heartbeat expiry would come far too late.
     """
     database_url = new_database_url()
-    env = service_env(database_url, llm_base_url=llm.base_url, worker_concurrency=4,
-                      heartbeat_timeout_s=30, max_attempts=1)
+    env = service_env(
+        database_url,
+        llm_base_url=llm.base_url,
+        worker_concurrency=4,
+        heartbeat_timeout_s=30,
+        max_attempts=1,
+    )
     worker_a = start_worker({**env, "RAGSERVE_DRAIN_S": "1"})
     url, api = start_service(env, command="api")
     wait_worker_ready(worker_a)
@@ -301,8 +325,9 @@ def test_sigterm_drain_hands_back_long_jobs_at_once(
         llm.configure(ttft=20.0, tps=200)
         job_ids = submit(client, "kb", questions("long", 4))
         ids = set(job_ids)
-        wait_for(lambda: len(started(worker_a, ids)) == 4, 15, "4 jobs running on A",
-                 (api, worker_a))
+        wait_for(
+            lambda: len(started(worker_a, ids)) == 4, 15, "4 jobs running on A", (api, worker_a)
+        )
         assert {j["status"] for j in get_jobs(client, job_ids).values()} == {"running"}
 
         # Exit well before the 20 s answers could have finished: the jobs were not waited
@@ -335,11 +360,14 @@ def test_sigterm_drain_hands_back_long_jobs_at_once(
         worker_b = start_worker({**env, "RAGSERVE_WORKER_CONCURRENCY": "8"})
         procs = (api, worker_a, worker_b)
         ready = wait_worker_ready(worker_b)
-        picked = wait_for(lambda: len(started(worker_b, ids)) == 4 and started(worker_b, ids),
-                          10, "B to pick up the handed-back jobs", procs)
+        picked = wait_for(
+            lambda: len(started(worker_b, ids)) == 4 and started(worker_b, ids),
+            10,
+            "B to pick up the handed-back jobs",
+            procs,
+        )
         assert set(picked.values()) == {2}, picked
-        delays = [ts(e) - ts(ready) for e in logged(worker_b, "job.started")
-                  if e["job_id"] in ids]
+        delays = [ts(e) - ts(ready) for e in logged(worker_b, "job.started") if e["job_id"] in ids]
         assert max(delays) < 2.5, delays
         jobs = wait_terminal(client, job_ids, 30, procs)
 
@@ -360,10 +388,17 @@ async def test_stale_attempt_is_fenced_out(db: Database) -> None:
     """After a redelivery, every write of the older attempt is refused and changes nothing."""
     store = JobStore(db)
     async with db.transaction() as conn:
-        row = await store.insert(conn, NewJob(
-            kind="answer", collection="kb", query="q?", request={"query": "q?"},
-            request_hash="h", max_attempts=3,
-        ))
+        row = await store.insert(
+            conn,
+            NewJob(
+                kind="answer",
+                collection="kb",
+                query="q?",
+                request={"query": "q?"},
+                request_hash="h",
+                max_attempts=3,
+            ),
+        )
     assert row is not None
     job_id = str(row["id"])
 
@@ -374,12 +409,19 @@ async def test_stale_attempt_is_fenced_out(db: Database) -> None:
 
     async def snapshot() -> tuple[dict[str, Any], list[tuple[int, int, str]]]:
         async with db.connection() as conn:
-            job = await (await conn.execute(
-                "SELECT status, attempts, max_attempts, result, error, finished_at, event_seq"
-                " FROM jobs WHERE id = %s", (job_id,))).fetchone()
-            events = await (await conn.execute(
-                "SELECT seq, attempt, type FROM job_events WHERE job_id = %s ORDER BY seq",
-                (job_id,))).fetchall()
+            job = await (
+                await conn.execute(
+                    "SELECT status, attempts, max_attempts, result, error, finished_at, event_seq"
+                    " FROM jobs WHERE id = %s",
+                    (job_id,),
+                )
+            ).fetchone()
+            events = await (
+                await conn.execute(
+                    "SELECT seq, attempt, type FROM job_events WHERE job_id = %s ORDER BY seq",
+                    (job_id,),
+                )
+            ).fetchall()
         return job, [(e["seq"], e["attempt"], e["type"]) for e in events]
 
     before = await snapshot()
@@ -399,7 +441,12 @@ async def test_stale_attempt_is_fenced_out(db: Database) -> None:
     assert job["max_attempts"] == 3
     # Events: queued (attempt 0 row), running 1, running 2, then only attempt 2's.
     assert [(a, t) for _, a, t in events] == [
-        (0, "status"), (1, "status"), (2, "status"), (2, "token"), (2, "done")]
+        (0, "status"),
+        (1, "status"),
+        (2, "status"),
+        (2, "token"),
+        (2, "done"),
+    ]
 
     # Once finished, neither attempt can write any more.
     assert await store.append_event(current, "token", {"text": "late"}) is False

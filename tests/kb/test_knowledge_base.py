@@ -94,14 +94,17 @@ async def test_scope_and_metadata_filters(
     ask = "How many days of leave?"
     hits = await retriever.retrieve(ask, collection="c5", top_k=10, filters={"team": "hr"})
     assert {h.source for h in hits} == {"hr/leave.md", "hr/old.md"}
-    hits = await retriever.retrieve(ask, collection="c5", top_k=10,
-                                    filters={"team": "hr", "year": 2026})
+    hits = await retriever.retrieve(
+        ask, collection="c5", top_k=10, filters={"team": "hr", "year": 2026}
+    )
     assert [h.source for h in hits] == ["hr/leave.md"]
-    by_source = await retriever.retrieve(ask, collection="c5", top_k=10,
-                                         document_scope=["it/laptops.md"])
+    by_source = await retriever.retrieve(
+        ask, collection="c5", top_k=10, document_scope=["it/laptops.md"]
+    )
     assert [h.source for h in by_source] == ["it/laptops.md"]
-    by_id = await retriever.retrieve(ask, collection="c5", top_k=10,
-                                     document_scope=[results[1].document_id or ""])
+    by_id = await retriever.retrieve(
+        ask, collection="c5", top_k=10, document_scope=[results[1].document_id or ""]
+    )
     assert [h.source for h in by_id] == ["hr/old.md"]
     assert all(-1.0 <= h.score <= 1.0 for h in hits)
 
@@ -125,7 +128,8 @@ async def test_retrieval_finds_the_right_squad_paragraph(
     paragraphs = rng.sample(corpus, 30)
     chosen = {p["id"] for p in paragraphs}
     questions = [
-        q for q in map(json.loads, (SQUAD / "queries.jsonl").open(encoding="utf-8"))
+        q
+        for q in map(json.loads, (SQUAD / "queries.jsonl").open(encoding="utf-8"))
         if q["doc_id"] in chosen
     ]
     questions = rng.sample(questions, 60)

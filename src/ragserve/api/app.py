@@ -39,7 +39,10 @@ def build_job_service(services: Services, hub: NotificationHub | None) -> JobSer
 def build_worker(services: Services) -> Worker:
     store = JobStore(services.db)
     runner = JobRunner(
-        store, services.store, services.pipeline, services.ingestor,
+        store,
+        services.store,
+        services.pipeline,
+        services.ingestor,
         services.settings.cache_ttl_s,
     )
     return Worker(services.db, store, runner, services.settings)

@@ -35,8 +35,10 @@ async def _ragserve_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RagserveError)
     status = next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), 500)
     if status >= 500:
-        log.error("request failed", extra={"event": "http.error", "path": request.url.path,
-                                           "error": str(exc)})
+        log.error(
+            "request failed",
+            extra={"event": "http.error", "path": request.url.path, "error": str(exc)},
+        )
     return JSONResponse(error_body(exc.type, str(exc)), status_code=status)
 
 

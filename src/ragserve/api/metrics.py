@@ -15,11 +15,14 @@ class Metrics:
             registry=self.registry,
         )
         self.jobs = Gauge(
-            "ragserve_jobs", "Jobs in the database, by status.", ["status"],
+            "ragserve_jobs",
+            "Jobs in the database, by status.",
+            ["status"],
             registry=self.registry,
         )
         self.worker_running = Gauge(
-            "ragserve_worker_running_jobs", "Jobs this process's worker is running now.",
+            "ragserve_worker_running_jobs",
+            "Jobs this process's worker is running now.",
             registry=self.registry,
         )
 

@@ -23,9 +23,7 @@ def format_event(event: JobEvent) -> str:
     return f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n"
 
 
-async def job_event_stream(
-    jobs: JobService, job_id: str, last_event_id: int
-) -> AsyncIterator[str]:
+async def job_event_stream(jobs: JobService, job_id: str, last_event_id: int) -> AsyncIterator[str]:
     """Replay from ``last_event_id``; then wait on NOTIFY for more. Never loses an event:
     we subscribe before reading, and every wake-up re-reads the table from the last id."""
     last = last_event_id

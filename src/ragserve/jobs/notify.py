@@ -78,8 +78,10 @@ class NotificationHub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("notification listener lost its connection",
-                            extra={"event": "notify.reconnect", "error": str(exc)})
+                log.warning(
+                    "notification listener lost its connection",
+                    extra={"event": "notify.reconnect", "error": str(exc)},
+                )
             self._connected = False
             # Waiters fall back to reading the table; they may have missed something.
             for waiters in self._waiters.values():

@@ -110,8 +110,11 @@ class JobRunner:
             done += 1
             await events.emit(
                 "status",
-                {"status": "running", "progress": {"done": done, "total": len(items)},
-                 "document": doc.as_dict()},
+                {
+                    "status": "running",
+                    "progress": {"done": done, "total": len(items)},
+                    "document": doc.as_dict(),
+                },
             )
 
         results = await self.ingestor.ingest(attempt.collection, items, on_document=progress)

@@ -90,8 +90,11 @@ class JobService:
         request = {
             "collection": collection,
             "documents": [
-                {"source": f.source, "metadata": f.metadata or {},
-                 "sha256": stable_hash([f.text, f.data.hex() if f.data else None])}
+                {
+                    "source": f.source,
+                    "metadata": f.metadata or {},
+                    "sha256": stable_hash([f.text, f.data.hex() if f.data else None]),
+                }
                 for f in files
             ],
         }
@@ -134,8 +137,7 @@ class JobService:
     def _replay(existing: dict[str, Any], new: NewJob) -> Submission:
         if existing["request_hash"] != new.request_hash or existing["kind"] != new.kind:
             raise Conflict(
-                "Idempotency-Key was already used with a different request"
-                f" (job {existing['id']})"
+                f"Idempotency-Key was already used with a different request (job {existing['id']})"
             )
         return Submission(Job.from_row(existing), created=False)
 

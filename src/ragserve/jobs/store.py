@@ -112,9 +112,7 @@ class JobStore:
         await self._append(conn, row["id"], "done", {"result": result, "cached": True})
         return row
 
-    async def add_files(
-        self, conn: Connection, job_id: str, files: Sequence[UploadedFile]
-    ) -> None:
+    async def add_files(self, conn: Connection, job_id: str, files: Sequence[UploadedFile]) -> None:
         async with conn.cursor() as cur:
             await cur.executemany(
                 "INSERT INTO job_files (job_id, ordinal, source, data, text, metadata)"
@@ -135,8 +133,12 @@ class JobStore:
                 )
             ).fetchall()
         return [
-            UploadedFile(r["source"], bytes(r["data"]) if r["data"] is not None else None,
-                         r["text"], r["metadata"])
+            UploadedFile(
+                r["source"],
+                bytes(r["data"]) if r["data"] is not None else None,
+                r["text"],
+                r["metadata"],
+            )
             for r in rows
         ]
 
@@ -276,9 +278,16 @@ class JobStore:
                     " expires_at = excluded.expires_at),"
                     " files AS (DELETE FROM job_files WHERE job_id IN (SELECT id FROM job))"
                     " SELECT count(*) AS n FROM job",
-                    {"id": attempt.job_id, "attempt": attempt.number, "result": Jsonb(result),
-                     "done": Jsonb({"result": result}), "key": key, "collection": collection,
-                     "generation": generation, "ttl": ttl_s},
+                    {
+                        "id": attempt.job_id,
+                        "attempt": attempt.number,
+                        "result": Jsonb(result),
+                        "done": Jsonb({"result": result}),
+                        "key": key,
+                        "collection": collection,
+                        "generation": generation,
+                        "ttl": ttl_s,
+                    },
                 )
             ).fetchone()
         return bool(row and row["n"])
@@ -305,8 +314,12 @@ class JobStore:
                 "UPDATE jobs SET status = 'queued', error = %s, updated_at = now(),"
                 " max_attempts = max_attempts + %s"
                 " WHERE id = %s AND attempts = %s AND status = 'running'",
-                (Jsonb(error) if error else None, 1 if refund else 0, attempt.job_id,
-                 attempt.number),
+                (
+                    Jsonb(error) if error else None,
+                    1 if refund else 0,
+                    attempt.job_id,
+                    attempt.number,
+                ),
             )
             if cur.rowcount == 0:
                 return False
@@ -314,8 +327,12 @@ class JobStore:
                 conn,
                 attempt.job_id,
                 "status",
-                {"status": "queued", "attempt": attempt.number, "error": error,
-                 "handed_back": refund},
+                {
+                    "status": "queued",
+                    "attempt": attempt.number,
+                    "error": error,
+                    "handed_back": refund,
+                },
             )
         return True
 
@@ -331,8 +348,13 @@ class JobStore:
         cur = await conn.execute(
             "UPDATE jobs SET status = %s, result = %s, error = %s, finished_at = now(),"
             " updated_at = now() WHERE id = %s AND attempts = %s AND status = 'running'",
-            (status, Jsonb(result) if result is not None else None,
-             Jsonb(error) if error else None, attempt.job_id, attempt.number),
+            (
+                status,
+                Jsonb(result) if result is not None else None,
+                Jsonb(error) if error else None,
+                attempt.job_id,
+                attempt.number,
+            ),
         )
         return cur.rowcount == 1
 

@@ -57,9 +57,7 @@ def describe(exc: BaseException) -> dict[str, str]:
 
 
 class Worker:
-    def __init__(
-        self, db: Database, jobs: JobStore, runner: JobRunner, settings: Settings
-    ) -> None:
+    def __init__(self, db: Database, jobs: JobStore, runner: JobRunner, settings: Settings) -> None:
         self.db = db
         self.jobs = jobs
         self.runner = runner
@@ -84,8 +82,9 @@ class Worker:
             self._qm.entrypoint("answer")(self._handle)
             self._qm.entrypoint("ingest")(self._handle)
             concurrency = max(2, self.settings.worker_concurrency)
-            log.info("worker started", extra={"event": "worker.started",
-                                              "concurrency": concurrency})
+            log.info(
+                "worker started", extra={"event": "worker.started", "concurrency": concurrency}
+            )
             if self.draining.is_set():
                 return
             await self._qm.run(
@@ -107,8 +106,9 @@ class Worker:
         if self.draining.is_set():
             return
         self.draining.set()
-        log.info("worker draining", extra={"event": "worker.draining",
-                                           "running": len(self.running)})
+        log.info(
+            "worker draining", extra={"event": "worker.draining", "running": len(self.running)}
+        )
         if self._qm is not None:
             self._qm.shutdown.set()
         asyncio.get_running_loop().call_later(self.settings.drain_s, self._hand_back_all)
@@ -137,10 +137,14 @@ class Worker:
         ctx = {"job_id": job_id, "attempt": attempt.number}
         if attempt.number > attempt.max_attempts:
             # Earlier attempts died without a word (their worker was killed): dead-letter.
-            await self.jobs.fail(attempt, {
-                "type": "AttemptsExhausted",
-                "message": f"{attempt.number - 1} attempts ended without a result"
-                           " (their workers stopped)"})
+            await self.jobs.fail(
+                attempt,
+                {
+                    "type": "AttemptsExhausted",
+                    "message": f"{attempt.number - 1} attempts ended without a result"
+                    " (their workers stopped)",
+                },
+            )
             log.warning("job dead-lettered", extra={"event": "job.failed", **ctx})
             return
         log.info("job started", extra={"event": "job.started", **ctx})
@@ -181,8 +185,10 @@ class Worker:
         if is_transient(exc) and attempt.number < attempt.max_attempts:
             delay = self._backoff(attempt.number)
             if await self.jobs.requeue(attempt, error):
-                log.warning("job will retry", extra={"event": "job.retry", **ctx,
-                                                     "delay_s": round(delay, 3)})
+                log.warning(
+                    "job will retry",
+                    extra={"event": "job.retry", **ctx, "delay_s": round(delay, 3)},
+                )
                 raise RetryRequested(timedelta(seconds=delay), reason=error["message"])
             return
         if await self.jobs.fail(attempt, error):

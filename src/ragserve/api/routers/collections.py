@@ -32,8 +32,9 @@ async def list_documents(name: str, kb: Kb) -> dict[str, Any]:
     return {"collection": name, "documents": await kb.list_documents(name)}
 
 
-@router.delete("/{name}/documents/{document_id}", status_code=204,
-               summary="Delete a document and its chunks")
+@router.delete(
+    "/{name}/documents/{document_id}", status_code=204, summary="Delete a document and its chunks"
+)
 async def delete_document(name: str, document_id: str, kb: Kb) -> Response:
     check_collection_name(name)
     await kb.delete_document(name, document_id)
@@ -46,7 +47,10 @@ async def delete_document(name: str, document_id: str, kb: Kb) -> Response:
     summary="Add documents: multipart files (field 'files'), or JSON {'documents': [...]}",
 )
 async def add_documents(
-    name: str, request: Request, jobs: Jobs, state: State,
+    name: str,
+    request: Request,
+    jobs: Jobs,
+    state: State,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     check_collection_name(name)
@@ -84,5 +88,4 @@ async def _files_from_json(request: Request) -> list[UploadedFile]:
         body = IngestRequest.model_validate_json(await request.body())
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False), body=None) from None
-    return [UploadedFile(source=d.source, text=d.text, metadata=d.metadata)
-            for d in body.documents]
+    return [UploadedFile(source=d.source, text=d.text, metadata=d.metadata) for d in body.documents]

@@ -18,8 +18,13 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Ready for traffic: database, schema, models; not draining")
 async def readyz(state: State) -> JSONResponse:
-    checks = {"draining": state.draining, "database": False, "schema": False,
-              "models": True, "listener": state.hub.healthy}
+    checks = {
+        "draining": state.draining,
+        "database": False,
+        "schema": False,
+        "models": True,
+        "listener": state.hub.healthy,
+    }
     try:
         async with state.services.db.connection() as conn:
             checks["database"] = True

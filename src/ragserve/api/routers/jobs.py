@@ -22,9 +22,12 @@ def accepted(submission: Submission, state: State) -> JSONResponse:
     """The ``202 Accepted`` answer to a submission, with ``Location``."""
     job = submission.job
     outcome = (
-        "cached" if job.cached and submission.created
-        else "coalesced" if submission.coalesced
-        else "created" if submission.created
+        "cached"
+        if job.cached and submission.created
+        else "coalesced"
+        if submission.coalesced
+        else "created"
+        if submission.created
         else "replayed"
     )
     state.metrics.submitted.labels(job.kind, outcome).inc()
