@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ from typing import Any
 from rich.console import Console
 from rich.rule import Rule
 
-from ragserve.client import ApiClient, print_job, print_sources, stream_answer
+from ragserve.cli.answer import stream_answer
+from ragserve.cli.render import print_job, print_sources
+from ragserve.client import ApiClient
 from ragserve.errors import RagserveError
 from ragserve.server import build_server
 from ragserve.settings import Settings
@@ -30,8 +33,17 @@ def sample_dir() -> Path:
     return Path(str(resources.files("ragserve").joinpath("samples")))
 
 
-def sample_questions() -> list[dict[str, str]]:
-    return json.loads((sample_dir() / "questions.json").read_text(encoding="utf-8"))
+@dataclass(frozen=True)
+class SampleQuestion:
+    """A question about the bundled samples, and a fact its answer should contain."""
+
+    question: str
+    expected: str
+
+
+def sample_questions() -> list[SampleQuestion]:
+    items = json.loads((sample_dir() / "questions.json").read_text(encoding="utf-8"))
+    return [SampleQuestion(str(item["question"]), str(item["expected"])) for item in items]
 
 
 def sample_files() -> list[Path]:
@@ -85,12 +97,12 @@ def run_demo(settings: Settings, collection: str, console: Console) -> bool:
         found = 0
         questions = sample_questions()
         for item in questions:
-            console.print(Rule(item["question"]))
-            accepted = client.submit(item["question"], collection)
+            console.print(Rule(item.question))
+            accepted = client.submit(item.question, collection)
             job = stream_answer(client, accepted["job_id"], console)
             print_sources(job, console)
             answer = (job.get("result") or {}).get("answer", "")
-            found += item["expected"].lower() in answer.lower()
+            found += item.expected.lower() in answer.lower()
         console.print(Rule())
         console.print(
             f"{found}/{len(questions)} answers contain the expected fact."

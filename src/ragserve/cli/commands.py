@@ -8,23 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
-from ragserve.client import (
-    ApiClient,
-    ClientError,
-    ServiceUnreachable,
-    print_job,
-    print_job_table,
-    print_sources,
-    stream_answer,
-)
+from ragserve.cli.answer import stream_answer
+from ragserve.cli.render import print_job, print_job_table, print_sources
+from ragserve.client import ApiClient, ClientError, ServiceUnreachable
 from ragserve.errors import RagserveError
 from ragserve.logs import configure_logging
 from ragserve.settings import Settings
@@ -48,6 +42,7 @@ UrlOption = Annotated[
     str | None, typer.Option("--url", envvar="RAGSERVE_URL", help="ragserve API URL.")
 ]
 CollectionOption = Annotated[str, typer.Option(help="Collection to use.")]
+T = TypeVar("T")
 
 
 def _settings() -> Settings:
@@ -68,7 +63,7 @@ def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def _run(coro: Any) -> Any:
+def _run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine; typed errors become one line and exit code 1."""
     try:
         with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
@@ -120,7 +115,7 @@ def ingest(
     ] = None,
 ) -> None:
     """Ingest files straight into the database (no upload, no service needed)."""
-    from ragserve.ingest_command import ingest_paths
+    from ragserve.cli.ingest import ingest_paths
 
     configure_logging("WARNING")
     extra = _json_object(metadata, "--metadata")
@@ -206,7 +201,7 @@ def demo(
     collection: CollectionOption = "demo",
 ) -> None:
     """Start the service in-process, ingest the bundled samples, ask the sample questions."""
-    from ragserve.demo import run_demo
+    from ragserve.cli.demo import run_demo
 
     configure_logging("WARNING")
     ok = run_demo(_settings(), collection, console)
