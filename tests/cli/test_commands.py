@@ -8,12 +8,11 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from conftest import MockLLM, free_port, service_env
-
-SAMPLES = Path(__file__).resolve().parents[1] / "src" / "ragserve" / "samples"
 
 
 def ragserve(
@@ -69,6 +68,26 @@ def test_db_migrate(new_database_url: Callable[[], str]) -> None:
     assert second.returncode == 0 and "up to date" in second.stdout
 
 
+OFFICE = "The office opens at 8am. Badges are at the front desk."
+
+
+def ingest_office(url: str) -> str:
+    """Upload one document through the API, wait until a worker has ingested it; the job id."""
+    documents = [{"source": "office.md", "text": OFFICE}]
+    upload = httpx.post(f"{url}/v1/collections/default/documents", json={"documents": documents})
+    job = wait_status(url, upload.json()["job_id"], {"succeeded", "failed"})
+    assert job["status"] == "succeeded", job
+    return str(job["job_id"])
+
+
+def wait_status(url: str, job_id: str, statuses: set[str], timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (job := httpx.get(f"{url}/v1/jobs/{job_id}").json())["status"] not in statuses:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+    return job
+
+
 def test_ask_streams_and_jobs_commands(
     new_database_url: Callable[[], str],
     mock_llm: MockLLM,
@@ -77,40 +96,74 @@ def test_ask_streams_and_jobs_commands(
     env = service_env(new_database_url(), llm_base_url=mock_llm.base_url, llm_model="mock")
     mock_llm.configure(ttft=0.05, tps=200, error_rate=0.0)
     url, _ = start_service(env)
-    upload = httpx.post(
-        f"{url}/v1/collections/default/documents",
-        json={
-            "documents": [
-                {
-                    "source": "office.md",
-                    "text": "The office opens at 8am. Badges are at the front desk.",
-                }
-            ]
-        },
-    ).json()
-    deadline = time.monotonic() + 60
-    while httpx.get(f"{url}/v1/jobs/{upload['job_id']}").json()["status"] != "succeeded":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    done = ragserve("jobs", "show", upload["job_id"], "--url", url, timeout=60)
-    assert done.returncode == 0 and upload["job_id"] in done.stdout
-    assert "office.md" in done.stdout
+    upload_id = ingest_office(url)
+    shown = ragserve("jobs", "show", upload_id, "--url", url, timeout=60)
+    assert shown.returncode == 0 and upload_id in shown.stdout
+    assert "office.md" in shown.stdout and "ingested" in shown.stdout
     asked = ragserve("ask", "When does the office open?", "--url", url, timeout=120)
     assert asked.returncode == 0, asked.stderr
-    assert "8am" in asked.stdout and "office.md" in asked.stdout
+    assert asked.stdout.startswith("The office opens at 8am. [1]\n")
+    assert "office.md" in asked.stdout
     queued = ragserve("ask", "Where are badges?", "--no-wait", "--url", url, timeout=60)
     job_id = queued.stdout.strip()
     assert queued.returncode == 0 and len(job_id) == 36
     listed = ragserve("jobs", "list", "--url", url, timeout=60)
-    assert job_id in listed.stdout
-    retry = ragserve("jobs", "retry", job_id, "--url", url, timeout=60)
-    assert (retry.returncode == 1 and "409" in retry.stderr + retry.stdout) or "only failed" in (
-        retry.stderr + retry.stdout
-    )
-    cancel = ragserve("jobs", "cancel", job_id, "--url", url, timeout=60)
-    assert cancel.returncode == 0
+    assert listed.returncode == 0
+    assert job_id in listed.stdout and upload_id in listed.stdout
     missing = ragserve("jobs", "show", "00000000-0000-0000-0000-000000000000", "--url", url)
     assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+def test_cancel_a_running_job_then_retry_it(
+    new_database_url: Callable[[], str],
+    mock_llm: MockLLM,
+    start_service: Callable[..., tuple[str, Any]],
+    start_worker: Callable[..., Any],
+) -> None:
+    """API and worker apart, and an LLM that takes a minute to answer, so every state is known:
+    the job is running (its LLM call in flight) when it is cancelled, and with the worker
+    stopped, the retried job stays queued until a new worker answers it."""
+    env = service_env(new_database_url(), llm_base_url=mock_llm.base_url, llm_model="mock")
+    url, _ = start_service(env, "api")
+    worker = start_worker(env)
+    ingest_office(url)
+    mock_llm.configure(ttft=60, tps=200, error_rate=0.0)
+    try:
+        asked = ragserve("ask", "When does the office open?", "--no-wait", "--url", url)
+        job_id = asked.stdout.strip()
+        wait_status(url, job_id, {"running"})
+        deadline = time.monotonic() + 30
+        while mock_llm.stats()["in_flight"] < 1:  # the attempt waits for its first token
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+        refused = ragserve("jobs", "retry", job_id, "--url", url)
+        assert refused.returncode == 1
+        assert f"error: 409 Conflict: job {job_id} is running" in refused.stderr
+        assert httpx.get(f"{url}/v1/jobs/{job_id}").json()["status"] == "running"
+
+        cancelled = ragserve("jobs", "cancel", job_id, "--url", url)
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert "cancelled" in cancelled.stdout
+        job = httpx.get(f"{url}/v1/jobs/{job_id}").json()
+        assert (job["status"], job["attempts"], job["result"]) == ("cancelled", 1, None)
+
+        worker.stop()
+        retried = ragserve("jobs", "retry", job_id, "--url", url)
+        assert retried.returncode == 0, retried.stderr
+        assert "queued" in retried.stdout
+        job = httpx.get(f"{url}/v1/jobs/{job_id}").json()
+        assert (job["status"], job["attempts"]) == ("queued", 1)
+
+        mock_llm.configure(ttft=0.05)
+        start_worker(env)
+        job = wait_status(url, job_id, {"succeeded", "failed", "cancelled"})
+        assert (job["status"], job["attempts"]) == ("succeeded", 2)
+        assert job["result"]["answer"] == "The office opens at 8am. [1]"
+        again = ragserve("jobs", "retry", job_id, "--url", url)
+        assert again.returncode == 1 and "409 Conflict" in again.stderr
+    finally:
+        mock_llm.configure(ttft=0.05, tps=200)
 
 
 def test_demo_runs_end_to_end_on_embedded_defaults(tmp_path: Path) -> None:
