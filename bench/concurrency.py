@@ -59,6 +59,7 @@ from typing import Any
 
 import httpx
 import psutil
+from httpx_sse import EventSource
 
 from _common import format_table, load_now, machine_info, write_json
 from load_baselines import percentile, run_load
@@ -436,17 +437,10 @@ def _ts(value: str) -> datetime:
 
 
 async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    """``(event, data)`` pairs of a ``text/event-stream`` body (single-line data, as ragserve)."""
-    event, data = "message", ""
-    async for line in response.aiter_lines():
-        if not line:
-            if data:
-                yield event, json.loads(data)
-            event, data = "message", ""
-        elif line.startswith("event:"):
-            event = line[6:].strip()
-        elif line.startswith("data:"):
-            data += line[5:].strip()
+    """``(event, data)`` pairs of a job's ``text/event-stream`` body (decoded by httpx-sse)."""
+    async for event in EventSource(response).aiter_sse():
+        if event.data:  # an event without data is not dispatched (WHATWG rules)
+            yield event.event, json.loads(event.data)
 
 
 async def ask_job(http: httpx.AsyncClient, query: str, collection: str = COLLECTION) -> JobTiming:
