@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ragserve.kb.store import COLLECTION_NAME
+from ragserve.names import COLLECTION_NAME
 
 
 class JobStatus(StrEnum):

@@ -18,7 +18,7 @@ from ragserve.jobs.cache import answer_cache_key, stable_hash
 from ragserve.jobs.models import AnswerRequest, Job, JobStatus
 from ragserve.jobs.notify import NotificationHub
 from ragserve.jobs.store import JobStore, NewJob, UploadedFile
-from ragserve.kb.store import check_collection_name
+from ragserve.names import check_collection_name
 
 log = logging.getLogger(__name__)
 

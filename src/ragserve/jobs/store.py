@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 
 from ragserve.db.pool import Connection, Database
 from ragserve.jobs.models import Job, JobEvent, JobStatus
-from ragserve.kb.store import is_uuid
+from ragserve.names import is_uuid
 
 _JOB_COLUMNS = (
     "id, kind, status, collection, query, request, attempts, max_attempts, cached,"

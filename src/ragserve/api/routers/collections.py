@@ -16,7 +16,7 @@ from ragserve.api.routers.jobs import IdempotencyKey, accepted
 from ragserve.errors import InvalidInput
 from ragserve.jobs.models import IngestRequest
 from ragserve.jobs.store import UploadedFile
-from ragserve.kb.store import check_collection_name
+from ragserve.names import check_collection_name
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
 
