@@ -112,3 +112,10 @@ class JobEvent(BaseModel):
     seq: int
     type: str
     data: dict[str, Any]
+
+    @property
+    def terminal(self) -> bool:
+        """The last event of a job: its result, its failure, or its cancellation."""
+        return self.type in ("done", "error") or (
+            self.type == "status" and self.data.get("status") == JobStatus.cancelled
+        )

@@ -139,6 +139,7 @@ class KnowledgeStore:
                     (collection.name, source, content_hash, Jsonb(metadata), len(texts)),
                 )
             ).fetchone()
+            assert row is not None  # INSERT ... RETURNING always returns the row
             document_id = row["id"]
             await conn.execute("DELETE FROM chunks WHERE document_id = %s", (document_id,))
             async with conn.cursor() as cur:

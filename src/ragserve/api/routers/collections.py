@@ -12,7 +12,8 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from ragserve.api.deps import Jobs, Kb, State
-from ragserve.api.routers.jobs import IdempotencyKey, accepted
+from ragserve.api.routers.jobs import LOCATION, IdempotencyKey, accepted
+from ragserve.api.schemas import Accepted, CollectionList, DocumentList
 from ragserve.errors import InvalidInput
 from ragserve.jobs.models import IngestRequest
 from ragserve.jobs.store import UploadedFile
@@ -22,14 +23,15 @@ router = APIRouter(prefix="/v1/collections", tags=["collections"])
 
 
 @router.get("", summary="List collections")
-async def list_collections(kb: Kb) -> dict[str, list[dict[str, Any]]]:
-    return {"collections": await kb.list_collections()}
+async def list_collections(kb: Kb) -> CollectionList:
+    return CollectionList.model_validate({"collections": await kb.list_collections()})
 
 
 @router.get("/{name}/documents", summary="List the documents of a collection")
-async def list_documents(name: str, kb: Kb) -> dict[str, Any]:
+async def list_documents(name: str, kb: Kb) -> DocumentList:
     check_collection_name(name)
-    return {"collection": name, "documents": await kb.list_documents(name)}
+    documents = await kb.list_documents(name)
+    return DocumentList.model_validate({"collection": name, "documents": documents})
 
 
 @router.delete(
@@ -44,6 +46,8 @@ async def delete_document(name: str, document_id: str, kb: Kb) -> Response:
 @router.post(
     "/{name}/documents",
     status_code=202,
+    response_model=Accepted,
+    responses={202: {"headers": LOCATION}},
     summary="Add documents: multipart files (field 'files'), or JSON {'documents': [...]}",
 )
 async def add_documents(

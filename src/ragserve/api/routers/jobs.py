@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ragserve.api.deps import Jobs, State
+from ragserve.api.schemas import Accepted, JobList
 from ragserve.api.sse import job_event_stream
 from ragserve.errors import InvalidInput
 from ragserve.jobs.models import AnswerRequest, AskRequest, Job, JobStatus
@@ -32,31 +33,51 @@ def accepted(submission: Submission, state: State) -> JSONResponse:
     )
     state.metrics.submitted.labels(job.kind, outcome).inc()
     status_url = f"/v1/jobs/{job.job_id}"
+    body = Accepted(
+        job_id=job.job_id,
+        status=job.status,
+        status_url=status_url,
+        events_url=f"{status_url}/events",
+        cached=job.cached,
+        coalesced=submission.coalesced,
+    )
     return JSONResponse(
-        {
-            "job_id": job.job_id,
-            "status": job.status.value,
-            "status_url": status_url,
-            "events_url": f"{status_url}/events",
-            "cached": job.cached,
-            "coalesced": submission.coalesced,
-        },
-        status_code=202,
-        headers={"Location": status_url},
+        body.model_dump(mode="json"), status_code=202, headers={"Location": status_url}
     )
 
 
-@router.post("/jobs", status_code=202, summary="Submit a question as a job")
+LOCATION = {"Location": {"description": "The job's URL", "schema": {"type": "string"}}}
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=Accepted,
+    responses={202: {"headers": LOCATION}},
+    summary="Submit a question as a job",
+)
 async def submit_job(
     body: AnswerRequest, jobs: Jobs, state: State, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
     return accepted(await jobs.submit_answer(body, idempotency_key), state)
 
 
-@router.post("/ask", summary="Submit a question and wait up to wait_s for the answer")
+@router.post(
+    "/ask",
+    response_model=Job,
+    responses={
+        200: {"description": "The job finished within wait_s"},
+        202: {
+            "model": Accepted,
+            "headers": LOCATION,
+            "description": "Still running after wait_s: follow it as after POST /v1/jobs",
+        },
+    },
+    summary="Submit a question and wait up to wait_s for the answer",
+)
 async def ask(
     body: AskRequest, jobs: Jobs, state: State, idempotency_key: IdempotencyKey = None
-) -> Any:
+) -> Job | JSONResponse:
     request = AnswerRequest(**body.model_dump(exclude={"wait_s"}))
     submission = await jobs.submit_answer(request, idempotency_key)
     job = await jobs.wait(submission.job.job_id, body.wait_s)
@@ -70,8 +91,8 @@ async def list_jobs(
     jobs: Jobs,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-) -> dict[str, list[Job]]:
-    return {"jobs": await jobs.list(status, limit)}
+) -> JobList:
+    return JobList(jobs=await jobs.list(status, limit))
 
 
 @router.get("/jobs/{job_id}", summary="Read one job")
