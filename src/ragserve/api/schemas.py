@@ -13,6 +13,31 @@ from pydantic import BaseModel, ConfigDict, Field
 from ragserve.jobs.models import Job, JobStatus
 
 
+class ErrorDetail(BaseModel):
+    type: str = Field(description="The error's kind, e.g. NotFound, Conflict, InvalidInput.")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer (4xx, 5xx) has this body; no stack trace ever leaves."""
+
+    error: ErrorDetail
+
+
+Responses = dict[int | str, dict[str, Any]]
+"""A route's ``responses=``: extra answers to document in the OpenAPI schema."""
+
+
+def error_doc(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+UNAVAILABLE: Responses = {503: error_doc("PostgreSQL is unreachable; retry later")}
+LOCATION_HEADER: dict[str, Any] = {
+    "Location": {"description": "The job's URL", "schema": {"type": "string"}}
+}
+
+
 class Accepted(BaseModel):
     """``202 Accepted``: the job that will hold the answer (also sent as ``Location``)."""
 
