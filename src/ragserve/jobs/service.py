@@ -41,7 +41,7 @@ class JobService:
     def __init__(
         self,
         db: Database,
-        jobs: JobStore,
+        store: JobStore,
         hub: NotificationHub | None,
         *,
         answerer_name: str,
@@ -49,7 +49,7 @@ class JobService:
         max_attempts: int,
     ) -> None:
         self._db = db
-        self._store = jobs
+        self._store = store
         self._hub = hub
         self.answerer_name = answerer_name
         self.embedder_name = embedder_name
