@@ -70,12 +70,12 @@ def api(served: tuple[str, Proc], mock_llm: MockLLM) -> Iterator[httpx.Client]:
 
 def wait_done(client: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
+    while True:
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
         if job["status"] in ("succeeded", "failed", "cancelled"):
             return job
+        assert time.monotonic() < deadline, f"job {job_id} not done in {timeout} s: {job}"
         time.sleep(0.05)
-    raise AssertionError(f"job {job_id} not done: {job}")
 
 
 def wait_status(client: httpx.Client, job_id: str, status: str, timeout: float = 30) -> None:
