@@ -1,7 +1,8 @@
 """Builds the long-lived objects of one process from ``Settings``, in one place.
 
 The CLI commands and the app factory open a ``Services`` and pass its parts down; nothing in
-ragserve creates these objects at import time.
+ragserve creates these objects at import time. The job service and the worker are built here
+too, so that a bare ``ragserve worker`` needs nothing of the HTTP side (no FastAPI, no uvicorn).
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from typing import Any
 from langchain_core.runnables import Runnable
 
 from ragserve.db.pool import Database
+from ragserve.jobs.notify import NotificationHub
+from ragserve.jobs.runner import JobRunner
+from ragserve.jobs.service import JobService
+from ragserve.jobs.store import JobStore
+from ragserve.jobs.worker import Worker
 from ragserve.kb.chunking import Chunker
 from ragserve.kb.embeddings import Embedder, build_embedder, warm_up
 from ragserve.kb.ingest import Ingestor
@@ -64,3 +70,28 @@ async def open_services(settings: Settings, *, migrate: bool = True) -> AsyncIte
         await answerer.aclose()
         await embedder.aclose()
         await db.close()
+
+
+def build_job_service(services: Services, hub: NotificationHub | None) -> JobService:
+    """What the API calls to submit, read and steer jobs; ``hub`` wakes waiters on new events."""
+    return JobService(
+        services.db,
+        JobStore(services.db),
+        hub,
+        answerer_name=services.answerer.name,
+        embedder_name=services.embedder.name,
+        max_attempts=services.settings.max_attempts,
+    )
+
+
+def build_worker(services: Services) -> Worker:
+    """A worker that runs answer and ingest jobs with this process's models."""
+    store = JobStore(services.db)
+    runner = JobRunner(
+        store,
+        services.store,
+        services.pipeline,
+        services.ingestor,
+        services.settings.cache_ttl_s,
+    )
+    return Worker(services.db, store, runner, services.settings)

@@ -35,6 +35,17 @@ async def test_migrations_apply_once_even_when_processes_race(
             await conn.close()
 
 
+async def test_migrations_work_on_a_connection_of_any_row_factory(
+    new_database_url: Callable[[], str],
+) -> None:
+    """Tuple rows (psycopg's default) as well as the pool's dict rows."""
+    async with await psycopg.AsyncConnection.connect(new_database_url(), autocommit=True) as conn:
+        assert await applied_versions(conn) == set()
+        assert not await schema_is_current(conn)
+        assert await migrate(conn)
+        assert await schema_is_current(conn)
+
+
 async def test_database_reports_unreachable_server_as_typed_error() -> None:
     from ragserve.errors import DatabaseError
 

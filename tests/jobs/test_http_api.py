@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,8 +13,9 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from httpx_sse import connect_sse
 
-from conftest import MockLLM, service_env
+from conftest import MockLLM, Proc, free_port, service_env, wait_http
 
 COLLECTION = "handbook"
 DOCS = [
@@ -23,16 +26,12 @@ DOCS = [
 
 
 @pytest.fixture(scope="module")
-def api(
+def served(
     new_database_url: Callable[[], str],
     mock_llm: MockLLM,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[httpx.Client]:
-    """One ``ragserve serve`` for the module, answering with the mock LLM."""
-    import sys
-
-    from conftest import Proc, free_port, wait_http
-
+) -> Iterator[tuple[str, Proc]]:
+    """One ``ragserve serve`` for the module, answering with the mock LLM: URL and process."""
     env = service_env(
         new_database_url(),
         llm_base_url=mock_llm.base_url,
@@ -42,8 +41,6 @@ def api(
         retry_base_s=0.05,
         heartbeat_timeout_s=5,
     )
-    import os
-
     port = free_port()
     proc = Proc(
         [sys.executable, "-m", "ragserve", "serve", "--port", str(port)],
@@ -52,6 +49,16 @@ def api(
     )
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/readyz", proc)
+    yield url, proc
+    proc.stop()
+    log = proc.log()
+    assert "Traceback" not in log and "InternalError" not in log, log[-3000:]
+
+
+@pytest.fixture(scope="module")
+def api(served: tuple[str, Proc], mock_llm: MockLLM) -> Iterator[httpx.Client]:
+    """A client of that service, whose collection holds ``DOCS``."""
+    url, _ = served
     with httpx.Client(base_url=url, timeout=30) as client:
         mock_llm.configure(ttft=0.05, tps=200, error_rate=0.0)
         accepted = client.post(
@@ -59,18 +66,16 @@ def api(
         ).json()
         assert wait_done(client, accepted["job_id"])["status"] == "succeeded"
         yield client
-    proc.stop()
-    assert "Traceback" not in proc.log() or "InternalError" not in proc.log()
 
 
 def wait_done(client: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
+    while True:
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
         if job["status"] in ("succeeded", "failed", "cancelled"):
             return job
+        assert time.monotonic() < deadline, f"job {job_id} not done in {timeout} s: {job}"
         time.sleep(0.05)
-    raise AssertionError(f"job {job_id} not done: {job}")
 
 
 def wait_status(client: httpx.Client, job_id: str, status: str, timeout: float = 30) -> None:
@@ -95,24 +100,36 @@ def submit(client: httpx.Client, query: str, **extra: Any) -> dict[str, Any]:
     return response.json()
 
 
-def read_events(client: httpx.Client, job_id: str, last_id: str | None = None) -> list[dict]:
-    """All events until the server closes the stream, parsed."""
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.02)
+
+
+def log_has(proc: Proc, msg: str, job_id: str) -> bool:
+    """Whether the process logged ``msg`` about ``job_id`` (its log is JSON lines)."""
+    for line in proc.log().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # not ours (uvicorn's plain lines)
+        if entry.get("msg") == msg and entry.get("job_id") == job_id:
+            return True
+    return False
+
+
+def read_events(
+    client: httpx.Client, job_id: str, last_id: str | None = None
+) -> list[dict[str, Any]]:
+    """All events until the server closes the stream, as ``{"id", "event", "data"}``."""
     headers = {"Last-Event-ID": last_id} if last_id else {}
-    events, current = [], {}
-    with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        for line in response.iter_lines():
-            if not line:
-                if current:
-                    events.append(current)
-                current = {}
-            elif line.startswith(":"):
-                continue
-            else:
-                field, _, value = line.partition(": ")
-                current[field] = json.loads(value) if field == "data" else value
-    return events
+    with connect_sse(client, "GET", f"/v1/jobs/{job_id}/events", headers=headers) as source:
+        assert source.response.status_code == 200
+        return [
+            {"id": event.id, "event": event.event, "data": event.json()}
+            for event in source.iter_sse()  # checks the content type is text/event-stream
+        ]
 
 
 def test_lifecycle_over_http(api: httpx.Client) -> None:
@@ -273,20 +290,26 @@ def test_identical_questions_in_flight_share_one_computation(
         mock_llm.configure(ttft=0.05)
 
 
-def test_cancel_running_job_stops_it_without_result(api: httpx.Client, mock_llm: MockLLM) -> None:
+def test_cancel_running_job_stops_it_without_result(
+    api: httpx.Client, served: tuple[str, Proc], mock_llm: MockLLM
+) -> None:
+    _, proc = served
+    wait_idle(api)
     mock_llm.configure(ttft=20)
     try:
         job_id = submit(api, f"Slow question {time.time_ns()}")["job_id"]
         wait_status(api, job_id, "running")
+        wait_until(lambda: mock_llm.stats()["in_flight"] == 1, "the LLM is asked")
         cancelled = api.post(f"/v1/jobs/{job_id}/cancel")
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-        time.sleep(2)  # the worker stops within 2 s; the job must stay cancelled, no result
+        # Long before the LLM's 20 s: the worker stops the attempt and abandons the request.
+        wait_until(lambda: log_has(proc, "job stopped: cancelled", job_id), "worker stops", 5)
+        wait_until(lambda: mock_llm.stats()["in_flight"] == 0, "LLM request abandoned", 5)
         job = api.get(f"/v1/jobs/{job_id}").json()
         assert job["status"] == "cancelled" and job["result"] is None
         events = read_events(api, job_id)
         assert events[-1]["event"] == "status" and events[-1]["data"]["status"] == "cancelled"
         assert "done" not in [e["event"] for e in events]
-        assert mock_llm.stats()["in_flight"] == 0  # the LLM request was abandoned
         again = api.post(f"/v1/jobs/{job_id}/cancel").json()
         assert again["status"] == "cancelled"
     finally:
@@ -397,11 +420,53 @@ def test_hundred_concurrent_jobs_all_succeed(api: httpx.Client, mock_llm: MockLL
 def test_health_ready_metrics(api: httpx.Client) -> None:
     assert api.get("/healthz").json() == {"status": "ok"}
     ready = api.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["ready"] is True
+    assert ready.status_code == 200 and ready.json() == {
+        "ready": True,
+        "checks": {
+            "draining": False,
+            "database": True,
+            "schema": True,
+            "models": True,
+            "listener": True,
+            "worker": True,
+        },
+    }
     metrics = api.get("/metrics").text
     assert 'ragserve_jobs{status="succeeded"}' in metrics
+    assert 'ragserve_jobs{status="cancelled"}' in metrics  # every status, zeros included
     assert "ragserve_jobs_submitted_total" in metrics
-    assert api.get("/openapi.json").json()["paths"]["/v1/jobs"]
+
+
+def test_openapi_documents_every_response_with_the_contract_fields(api: httpx.Client) -> None:
+    spec = api.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+
+    def body(path: str, method: str, status: str) -> set[str]:
+        response = spec["paths"][path][method]["responses"][status]
+        ref = response["content"]["application/json"]["schema"]["$ref"]
+        return set(schemas[ref.rsplit("/", 1)[1]]["properties"])
+
+    accepted = {"job_id", "status", "status_url", "events_url"}
+    job = {"job_id", "kind", "status", "query", "collection", "attempts", "created_at"}
+    job |= {"started_at", "finished_at", "result", "error"}
+    assert accepted <= body("/v1/jobs", "post", "202")
+    assert job <= body("/v1/jobs/{job_id}", "get", "200")
+    assert job <= body("/v1/ask", "post", "200")
+    assert accepted <= body("/v1/ask", "post", "202")
+    assert accepted <= body("/v1/collections/{name}/documents", "post", "202")
+    assert body("/v1/jobs", "get", "200") == {"jobs"}
+    assert body("/v1/collections", "get", "200") == {"collections"}
+    assert body("/v1/collections/{name}/documents", "get", "200") == {"collection", "documents"}
+    assert body("/v1/jobs/{job_id}", "get", "404") == {"error"}
+    assert body("/readyz", "get", "503") == {"ready", "checks"}
+    # What the service really sends matches what it documents.
+    collections = api.get("/v1/collections").json()["collections"]
+    summary = schemas["CollectionSummary"]["properties"]
+    assert collections and all(set(c) == set(summary) for c in collections)
+    documents = api.get(f"/v1/collections/{COLLECTION}/documents").json()["documents"]
+    assert documents and all(
+        set(d) == set(schemas["DocumentSummary"]["properties"]) for d in documents
+    )
 
 
 def test_cancelled_queued_job_never_runs(

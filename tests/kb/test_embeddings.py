@@ -316,8 +316,9 @@ async def test_openai_connection_refused_is_transient() -> None:
 # --------------------------------------------------------------------------- factory
 
 
-def test_build_embedder_local_by_default() -> None:
-    embedder = build_embedder(Settings(_env_file=None, embeddings="local", embeddings_batch_size=7))
+def test_build_embedder_local_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAGSERVE_EMBEDDINGS", raising=False)  # nothing chosen: the default
+    embedder = build_embedder(Settings(_env_file=None, embeddings_batch_size=7))
     assert isinstance(embedder, LocalEmbedder)
     assert embedder.batch_size == 7
 

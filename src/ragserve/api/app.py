@@ -12,40 +12,15 @@ from fastapi import FastAPI
 from ragserve import __version__
 from ragserve.api.errors import install_error_handlers
 from ragserve.api.metrics import Metrics
+from ragserve.api.readiness import EmbedderCheck
 from ragserve.api.routers import collections, health, jobs
 from ragserve.api.state import AppState
 from ragserve.jobs.notify import NotificationHub
-from ragserve.jobs.runner import JobRunner
-from ragserve.jobs.service import EVENTS_CHANNEL, JobService
-from ragserve.jobs.store import JobStore
-from ragserve.jobs.worker import Worker
-from ragserve.services import Services, open_services
+from ragserve.jobs.service import EVENTS_CHANNEL
+from ragserve.services import build_job_service, build_worker, open_services
 from ragserve.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def build_job_service(services: Services, hub: NotificationHub | None) -> JobService:
-    return JobService(
-        services.db,
-        JobStore(services.db),
-        hub,
-        answerer_name=services.answerer.name,
-        embedder_name=services.embedder.name,
-        max_attempts=services.settings.max_attempts,
-    )
-
-
-def build_worker(services: Services) -> Worker:
-    store = JobStore(services.db)
-    runner = JobRunner(
-        store,
-        services.store,
-        services.pipeline,
-        services.ingestor,
-        services.settings.cache_ttl_s,
-    )
-    return Worker(services.db, store, runner, services.settings)
 
 
 def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
@@ -56,7 +31,13 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
         async with open_services(settings) as services:
             hub = NotificationHub(services.db, [EVENTS_CHANNEL])
             await hub.start()
-            state = AppState(services, build_job_service(services, hub), hub, Metrics())
+            state = AppState(
+                services=services,
+                jobs=build_job_service(services, hub),
+                hub=hub,
+                metrics=Metrics(),
+                models=EmbedderCheck(services.embedder),
+            )
             if run_worker:
                 state.worker = build_worker(services)
                 state.worker_task = asyncio.create_task(state.worker.run(), name="worker")

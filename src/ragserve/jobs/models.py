@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ragserve.kb.store import COLLECTION_NAME
+from ragserve.names import COLLECTION_NAME
 
 
 class JobStatus(StrEnum):
@@ -112,3 +112,10 @@ class JobEvent(BaseModel):
     seq: int
     type: str
     data: dict[str, Any]
+
+    @property
+    def terminal(self) -> bool:
+        """The last event of a job: its result, its failure, or its cancellation."""
+        return self.type in ("done", "error") or (
+            self.type == "status" and self.data.get("status") == JobStatus.cancelled
+        )

@@ -6,6 +6,9 @@ connection of the caller's transaction, so the job row and its queue entry commi
 
 from __future__ import annotations
 
+from typing import Any, cast
+
+import psycopg
 from pgqueuer import Queries
 from pgqueuer.models import JobId
 from psycopg import sql
@@ -17,7 +20,7 @@ CANCEL_CHANNEL = "ragserve_job_cancel"
 
 async def enqueue(conn: Connection, kind: str, job_id: str) -> None:
     """Add a queue entry for ``job_id`` (entrypoint = job kind) in ``conn``'s transaction."""
-    await Queries.from_psycopg_connection(conn).enqueue(kind, job_id.encode())
+    await _queries(conn).enqueue(kind, job_id.encode())
 
 
 async def withdraw(conn: Connection, job_id: str) -> None:
@@ -26,7 +29,7 @@ async def withdraw(conn: Connection, job_id: str) -> None:
     Entries are found by payload rather than by a stored entry id: cancelling is rare, and
     not storing the id saves a write on every submission. Only queued entries exist then.
     """
-    queries = Queries.from_psycopg_connection(conn)
+    queries = _queries(conn)
     table = queries.qbe.settings.queue_table
     rows = await (
         await conn.execute(
@@ -43,3 +46,9 @@ async def withdraw(conn: Connection, job_id: str) -> None:
 async def signal_cancel(conn: Connection, job_id: str) -> None:
     """Tell whichever worker runs ``job_id`` to stop it (delivered at commit)."""
     await conn.execute("SELECT pg_notify(%s, %s)", (CANCEL_CHANNEL, job_id))
+
+
+def _queries(conn: Connection) -> Queries:
+    """pgqueuer on ``conn``. Its annotation asks for tuple rows, but it reads through cursors
+    with a row factory of its own, so our dict-row connections serve it as they are."""
+    return Queries.from_psycopg_connection(cast(psycopg.AsyncConnection[Any], conn))

@@ -1,11 +1,14 @@
-"""The job service: what the API (and anything else) calls to create, read and steer jobs."""
+"""The job service: what the API (and anything else) calls to create, read and steer jobs.
+
+Callers use this class only; its store, queue and notification hub are its own business.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,10 +18,10 @@ from ragserve.db.pool import Connection, Database
 from ragserve.errors import Conflict, NotFound
 from ragserve.jobs import queue
 from ragserve.jobs.cache import answer_cache_key, stable_hash
-from ragserve.jobs.models import AnswerRequest, Job, JobStatus
+from ragserve.jobs.models import AnswerRequest, Job, JobEvent, JobStatus
 from ragserve.jobs.notify import NotificationHub
 from ragserve.jobs.store import JobStore, NewJob, UploadedFile
-from ragserve.kb.store import check_collection_name
+from ragserve.names import check_collection_name
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +41,16 @@ class JobService:
     def __init__(
         self,
         db: Database,
-        jobs: JobStore,
+        store: JobStore,
         hub: NotificationHub | None,
         *,
         answerer_name: str,
         embedder_name: str,
         max_attempts: int,
     ) -> None:
-        self.db = db
-        self.jobs = jobs
-        self.hub = hub
+        self._db = db
+        self._store = store
+        self._hub = hub
         self.answerer_name = answerer_name
         self.embedder_name = embedder_name
         self.max_attempts = max_attempts
@@ -72,8 +75,8 @@ class JobService:
         )
 
         async def attempt(conn: Connection) -> Submission:
-            if (cached := await self.jobs.cached_result(conn, cache_key)) is not None:
-                row = await self.jobs.insert_cached(conn, new, cached)
+            if (cached := await self._store.cached_result(conn, cache_key)) is not None:
+                row = await self._store.insert_cached(conn, new, cached)
                 return Submission(Job.from_row(row), created=True)
             # An identical question in flight makes the insert a no-op: see _insert_and_enqueue.
             return await self._insert_and_enqueue(conn, new)
@@ -110,7 +113,7 @@ class JobService:
 
         async def attempt(conn: Connection) -> Submission:
             submission = await self._insert_and_enqueue(conn, new)
-            await self.jobs.add_files(conn, submission.job.job_id, files)
+            await self._store.add_files(conn, submission.job.job_id, files)
             return submission
 
         return await self._submit(new, attempt)
@@ -122,9 +125,9 @@ class JobService:
         # unique index between our read and our insert; the second try then finds it.
         for last_try in (False, True):
             try:
-                async with self.db.transaction() as conn:
+                async with self._db.transaction() as conn:
                     if new.idempotency_key is not None:
-                        existing = await self.jobs.by_idempotency_key(conn, new.idempotency_key)
+                        existing = await self._store.by_idempotency_key(conn, new.idempotency_key)
                         if existing is not None:
                             return self._replay(existing, new)
                     return await attempt(conn)
@@ -142,9 +145,9 @@ class JobService:
         return Submission(Job.from_row(existing), created=False)
 
     async def _insert_and_enqueue(self, conn: Connection, new: NewJob) -> Submission:
-        row = await self.jobs.insert(conn, new)
+        row = await self._store.insert(conn, new)
         if row is None:  # lost the race to an identical question: share its computation
-            row = await self.jobs.in_flight(conn, new.cache_key or "")
+            row = await self._store.in_flight(conn, new.cache_key or "")
             if row is None:
                 raise psycopg.errors.UniqueViolation("in-flight job vanished; try again")
             return Submission(Job.from_row(row), created=False, coalesced=True)
@@ -156,18 +159,23 @@ class JobService:
     # -- reading and steering --------------------------------------------------------
 
     async def get(self, job_id: str) -> Job:
-        job = await self.jobs.get(job_id)
+        job = await self._store.get(job_id)
         if job is None:
             raise NotFound(f"job {job_id!r} not found")
         return job
 
     async def list(self, status: JobStatus | None, limit: int) -> list[Job]:
-        return await self.jobs.list(status, limit)
+        return await self._store.newest(status, limit)
+
+    async def count_by_status(self) -> dict[JobStatus, int]:
+        """How many jobs are in each status (every status, zeros included)."""
+        counts = await self._store.count_by_status()
+        return {status: counts.get(status.value, 0) for status in JobStatus}
 
     async def cancel(self, job_id: str) -> Job:
         await self.get(job_id)
-        async with self.db.transaction() as conn:
-            before = await self.jobs.cancel(conn, job_id)
+        async with self._db.transaction() as conn:
+            before = await self._store.cancel(conn, job_id)
             if before is not None:
                 if before["previous"] == "queued":
                     await queue.withdraw(conn, job_id)
@@ -179,18 +187,51 @@ class JobService:
 
     async def retry(self, job_id: str) -> Job:
         job = await self.get(job_id)
-        async with self.db.transaction() as conn:
-            if not await self.jobs.reopen(conn, job_id, self.max_attempts):
+        async with self._db.transaction() as conn:
+            if not await self._store.reopen(conn, job_id, self.max_attempts):
                 raise Conflict(f"job {job_id} is {job.status}: only failed or cancelled jobs retry")
             await queue.enqueue(conn, job.kind, job_id)
         log.info("job retried", extra={"event": "job.retried", "job_id": job_id})
         return await self.get(job_id)
 
+    async def events(
+        self, job_id: str, after: int, *, idle_s: float
+    ) -> AsyncIterator[JobEvent | None]:
+        """The job's events after ``after``: stored ones first, then live ones, until the
+        terminal one. ``None`` after each ``idle_s`` without news (for keep-alives).
+
+        Never loses an event: we subscribe before reading, and every wake-up re-reads the
+        table from the last event seen.
+        """
+        last = after
+        async with self._watch(job_id) as wake:
+            while True:
+                wake.clear()
+                events = await self._store.events_after(job_id, last)
+                for event in events:
+                    last = event.seq
+                    yield event
+                    if event.terminal:
+                        return
+                if events:
+                    continue
+                if (await self.get(job_id)).status.terminal:
+                    # The terminal event commits with the status: read once more, in case it
+                    # landed between our two reads; if nothing is new, the stream is over
+                    # (a client resumed after the terminal event).
+                    if await self._store.events_after(job_id, last, limit=1):
+                        continue
+                    return
+                try:
+                    await asyncio.wait_for(wake.wait(), idle_s)
+                except TimeoutError:
+                    yield None
+
     async def wait(self, job_id: str, timeout_s: float) -> Job:
         """The job once it is terminal, or as it is when ``timeout_s`` has passed."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        async with self._wake_on(job_id) as wake:
+        async with self._watch(job_id) as wake:
             while True:
                 job = await self.get(job_id)
                 remaining = deadline - loop.time()
@@ -201,7 +242,9 @@ class JobService:
                     # Re-read at least every second, in case a notification was missed.
                     await asyncio.wait_for(wake.wait(), min(remaining, 1.0))
 
-    def _wake_on(self, job_id: str) -> contextlib.AbstractAsyncContextManager[asyncio.Event]:
-        if self.hub is None:
+    def _watch(self, job_id: str) -> contextlib.AbstractAsyncContextManager[asyncio.Event]:
+        """An event set when ``job_id`` has news; without a hub it is never set (callers then
+        re-read on their timeouts)."""
+        if self._hub is None:
             return contextlib.nullcontext(asyncio.Event())
-        return self.hub.subscribe(EVENTS_CHANNEL, job_id)
+        return self._hub.subscribe(EVENTS_CHANNEL, job_id)

@@ -196,5 +196,5 @@ class Worker:
 
     def _backoff(self, attempt: int) -> float:
         """Exponential with full jitter around the doubled base, capped at a minute."""
-        base = self.settings.retry_base_s * 2 ** (attempt - 1)
+        base = self.settings.retry_base_s * 2.0 ** (attempt - 1)
         return min(60.0, base * random.uniform(0.5, 1.5))

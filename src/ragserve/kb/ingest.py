@@ -20,8 +20,9 @@ from ragserve.errors import DocumentError, InvalidInput, RagserveError
 from ragserve.kb.chunking import Chunker
 from ragserve.kb.embeddings import Embedder
 from ragserve.kb.loaders import load_document
-from ragserve.kb.store import Collection, KnowledgeStore, check_collection_name
+from ragserve.kb.store import Collection, KnowledgeStore
 from ragserve.kb.types import LoadedDocument
+from ragserve.names import check_collection_name
 
 log = logging.getLogger(__name__)
 

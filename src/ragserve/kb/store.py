@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,17 +12,9 @@ from psycopg.types.json import Jsonb
 from ragserve.db.pool import HNSW_EF_SEARCH, Connection, Database
 from ragserve.errors import InvalidInput, NotFound
 from ragserve.kb.types import RetrievedChunk
+from ragserve.names import check_collection_name, is_uuid
 
-COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _INDEX_LOCK_KEY = 0x7261_6769  # serialises CREATE INDEX for a new dimension
-
-
-def check_collection_name(name: str) -> str:
-    if not COLLECTION_NAME.match(name):
-        raise InvalidInput(
-            f"invalid collection name {name!r}: use 1-64 letters, digits, '_', '.' or '-'"
-        )
-    return name
 
 
 @dataclass(frozen=True)
@@ -149,6 +139,7 @@ class KnowledgeStore:
                     (collection.name, source, content_hash, Jsonb(metadata), len(texts)),
                 )
             ).fetchone()
+            assert row is not None  # INSERT ... RETURNING always returns the row
             document_id = row["id"]
             await conn.execute("DELETE FROM chunks WHERE document_id = %s", (document_id,))
             async with conn.cursor() as cur:
@@ -269,11 +260,3 @@ class KnowledgeStore:
             )
             for r in rows
         ]
-
-
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True

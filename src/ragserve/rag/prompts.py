@@ -12,7 +12,6 @@ header format to build its deterministic answers.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ from langchain_core.messages import convert_to_openai_messages
 from langchain_core.prompts import ChatPromptTemplate
 
 from ragserve.kb.types import RetrievedChunk
+from ragserve.text import has_cjk_ideograph
 
 PROMPT_VERSION = "v1"
 """Bump when the wording changes: answerer identities (and so the answer cache) include it."""
@@ -50,12 +50,10 @@ Context passages:
 
 Question: {question}"""
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-
 
 def is_chinese(text: str) -> bool:
     """Whether a question should be answered in Chinese: it contains any CJK ideograph."""
-    return _CJK.search(text) is not None
+    return has_cjk_ideograph(text)
 
 
 def not_found_message(question: str) -> str:

@@ -7,8 +7,9 @@ from typing import Any
 
 from ragserve.errors import InvalidInput
 from ragserve.kb.embeddings import Embedder
-from ragserve.kb.store import KnowledgeStore, check_collection_name
+from ragserve.kb.store import KnowledgeStore
 from ragserve.kb.types import RetrievedChunk
+from ragserve.names import check_collection_name
 
 
 class Retriever:

@@ -12,28 +12,37 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from ragserve.api.deps import Jobs, Kb, State
-from ragserve.api.routers.jobs import IdempotencyKey, accepted
+from ragserve.api.schemas import UNAVAILABLE, Accepted, CollectionList, DocumentList, error_doc
+from ragserve.api.submissions import ACCEPTED_DOCS, IdempotencyKey, accepted
 from ragserve.errors import InvalidInput
 from ragserve.jobs.models import IngestRequest
 from ragserve.jobs.store import UploadedFile
-from ragserve.kb.store import check_collection_name
+from ragserve.names import check_collection_name
 
-router = APIRouter(prefix="/v1/collections", tags=["collections"])
+router = APIRouter(prefix="/v1/collections", tags=["collections"], responses={**UNAVAILABLE})
 
 
 @router.get("", summary="List collections")
-async def list_collections(kb: Kb) -> dict[str, list[dict[str, Any]]]:
-    return {"collections": await kb.list_collections()}
+async def list_collections(kb: Kb) -> CollectionList:
+    return CollectionList.model_validate({"collections": await kb.list_collections()})
 
 
-@router.get("/{name}/documents", summary="List the documents of a collection")
-async def list_documents(name: str, kb: Kb) -> dict[str, Any]:
+@router.get(
+    "/{name}/documents",
+    responses={404: error_doc("No such collection")},
+    summary="List the documents of a collection",
+)
+async def list_documents(name: str, kb: Kb) -> DocumentList:
     check_collection_name(name)
-    return {"collection": name, "documents": await kb.list_documents(name)}
+    documents = await kb.list_documents(name)
+    return DocumentList.model_validate({"collection": name, "documents": documents})
 
 
 @router.delete(
-    "/{name}/documents/{document_id}", status_code=204, summary="Delete a document and its chunks"
+    "/{name}/documents/{document_id}",
+    status_code=204,
+    responses={404: error_doc("No such document in this collection")},
+    summary="Delete a document and its chunks",
 )
 async def delete_document(name: str, document_id: str, kb: Kb) -> Response:
     check_collection_name(name)
@@ -44,6 +53,8 @@ async def delete_document(name: str, document_id: str, kb: Kb) -> Response:
 @router.post(
     "/{name}/documents",
     status_code=202,
+    response_model=Accepted,
+    responses={**ACCEPTED_DOCS},
     summary="Add documents: multipart files (field 'files'), or JSON {'documents': [...]}",
 )
 async def add_documents(

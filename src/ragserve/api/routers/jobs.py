@@ -2,61 +2,60 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ragserve.api.deps import Jobs, State
+from ragserve.api.schemas import (
+    LOCATION_HEADER,
+    UNAVAILABLE,
+    Accepted,
+    JobList,
+    Responses,
+    error_doc,
+)
 from ragserve.api.sse import job_event_stream
+from ragserve.api.submissions import ACCEPTED_DOCS, IdempotencyKey, accepted
 from ragserve.errors import InvalidInput
 from ragserve.jobs.models import AnswerRequest, AskRequest, Job, JobStatus
-from ragserve.jobs.service import Submission
 
-router = APIRouter(prefix="/v1", tags=["jobs"])
+router = APIRouter(prefix="/v1", tags=["jobs"], responses={**UNAVAILABLE})
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
-
-
-def accepted(submission: Submission, state: State) -> JSONResponse:
-    """The ``202 Accepted`` answer to a submission, with ``Location``."""
-    job = submission.job
-    outcome = (
-        "cached"
-        if job.cached and submission.created
-        else "coalesced"
-        if submission.coalesced
-        else "created"
-        if submission.created
-        else "replayed"
-    )
-    state.metrics.submitted.labels(job.kind, outcome).inc()
-    status_url = f"/v1/jobs/{job.job_id}"
-    return JSONResponse(
-        {
-            "job_id": job.job_id,
-            "status": job.status.value,
-            "status_url": status_url,
-            "events_url": f"{status_url}/events",
-            "cached": job.cached,
-            "coalesced": submission.coalesced,
-        },
-        status_code=202,
-        headers={"Location": status_url},
-    )
+NO_SUCH_JOB: Responses = {404: error_doc("No job with this id")}
 
 
-@router.post("/jobs", status_code=202, summary="Submit a question as a job")
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=Accepted,
+    responses={**ACCEPTED_DOCS},
+    summary="Submit a question as a job",
+)
 async def submit_job(
     body: AnswerRequest, jobs: Jobs, state: State, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
     return accepted(await jobs.submit_answer(body, idempotency_key), state)
 
 
-@router.post("/ask", summary="Submit a question and wait up to wait_s for the answer")
+@router.post(
+    "/ask",
+    response_model=Job,
+    responses={
+        200: {"description": "The job finished within wait_s"},
+        202: {
+            "model": Accepted,
+            "headers": LOCATION_HEADER,
+            "description": "Still running after wait_s: follow it as after POST /v1/jobs",
+        },
+        409: ACCEPTED_DOCS[409],
+    },
+    summary="Submit a question and wait up to wait_s for the answer",
+)
 async def ask(
     body: AskRequest, jobs: Jobs, state: State, idempotency_key: IdempotencyKey = None
-) -> Any:
+) -> Job | JSONResponse:
     request = AnswerRequest(**body.model_dump(exclude={"wait_s"}))
     submission = await jobs.submit_answer(request, idempotency_key)
     job = await jobs.wait(submission.job.job_id, body.wait_s)
@@ -70,21 +69,28 @@ async def list_jobs(
     jobs: Jobs,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-) -> dict[str, list[Job]]:
-    return {"jobs": await jobs.list(status, limit)}
+) -> JobList:
+    return JobList(jobs=await jobs.list(status, limit))
 
 
-@router.get("/jobs/{job_id}", summary="Read one job")
+@router.get("/jobs/{job_id}", responses={**NO_SUCH_JOB}, summary="Read one job")
 async def get_job(job_id: str, jobs: Jobs) -> Job:
     return await jobs.get(job_id)
 
 
-@router.post("/jobs/{job_id}/cancel", summary="Cancel a queued or running job")
+@router.post(
+    "/jobs/{job_id}/cancel", responses={**NO_SUCH_JOB}, summary="Cancel a queued or running job"
+)
 async def cancel_job(job_id: str, jobs: Jobs) -> Job:
     return await jobs.cancel(job_id)
 
 
-@router.post("/jobs/{job_id}/retry", status_code=202, summary="Run a failed job again")
+@router.post(
+    "/jobs/{job_id}/retry",
+    status_code=202,
+    responses={**NO_SUCH_JOB, 409: error_doc("The job is not failed or cancelled")},
+    summary="Run a failed or cancelled job again",
+)
 async def retry_job(job_id: str, jobs: Jobs) -> Job:
     return await jobs.retry(job_id)
 
@@ -93,6 +99,13 @@ async def retry_job(job_id: str, jobs: Jobs) -> Job:
     "/jobs/{job_id}/events",
     summary="Server-Sent Events of a job (status, sources, token, done, error)",
     response_class=Response,
+    responses={
+        200: {
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "The stored events from Last-Event-ID on, then live ones",
+        },
+        **NO_SUCH_JOB,
+    },
 )
 async def job_events(
     job_id: str,

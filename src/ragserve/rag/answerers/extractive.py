@@ -35,9 +35,8 @@ from itertools import pairwise
 
 from ragserve.kb.types import RetrievedChunk
 from ragserve.rag.prompts import is_chinese, not_found_message
-
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_CJK_RE = re.compile(f"[{_CJK}]")
+from ragserve.text import CJK_IDEOGRAPH as _CJK_RE
+from ragserve.text import CJK_IDEOGRAPHS as _CJK
 
 
 def _words(text: str) -> frozenset[str]:

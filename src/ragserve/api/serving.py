@@ -1,0 +1,41 @@
+"""uvicorn for the app: a stop signal drains the app before uvicorn stops."""
+
+from __future__ import annotations
+
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from ragserve.api.app import begin_drain, create_app
+from ragserve.settings import Settings
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, but a stop signal first marks the app draining, and a drained process exits
+    with status 0 instead of re-raising the signal (which would skip ``atexit`` and leave the
+    embedded PostgreSQL running after its last user)."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        begin_drain(self._app)
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
+
+
+def create_server(settings: Settings, *, host: str, port: int, run_worker: bool) -> DrainingServer:
+    app = create_app(settings, run_worker=run_worker)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        # Open event streams must not hold a restart hostage for longer than the drain.
+        timeout_graceful_shutdown=max(1, int(settings.drain_s)),
+    )
+    return DrainingServer(config, app)

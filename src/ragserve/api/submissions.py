@@ -1,0 +1,46 @@
+"""The ``202 Accepted`` answer to a submission (questions and uploads alike)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Header
+from fastapi.responses import JSONResponse
+
+from ragserve.api.schemas import LOCATION_HEADER, Accepted, Responses, error_doc
+from ragserve.api.state import AppState
+from ragserve.jobs.service import Submission
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
+
+ACCEPTED_DOCS: Responses = {
+    202: {"headers": LOCATION_HEADER},
+    409: error_doc("The Idempotency-Key was used before with a different request"),
+}
+
+
+def accepted(submission: Submission, state: AppState) -> JSONResponse:
+    """``202`` with the job's URLs in the body and in ``Location``; counts the outcome."""
+    job = submission.job
+    outcome = (
+        "cached"
+        if job.cached and submission.created
+        else "coalesced"
+        if submission.coalesced
+        else "created"
+        if submission.created
+        else "replayed"
+    )
+    state.metrics.submitted.labels(job.kind, outcome).inc()
+    status_url = f"/v1/jobs/{job.job_id}"
+    body = Accepted(
+        job_id=job.job_id,
+        status=job.status,
+        status_url=status_url,
+        events_url=f"{status_url}/events",
+        cached=job.cached,
+        coalesced=submission.coalesced,
+    )
+    return JSONResponse(
+        body.model_dump(mode="json"), status_code=202, headers={"Location": status_url}
+    )

@@ -1,0 +1,186 @@
+"""Every SQL statement of the job store, by name, with named parameters (``%(name)s``).
+
+One module-level constant per statement, rather than a ``queries.sql`` file of ``-- name:``
+sections (procrastinate's pattern): several statements share fragments that must not drift
+apart (the job columns, and above all the in-flight condition below, which is also the
+predicate of a unique index), and in Python they are written once and composed. Parameters are
+named, so a statement and its values cannot fall out of step. The migrations stay plain SQL
+files: they are versioned and never change once released.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+JOB_COLUMNS: Final = (
+    "id, kind, status, collection, query, request, attempts, max_attempts, cached,"
+    " cache_key, idempotency_key, request_hash, result, error,"
+    " created_at, started_at, finished_at"
+)
+
+IN_FLIGHT: Final = (
+    "status IN ('queued', 'running') AND cache_key IS NOT NULL AND idempotency_key IS NULL"
+)
+"""A job whose computation identical questions share (coalescing).
+
+It is the predicate of the unique index ``jobs_inflight_cache_key_idx`` (migration 0002), so
+``ON CONFLICT (cache_key) WHERE <it>`` finds that index; ``tests/jobs/test_queries.py`` checks
+that PostgreSQL reads both the same way.
+"""
+
+_NEW_JOB_COLUMNS = (
+    "kind, collection, query, request, request_hash, max_attempts, cache_key, idempotency_key"
+)
+_NEW_JOB_VALUES = (
+    "%(kind)s, %(collection)s, %(query)s, %(request)s, %(request_hash)s, %(max_attempts)s,"
+    " %(cache_key)s, %(idempotency_key)s"
+)
+
+# -- creating ------------------------------------------------------------------------------
+
+INSERT_QUEUED_JOB: Final = (
+    "WITH job AS ("
+    f" INSERT INTO jobs ({_NEW_JOB_COLUMNS}, event_seq) VALUES ({_NEW_JOB_VALUES}, 1)"
+    f" ON CONFLICT (cache_key) WHERE {IN_FLIGHT} DO NOTHING"
+    f" RETURNING {JOB_COLUMNS}),"
+    " event AS (INSERT INTO job_events (job_id, seq, attempt, type, data)"
+    " SELECT id, 1, 0, 'status', %(first_event)s FROM job)"
+    " SELECT * FROM job"
+)
+"""A queued job and its first event; no row when an identical question is in flight."""
+
+INSERT_CACHED_JOB: Final = (
+    f"INSERT INTO jobs ({_NEW_JOB_COLUMNS}, status, cached, result, started_at, finished_at)"
+    f" VALUES ({_NEW_JOB_VALUES}, 'succeeded', true, %(result)s, now(), now())"
+    f" RETURNING {JOB_COLUMNS}"
+)
+
+INSERT_FILE: Final = (
+    "INSERT INTO job_files (job_id, ordinal, source, data, text, metadata)"
+    " VALUES (%(job_id)s, %(ordinal)s, %(source)s, %(data)s, %(text)s, %(metadata)s)"
+)
+
+# -- reading -------------------------------------------------------------------------------
+
+SELECT_FILES: Final = (
+    "SELECT source, data, text, metadata FROM job_files WHERE job_id = %(job_id)s ORDER BY ordinal"
+)
+
+SELECT_JOB: Final = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %(id)s"
+
+SELECT_JOB_BY_IDEMPOTENCY_KEY: Final = (
+    f"SELECT {JOB_COLUMNS} FROM jobs WHERE idempotency_key = %(idempotency_key)s"
+)
+
+SELECT_JOB_IN_FLIGHT: Final = (
+    f"SELECT {JOB_COLUMNS} FROM jobs WHERE cache_key = %(cache_key)s AND {IN_FLIGHT}"
+)
+
+# Two statements rather than one with "(%(status)s IS NULL OR status = ...)": a prepared
+# generic plan of that one could not use the (status, created_at) index.
+LIST_JOBS: Final = (
+    f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
+)
+LIST_JOBS_WITH_STATUS: Final = (
+    f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = %(status)s"
+    " ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
+)
+
+COUNT_BY_STATUS: Final = "SELECT status, count(*)::int AS n FROM jobs GROUP BY status"
+
+SELECT_EVENTS_AFTER: Final = (
+    "SELECT seq, type, data FROM job_events WHERE job_id = %(job_id)s AND seq > %(after)s"
+    " ORDER BY seq LIMIT %(limit)s"
+)
+
+SELECT_CACHED_RESULT: Final = (
+    "SELECT a.result FROM answer_cache a JOIN collections c ON c.name = a.collection"
+    " WHERE a.cache_key = %(cache_key)s AND a.generation = c.generation"
+    " AND a.expires_at > now()"
+)
+"""A cached answer still valid: not expired, and its collection unchanged since."""
+
+# -- the worker's side (fenced: only the attempt that holds the job writes) ----------------
+
+_HELD_BY_ATTEMPT = "id = %(id)s AND attempts = %(attempt)s AND status = 'running'"
+
+START_ATTEMPT: Final = (
+    "WITH job AS (UPDATE jobs SET status = 'running', attempts = attempts + 1,"
+    " event_seq = event_seq + 1, started_at = coalesce(started_at, now()),"
+    " updated_at = now() WHERE id = %(id)s AND status IN ('queued', 'running')"
+    " RETURNING id, attempts, max_attempts, kind, collection, request,"
+    " cache_key, event_seq),"
+    " event AS (INSERT INTO job_events (job_id, seq, attempt, type, data)"
+    " SELECT id, event_seq, attempts, 'status',"
+    " jsonb_build_object('status', 'running', 'attempt', attempts) FROM job)"
+    " SELECT id::text, attempts, max_attempts, kind, collection, request,"
+    " cache_key FROM job"
+)
+"""The next attempt of a queued job, or of a running one whose worker died, with its event."""
+
+SUCCEED: Final = (
+    "WITH job AS (UPDATE jobs SET status = 'succeeded', result = %(result)s,"
+    " error = NULL, finished_at = now(), updated_at = now(),"
+    f" event_seq = event_seq + 1 WHERE {_HELD_BY_ATTEMPT}"
+    " RETURNING id, event_seq, attempts),"
+    " event AS (INSERT INTO job_events (job_id, seq, attempt, type, data)"
+    " SELECT id, event_seq, attempts, 'done', %(done)s FROM job),"
+    " cached AS (INSERT INTO answer_cache (cache_key, collection, generation,"
+    " job_id, result, expires_at) SELECT %(cache_key)s, %(collection)s,"
+    " %(generation)s, id, %(result)s,"
+    " now() + make_interval(secs => %(ttl_s)s) FROM job"
+    " WHERE %(cache_key)s::text IS NOT NULL"
+    " ON CONFLICT (cache_key) DO UPDATE SET collection = excluded.collection,"
+    " generation = excluded.generation, job_id = excluded.job_id,"
+    " result = excluded.result, created_at = now(),"
+    " expires_at = excluded.expires_at),"
+    " files AS (DELETE FROM job_files WHERE job_id IN (SELECT id FROM job))"
+    " SELECT count(*) AS n FROM job"
+)
+"""The result, the ``done`` event, the cache entry (when ``cache_key`` is not null) and the
+removal of the uploaded files, in one statement."""
+
+FAIL: Final = (
+    "UPDATE jobs SET status = 'failed', result = %(result)s, error = %(error)s,"
+    f" finished_at = now(), updated_at = now() WHERE {_HELD_BY_ATTEMPT}"
+)
+
+REQUEUE: Final = (
+    "UPDATE jobs SET status = 'queued', error = %(error)s, updated_at = now(),"
+    f" max_attempts = max_attempts + %(refund)s WHERE {_HELD_BY_ATTEMPT}"
+)
+"""Back to ``queued``; ``refund`` (0 or 1) gives the attempt back."""
+
+# -- the client's side ---------------------------------------------------------------------
+
+CANCEL: Final = (
+    "UPDATE jobs j SET status = 'cancelled', finished_at = now(), updated_at = now()"
+    " FROM (SELECT id, status FROM jobs WHERE id = %(id)s FOR UPDATE) before"
+    " WHERE j.id = before.id AND j.status IN ('queued', 'running')"
+    " RETURNING before.status AS previous, j.attempts"
+)
+"""Cancel a queued or running job; returns the status it had before."""
+
+REOPEN: Final = (
+    "UPDATE jobs SET status = 'queued', max_attempts = attempts + %(extra_attempts)s,"
+    " result = NULL, error = NULL, finished_at = NULL, updated_at = now()"
+    " WHERE id = %(id)s AND status IN ('failed', 'cancelled')"
+)
+
+# -- events --------------------------------------------------------------------------------
+
+
+def _append_event(condition: str) -> str:
+    return (
+        "WITH bumped AS (UPDATE jobs SET event_seq = event_seq + 1"
+        f" WHERE {condition} RETURNING id, event_seq, attempts)"
+        " INSERT INTO job_events (job_id, seq, attempt, type, data)"
+        " SELECT id, event_seq, attempts, %(type)s, %(data)s FROM bumped RETURNING seq"
+    )
+
+
+APPEND_EVENT: Final = _append_event("id = %(id)s")
+"""Number and store an event (the number is taken under the job's row lock)."""
+
+APPEND_EVENT_OF_ATTEMPT: Final = _append_event(_HELD_BY_ATTEMPT)
+"""The same, only while ``attempt`` still holds the job."""

@@ -1,0 +1,22 @@
+"""Character classes of the text we handle, shared by the prompt, the answerer and the chunker.
+
+A leaf module: it imports nothing from ragserve.
+"""
+
+from __future__ import annotations
+
+import re
+
+CJK_IDEOGRAPHS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+"""The body of a regex character class: CJK ideographs (extension A, unified, compatibility).
+
+For use inside larger classes, e.g. ``rf"[^\\W{CJK_IDEOGRAPHS}]"``.
+"""
+
+CJK_IDEOGRAPH = re.compile(f"[{CJK_IDEOGRAPHS}]")
+"""One CJK ideograph."""
+
+
+def has_cjk_ideograph(text: str) -> bool:
+    """Whether ``text`` contains any CJK ideograph (a Chinese question, for our purposes)."""
+    return CJK_IDEOGRAPH.search(text) is not None
