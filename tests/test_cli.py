@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from conftest import MockLLM, free_port, service_env
+from support import MockLLM, free_port, service_env
 
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "ragserve" / "samples"
 

@@ -12,7 +12,7 @@ import httpx
 import psycopg
 import pytest
 
-from conftest import MockLLM, service_env
+from support import MockLLM, service_env
 
 COLLECTION = "handbook"
 DOCS = [
@@ -31,7 +31,7 @@ def api(
     """One ``ragserve serve`` for the module, answering with the mock LLM."""
     import sys
 
-    from conftest import Proc, free_port, wait_http
+    from support import Proc, free_port, wait_http
 
     env = service_env(
         new_database_url(),
