@@ -25,9 +25,9 @@ from ragserve.client import (
     print_sources,
     stream_answer,
 )
-from ragserve.errors import RagserveError
+from ragserve.errors import ConfigurationError, RagserveError
 from ragserve.logs import configure_logging
-from ragserve.settings import Settings
+from ragserve.settings import Settings, load_settings
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -52,8 +52,8 @@ CollectionOption = Annotated[str, typer.Option(help="Collection to use.")]
 
 def _settings() -> Settings:
     try:
-        return Settings()
-    except Exception as exc:  # pydantic names the variable and what is wrong with it
+        return load_settings()
+    except ConfigurationError as exc:  # one line naming the RAGSERVE_* variable
         errors.print(f"invalid configuration: {exc}", markup=False)
         raise typer.Exit(1) from None
 
