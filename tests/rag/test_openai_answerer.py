@@ -178,9 +178,12 @@ def test_name_identifies_model_endpoint_and_sampling() -> None:
 
 
 def test_from_settings() -> None:
-    settings = Settings(llm_base_url="http://llm:8000/v1", llm_model="m", llm_timeout_s=7)
+    settings = Settings(
+        llm_base_url="http://llm:8000/v1", llm_model="m", llm_timeout_s=7, llm_api_key="sk-x"
+    )
     answerer = OpenAIChatAnswerer.from_settings(settings)
     assert answerer.model == "m"
+    assert answerer._headers["Authorization"] == "Bearer sk-x"  # the secret, unwrapped once
     assert answerer.name.startswith("openai:m@http://llm:8000/v1")
     with pytest.raises(InvalidInput):
         OpenAIChatAnswerer.from_settings(Settings(llm_base_url=None))
