@@ -14,13 +14,8 @@ from fpdf import FPDF
 from pypdf import PdfReader, PdfWriter
 
 from ragserve.errors import DocumentError
-from ragserve.kb.loaders import (
-    SUPPORTED_EXTENSIONS,
-    _join_spaced_cjk,
-    decode_text,
-    load_document,
-    load_path,
-)
+from ragserve.kb.loaders import SUPPORTED_EXTENSIONS, decode_text, load_document, load_path
+from ragserve.kb.loaders.pdf import _join_spaced_cjk
 
 SAMPLES = Path(__file__).resolve().parents[2] / "src" / "ragserve" / "samples"
 SAMPLE_FILES = sorted(p for p in SAMPLES.iterdir() if p.suffix in SUPPORTED_EXTENSIONS)
