@@ -7,13 +7,9 @@ import re
 from typing import Any
 
 from ragserve.errors import DocumentError
+from ragserve.kb.loaders.chrome import content_root, has_ancestor, remove_chrome
 from ragserve.kb.loaders.text import decode_text, normalize_text
 
-# Never content: page chrome, code, and interactive widgets.
-_HTML_NOISE = (
-    "nav, aside, script, style, noscript, form, template, svg, iframe, button, select, "
-    "[hidden], [aria-hidden=true]"
-)
 # Paragraph-level blocks get a blank line around them, line-level ones a newline.
 _HTML_PARAGRAPH = frozenset(
     {"p", "h1", "h2", "h3", "h4", "h5", "h6", "table", "blockquote", "pre", "ul", "ol", "dl"}
@@ -30,21 +26,20 @@ _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]
 def load_html(data: bytes) -> tuple[str, dict[str, Any]]:
     """The main text of a page, without navigation, header, footer, sidebars or scripts.
 
-    If the page marks its content with ``<main>`` or ``<article>`` only that is kept. A
-    ``<header>``/``<footer>`` inside ``<main>`` or ``<article>`` is the content's own title or
-    byline and is kept; elsewhere they are site chrome and dropped.
+    If the page marks its content (``<main>``, ``role=main``, one ``<article>``) only that is
+    kept; what counts as chrome is decided in :mod:`ragserve.kb.loaders.chrome`.
     """
     from selectolax.lexbor import LexborHTMLParser
 
-    html = _decode_html(data)
+    html = decode_html(data)
     try:
         tree = LexborHTMLParser(html)
         title_node = tree.css_first("title")
         title = title_node.text(strip=True) if title_node else ""
-        root = tree.css_first("main") or _single(tree.css("article")) or tree.body or tree.root
+        root = content_root(tree)
         if root is None:
             raise DocumentError("empty document: no HTML body")
-        _remove_html_noise(root)
+        remove_chrome(root)
         text = _render_html(root)
     except DocumentError:
         raise
@@ -56,7 +51,7 @@ def load_html(data: bytes) -> tuple[str, dict[str, Any]]:
     return text, metadata
 
 
-def _decode_html(data: bytes) -> str:
+def decode_html(data: bytes) -> str:
     """Honour a ``<meta charset>`` declaration, else detect like plain text."""
     match = _META_CHARSET.search(data[:4096])
     if match and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -68,43 +63,6 @@ def _decode_html(data: bytes) -> str:
         except (LookupError, UnicodeDecodeError):
             pass  # a wrong or unknown label: fall back to detection
     return decode_text(data)[0]
-
-
-def _single(nodes: list[Any]) -> Any | None:
-    """The one node of a list, or None when there are zero or several (e.g. a blog index)."""
-    return nodes[0] if len(nodes) == 1 else None
-
-
-def _remove_html_noise(root: Any) -> None:
-    """Delete chrome elements from ``root``, outermost first so none is removed twice."""
-    doomed = list(root.css(_HTML_NOISE))
-    for node in root.css("header, footer"):
-        if not _has_ancestor(node, "article", "main"):
-            doomed.append(node)
-    ids = {node.mem_id for node in doomed}
-    for node in doomed:
-        if not _has_ancestor_in(node, ids):
-            node.decompose()
-
-
-def _has_ancestor(node: Any, *tags: str) -> bool:
-    """Whether ``node`` sits inside one of ``tags`` (context decides how its text is treated)."""
-    parent = node.parent
-    while parent is not None:
-        if parent.tag in tags:
-            return True
-        parent = parent.parent
-    return False
-
-
-def _has_ancestor_in(node: Any, ids: set[int]) -> bool:
-    """Whether an ancestor of ``node`` is one of the nodes ``ids`` (by selectolax mem_id)."""
-    parent = node.parent
-    while parent is not None:
-        if parent.mem_id in ids:
-            return True
-        parent = parent.parent
-    return False
 
 
 # Placeholders for block boundaries while rendering; resolved by _resolve_breaks.
@@ -154,7 +112,7 @@ def _resolve_breaks(text: str) -> str:
 def _html_text(node: Any) -> str:
     """A text node's text; whitespace collapses except inside ``<pre>``."""
     text = (node.text_content or "").replace(_PARAGRAPH_BREAK, "").replace(_LINE_BREAK, "")
-    if _has_ancestor(node, "pre"):
+    if has_ancestor(node, "pre"):
         return text
     return re.sub(r"\s+", " ", text)
 
