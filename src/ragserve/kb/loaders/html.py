@@ -40,7 +40,7 @@ def load_html(data: bytes) -> tuple[str, dict[str, Any]]:
         if root is None:
             raise DocumentError("empty document: no HTML body")
         remove_chrome(root)
-        text = _render_html(root)
+        text = render_html(root)
     except DocumentError:
         raise
     except Exception as exc:  # selectolax is robust, but a crash must not escape raw
@@ -71,7 +71,7 @@ _LINE_BREAK = "\x1f"
 _BREAK_RUN = re.compile(r"\s*[\x1e\x1f][\s\x1e\x1f]*")
 
 
-def _render_html(root: Any) -> str:
+def render_html(root: Any) -> str:
     """Text of ``root`` with block structure kept as newlines and table cells as `` | ``.
 
     Iterative rather than recursive: deeply nested (machine-generated) HTML must not hit
