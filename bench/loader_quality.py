@@ -212,11 +212,9 @@ def main(argv: list[str] | None = None) -> int:
             score = score_page(extract, page)
             total.add(score)
             by_generator.setdefault(page.generator, Score()).add(score)
-        print(
-            f"{name:<20} {total.boilerplate_found:>4}/{total.boilerplate_total:<4} {total.survival:>6.1%}"
-            f" {total.body_missing:>3}/{total.body_total:<3} {total.loss:>5.1%}"
-            f" {1000 * total.seconds / len(pages):>8.1f}"
-        )
+        kept = f"{total.boilerplate_found:>4}/{total.boilerplate_total:<4} {total.survival:>6.1%}"
+        lost = f"{total.body_missing:>3}/{total.body_total:<3} {total.loss:>5.1%}"
+        print(f"{name:<20} {kept} {lost} {1000 * total.seconds / len(pages):>8.1f}")
         if args.verbose:
             for failure in total.failures:
                 print(f"    {failure}")
@@ -231,14 +229,14 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\nper generator (boilerplate kept / body lost):")
     names = list(results)
-    print(f"{'generator':<34}" + "".join(f"{n:>20}" for n in names))
+    print(f"{'generator':<44}" + "".join(f"{n:>20}" for n in names))
     for generator in generators:
         cells = "".join(
             f"{results[n]['by_generator'][generator]['boilerplate_survival']:>11.0%}"
             f" /{results[n]['by_generator'][generator]['body_loss']:>5.0%} "
             for n in names
         )
-        print(f"{generator:<34}{cells}")
+        print(f"{generator:<44}{cells}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -94,6 +94,7 @@ _GENERATOR_STAMP = re.compile(
     r"|built with (?:sphinx|mkdocs)\b|last updated\b)",
     re.IGNORECASE,
 )
+_SECTION_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 _STAMP_TAGS = frozenset({"p", "div", "address", "li", "td", "span"})
 _STAMP_MAX_CHARS = 200
 
@@ -142,11 +143,26 @@ def _single(nodes: list[Any]) -> Any | None:
 
 
 def _named_chrome(node: Any) -> bool:
-    """Whether the element's class or id is one that themes give to chrome."""
+    """Whether the element's class or id is one that themes give to chrome.
+
+    Ids count only off sections: Sphinx, MkDocs and others derive a section's id from its
+    title, so a section titled "Navigation" or "Search" has ``id="navigation"``/``"search"``.
+    """
     attributes = node.attributes
     names = (attributes.get("class") or "").lower().split()
-    names.append((attributes.get("id") or "").lower())
-    return any(name in _CHROME_NAMES for name in names)
+    if any(name in _CHROME_NAMES for name in names):
+        return True
+    element_id = (attributes.get("id") or "").lower()
+    return element_id in _CHROME_NAMES and not _is_section(node, names)
+
+
+def _is_section(node: Any, classes: list[str]) -> bool:
+    if node.tag == "section" or "section" in classes:
+        return True
+    first = node.child
+    while first is not None and first.tag == "-text":
+        first = first.next
+    return first is not None and first.tag in _SECTION_HEADINGS
 
 
 def _is_link_block(node: Any) -> bool:
