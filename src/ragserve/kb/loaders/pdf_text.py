@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from ragserve.text import CJK_IDEOGRAPHS
+
 # A page's first and last printed lines, where running headers and footers are looked for.
 _EDGE_LINES = 3
 # How many pages before and after a page are compared with it (2 covers book layouts whose
@@ -95,7 +97,7 @@ def _line_key(line: str) -> str:
 
 
 # Characters of Chinese/Japanese text, including CJK and full-width punctuation.
-_CJK_CHAR = r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]"
+_CJK_CHAR = rf"[\u3000-\u303f{CJK_IDEOGRAPHS}\uff00-\uffef]"
 _CJK_SPACED = re.compile(rf"(?<={_CJK_CHAR}) (?={_CJK_CHAR})")
 _CJK_ADJACENT = re.compile(rf"{_CJK_CHAR}(?={_CJK_CHAR})")
 _CJK_ONE = re.compile(_CJK_CHAR)

@@ -7,13 +7,13 @@ import re
 from typing import Any
 
 from ragserve.errors import DocumentError
+from ragserve.text import CJK_IDEOGRAPH
 
 # Horizontal whitespace, including no-break and ideographic spaces that PDFs and Word love.
 _SPACES = re.compile(r"[ \t\f\v\xa0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
 # C0/C1 control characters other than tab and newline carry no text and confuse tokenizers.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ufeff]")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 def normalize_text(text: str, *, keep_indent: bool = False) -> str:
@@ -56,7 +56,7 @@ def _looks_like_chinese(text: str) -> bool:
     everyday simplified Chinese is nearly all inside the 6,763 characters of GB2312. Requiring
     most Han characters to be GB2312 keeps us from accepting mojibake.
     """
-    han = _HAN.findall(text)
+    han = CJK_IDEOGRAPH.findall(text)
     if not han or _CONTROL.search(text.replace("\ufeff", "")):
         return False
     common = 0
