@@ -3,13 +3,13 @@
 Starts ``ragserve api`` (embedded PostgreSQL in a fresh folder, no worker: jobs just queue) on a
 free loopback port and loads it from another process with ``wrk`` (Debian package ``wrk``; a
 Lua script gives every request a distinct question, so nothing is cached or coalesced), for
-``--duration`` seconds at each ``--connections`` value, after a short warm-up. Without wrk,
-``--client python`` uses an asyncio httpx client instead (it competes with the server for the
-same cores, so it understates the server). Afterwards the number of ``created`` submissions the
-API counted (``/metrics``; it includes requests still in flight when wrk stopped counting) is
-shown next to the ``202`` answers, with the CPU time the API process and the PostgreSQL server
-spent per created job: on a shared machine that is steadier than requests per second, and it
-says how many jobs per second each core could take.
+``--duration`` seconds at each ``--connections`` value, after a short warm-up. Without wrk the
+script stops and says so; ``--client python`` uses an asyncio httpx client instead (it competes
+with the server for the same cores, so it understates the server). Afterwards the number of
+``created`` submissions the API counted (``/metrics``; it includes requests still in flight
+when wrk stopped counting) is shown next to the ``202`` answers, with the CPU time the API
+process and the PostgreSQL server spent per created job: on a shared machine that is steadier
+than requests per second, and it says how many jobs per second each core could take.
 
 ``--profile DIR`` records the API process with py-spy during each run and prints where its
 time goes.
@@ -19,6 +19,7 @@ Run (about a minute)::
     apt-get install -y wrk
     python bench/ingress.py                            # 64 connections, 10 s, 2 runs
     python bench/ingress.py --connections 16 64 256 --profile /tmp/ingress-prof
+    python bench/ingress.py --connections 4 --duration 1 --warmup 1 --repeat 1   # smoke
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class IngressResult:
 
 
 def run_wrk(
-    url: str, connections: int, duration: float, threads: int, script: Path, tag: str
+    url: str, connections: int, duration: int, threads: int, script: Path, tag: str
 ) -> dict[str, float]:
     """One wrk run; the figures its ``done`` hook printed."""
     args = [
@@ -115,7 +116,7 @@ def run_wrk(
         "-c",
         str(connections),
         "-d",
-        f"{duration:g}s",
+        f"{duration}s",
         "--timeout",
         "10s",
         "-s",
@@ -124,10 +125,10 @@ def run_wrk(
         "--",
         tag,
     ]
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    match = re.search(r"^WRK_JSON (.*)$", out, re.M)
-    if match is None:
-        raise RuntimeError(f"wrk printed no result:\n{out}")
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    match = re.search(r"^WRK_JSON (.*)$", done.stdout, re.M)
+    if done.returncode != 0 or match is None:
+        raise RuntimeError(f"wrk exited with {done.returncode}:\n{done.stdout}{done.stderr}")
     stats: dict[str, float] = json.loads(match.group(1))
     return stats
 
@@ -290,12 +291,15 @@ def report(results: Sequence[IngressResult]) -> str:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--connections", type=int, nargs="+", default=[64])
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
-    parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per run")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds before measuring")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument(
-        "--client", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python"
+        "--client",
+        choices=["wrk", "python"],
+        default="wrk",
+        help="python: an asyncio httpx client on the same cores (understates the server)",
     )
     parser.add_argument(
         "--pool-size", type=int, help="RAGSERVE_DB_POOL_SIZE of the API (default: ragserve's)"
@@ -309,8 +313,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep data dir and logs")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write JSON ('-' = stdout)")
     args = parser.parse_args(argv)
-    if args.repeat < 1 or args.duration <= 0 or min(args.connections) < 1:
-        parser.error("--repeat, --duration and --connections must be positive")
+    if min(args.repeat, args.duration, args.warmup, *args.connections) < 1:
+        parser.error("--repeat, --duration, --warmup and --connections must be positive")
+    if args.client == "wrk" and shutil.which("wrk") is None:
+        parser.exit(
+            2,
+            f"{parser.prog}: wrk not found; install it (Debian: apt-get install -y wrk)"
+            " or pass --client python\n",
+        )
     return args
 
 
