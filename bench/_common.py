@@ -81,6 +81,27 @@ def run_kb_benchmark(
     return 0
 
 
+def add_run_args(parser: argparse.ArgumentParser, profiled: str) -> None:
+    """``--keep``, ``--profile`` and ``--json`` of the job-service benchmarks."""
+    parser.add_argument("--keep", action="store_true", help="keep data dirs and logs")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help=f"record {profiled} with py-spy into DIR, one file per run",
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write JSON ('-' = stdout)")
+
+
+def finish_run(
+    args: argparse.Namespace, machine: dict[str, Any], report: str, results: dict[str, Any]
+) -> None:
+    """Print a job-service benchmark's report and where it ran; ``--json`` gets it all."""
+    print(report)
+    print(f"\n{machine_line(machine)}")
+    write_json(args.json, {"machine": machine, "args": vars(args), **results})
+
+
 def add_database_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
@@ -173,6 +194,25 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
     }
+
+
+def machine_line(machine: dict[str, Any], **loads: str) -> str:
+    """The last line of a report: CPUs, memory, load averages (``after_ingest=...`` reads
+    "after ingest ..."), date."""
+    later = "".join(f", {name.replace('_', ' ')} {value}" for name, value in loads.items())
+    return (
+        f"machine: {machine['cpus']} CPUs, {machine['mem_gib']} GiB; load at start"
+        f" {machine['loadavg']}{later}; {machine['date']}"
+    )
+
+
+def best_and_median(
+    values: Sequence[float], best: Callable[[Sequence[float]], float] = max, spec: str = "g"
+) -> str:
+    """``best / median`` of repeated measurements, or the one value."""
+    if len(values) == 1:
+        return format(values[0], spec)
+    return f"{format(best(values), spec)} / {format(statistics.median(values), spec)}"
 
 
 def local_embedder(settings: Settings) -> Embedder:

@@ -44,6 +44,7 @@ from _common import (
     load_squad,
     local_embedder,
     machine_info,
+    machine_line,
     run_kb_benchmark,
 )
 from ragserve.db.pool import Database
@@ -265,12 +266,10 @@ def report(results: dict[str, Any]) -> str:
         ],
         rows,
     )
-    m = results["machine"]
     return (
         f"{table}\n\n{results['chunker']}, embedder {results['embedder']}, median of"
-        f" {len(results['formats'][0]['runs'])} run(s)\nmachine: {m['cpus']} CPUs,"
-        f" {m['mem_gib']} GiB; load at start {m['loadavg']}, at end {results['load_at_end']};"
-        f" {m['date']}"
+        f" {len(results['formats'][0]['runs'])} run(s)\n"
+        + machine_line(results["machine"], at_end=results["load_at_end"])
     )
 
 

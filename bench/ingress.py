@@ -29,7 +29,6 @@ import asyncio
 import json
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -39,14 +38,22 @@ from pathlib import Path
 
 import httpx
 
-from _common import format_table, load_now, machine_info, write_json
+from _common import (
+    add_run_args,
+    bench_parser,
+    best_and_median,
+    finish_run,
+    format_table,
+    load_now,
+    machine_info,
+)
 from concurrency import (
     CpuMeter,
     Service,
+    data_folder,
     postgres_processes,
     processes,
-    profile_summary,
-    py_spy,
+    profiled,
     scratch_dir,
     start_ragserve,
 )
@@ -214,9 +221,7 @@ def one_run(
 
 
 def measure(args: argparse.Namespace, scratch: Path) -> list[IngressResult]:
-    data_dir = args.data_dir = scratch / "data"
-    data_dir.mkdir()
-    data_dir.chmod(0o755)
+    data_dir = args.data_dir = data_folder(scratch, "data")
     script = scratch / "post_jobs.lua"
     script.write_text(WRK_SCRIPT)
     settings = {"db_pool_size": str(args.pool_size)} if args.pool_size else {}
@@ -228,11 +233,8 @@ def measure(args: argparse.Namespace, scratch: Path) -> list[IngressResult]:
         for connections in args.connections:
             for run in range(args.repeat):
                 name = f"api-c{connections}-{run + 1}.txt"
-                out = args.profile / name if args.profile else None
-                with py_spy(api.pid, out):
+                with profiled(api.pid, args.profile, name, top=25):
                     result = one_run(args, api, connections, script, f"c{connections}-{run}")
-                if out is not None:
-                    print(profile_summary(out, top=25), file=sys.stderr)
                 print(
                     f"{connections} connections, run {run + 1}: {result.requests_per_s} req/s"
                     f", p99 {result.p99_ms} ms (load {result.load_before})",
@@ -281,15 +283,14 @@ def report(results: Sequence[IngressResult]) -> str:
         rates = [r.requests_per_s for r in results if r.connections == c]
         p99 = [r.p99_ms for r in results if r.connections == c]
         lines.append(
-            f"{c} connections: req/s best {max(rates):g}, median "
-            f"{statistics.median(rates):g}; p99 best {min(p99):g} ms, median "
-            f"{statistics.median(p99):g} ms"
+            f"{c} connections: req/s best / median {best_and_median(rates)};"
+            f" p99 best / median {best_and_median(p99, min)} ms"
         )
     return "\n".join(lines)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--connections", type=int, nargs="+", default=[64])
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--warmup", type=int, default=3, help="seconds before measuring")
@@ -304,14 +305,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--pool-size", type=int, help="RAGSERVE_DB_POOL_SIZE of the API (default: ragserve's)"
     )
-    parser.add_argument(
-        "--profile",
-        type=Path,
-        metavar="DIR",
-        help="record the API with py-spy into DIR, one file per run",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep data dir and logs")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write JSON ('-' = stdout)")
+    add_run_args(parser, profiled="the API")
     args = parser.parse_args(argv)
     if min(args.repeat, args.duration, args.warmup, *args.connections) < 1:
         parser.error("--repeat, --duration, --warmup and --connections must be positive")
@@ -326,21 +320,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.profile:
-        args.profile.mkdir(parents=True, exist_ok=True)
     info = machine_info()
     with scratch_dir("ragserve-bench-ingress-", keep=args.keep) as scratch:
         results = measure(args, scratch)
-    print(report(results))
-    print(f"\n{info['date']}, {info['cpus']} CPUs, load at start {info['loadavg']}")
-    write_json(
-        args.json,
-        {
-            "machine": info,
-            "args": vars(args) | {"json": str(args.json)},
-            "results": [asdict(r) for r in results],
-        },
-    )
+    finish_run(args, info, report(results), {"results": [asdict(r) for r in results]})
     return 0
 
 

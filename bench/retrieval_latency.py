@@ -48,6 +48,7 @@ from _common import (
     load_now,
     load_squad,
     machine_info,
+    machine_line,
     run_kb_benchmark,
     server_settings,
     vector_stats,
@@ -456,11 +457,8 @@ def report(results: dict[str, Any]) -> str:
         f" {s['data']['dims_for_90pct_variance']:.0f} dims"
         for s in results["sizes"]
     )
-    m, pg = results["machine"], results["postgres"]
-    return (
-        f"{table}\n\ndata: {data}\npostgres: {pg}\nmachine: {m['cpus']} CPUs, {m['mem_gib']} GiB;"
-        f" load at start {m['loadavg']}, at end {results['load_at_end']}; {m['date']}"
-    )
+    machine = machine_line(results["machine"], at_end=results["load_at_end"])
+    return f"{table}\n\ndata: {data}\npostgres: {results['postgres']}\n{machine}"
 
 
 def table_rows(

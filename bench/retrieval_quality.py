@@ -49,6 +49,7 @@ from _common import (
     load_squad,
     local_embedder,
     machine_info,
+    machine_line,
     run_kb_benchmark,
     vector_stats,
 )
@@ -277,15 +278,16 @@ def report(results: dict[str, Any]) -> str:
             ],
         ],
     )
-    m = results["machine"]
+    machine = machine_line(
+        results["machine"],
+        after_ingest=results["load_after_ingest"],
+        at_end=results["load_at_end"],
+    )
     return (
         f"{quality}\n\n{timing}\n\nchunks in the collection: {results['chunks']}"
         f" ({results['chunker']})"
         f"; model load {results['model_load_s']:.2f}s\nembedder: {results['embedder']}"
-        f"\nvectors: { {k: round(v, 3) for k, v in results['vectors'].items()} }"
-        f"\nmachine: {m['cpus']} CPUs,"
-        f" {m['mem_gib']} GiB; load at start {m['loadavg']}, after ingest"
-        f" {results['load_after_ingest']}, at end {results['load_at_end']}; {m['date']}"
+        f"\nvectors: { {k: round(v, 3) for k, v in results['vectors'].items()} }\n{machine}"
     )
 
 
