@@ -1,6 +1,9 @@
-"""Shared helpers of the knowledge-base benchmarks (quality, latency, ingest throughput).
+"""Shared helpers of the benchmarks: arguments and ``main``, the SQuAD data, the database,
+the machine record, timing, tables and JSON output. (The process helpers of the job-service
+benchmarks live in ``concurrency.py``.)
 
-Each benchmark runs against a database of its own: by default a fresh embedded PostgreSQL in a
+Each knowledge-base benchmark (quality, latency, ingest throughput) runs against a database of
+its own: by default a fresh embedded PostgreSQL in a
 new folder under /tmp (deleted at the end unless ``--keep-data``); ``--data-dir`` reuses or
 creates a folder of your choice (kept); ``--database-url`` points at any PostgreSQL with
 pgvector (use a dedicated database: the benchmarks create collections and may rebuild indexes).
