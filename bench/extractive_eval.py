@@ -26,7 +26,7 @@ from pathlib import Path
 
 from _common import (
     DEFAULT_SQUAD,
-    BenchDataError,
+    BenchSetupError,
     Paragraph,
     Question,
     add_squad_arg,
@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         corpus, questions = load(args.squad)
-    except BenchDataError as exc:
+    except BenchSetupError as exc:
         parser.exit(2, f"{parser.prog}: {exc}\n")
     answerer = ExtractiveAnswerer(max_sentences=args.max_sentences)
     cases = build_cases(corpus, questions, args.n, args.seed, args.others, args.gold_first)
