@@ -55,7 +55,7 @@ class RetryPolicy:
     deadline_s: float = 30.0
     base_delay_s: float = 0.25
     max_delay_s: float = 5.0
-    unreachable_after_s: float = 5.0
+    unreachable_after_s: float = 3.0
 
     def backoff(self, failures: int, rand: Callable[[], float] = random.random) -> float:
         """The wait after the ``failures``-th failure in a row: exponential, capped, and

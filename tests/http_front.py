@@ -62,6 +62,16 @@ Action = Answer | Reset | HangUp | Forward
 
 
 @dataclass(frozen=True)
+class UpstreamAnswer:
+    """What the upstream answered; ``body`` only for an answer thrown away (else relayed)."""
+
+    method: str
+    path: str
+    status: int
+    body: bytes | None
+
+
+@dataclass(frozen=True)
 class Seen:
     method: str
     path: str
@@ -77,7 +87,7 @@ class HttpFront:
     def __init__(self, upstream: str | None = None) -> None:
         self.upstream = upstream
         self.seen: list[Seen] = []
-        self.upstream_answers: list[tuple[int, bytes]] = []  # answers thrown away
+        self.upstream_answers: list[UpstreamAnswer] = []
         self._plans: dict[tuple[str, str], deque[Action]] = defaultdict(deque)
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -137,10 +147,12 @@ class HttpFront:
             httpx.AsyncClient(base_url=str(self.upstream), timeout=60) as client,
             client.stream(seen.method, seen.path, headers=headers, content=seen.body) as answer,
         ):
+            body = await answer.aread() if action.then is not None else None
+            with self._lock:
+                self.upstream_answers.append(
+                    UpstreamAnswer(seen.method, seen.path, answer.status_code, body)
+                )
             if action.then is not None:
-                body = await answer.aread()
-                with self._lock:
-                    self.upstream_answers.append((answer.status_code, body))
                 await _act(action.then, writer)
                 return
             keep = [
