@@ -84,8 +84,9 @@ class HttpFront:
     """See the module docstring. ``plan`` actions per ``(method, path)``; when none is left, a
     request is forwarded (or answered ``404`` without an upstream)."""
 
-    def __init__(self, upstream: str | None = None) -> None:
+    def __init__(self, upstream: str | None = None, port: int = 0) -> None:
         self.upstream = upstream
+        self.port = port
         self.seen: list[Seen] = []
         self.upstream_answers: list[UpstreamAnswer] = []
         self._plans: dict[tuple[str, str], deque[Action]] = defaultdict(deque)
@@ -103,20 +104,27 @@ class HttpFront:
         with self._lock:
             return [s for s in self.seen if (s.method, s.path) == (method, path)]
 
-    @contextmanager
-    def running(self) -> Iterator[HttpFront]:
+    def start(self) -> None:
         self._thread.start()
         self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._handle, "127.0.0.1", 0), self._loop
+            asyncio.start_server(self._handle, "127.0.0.1", self.port), self._loop
         ).result(10)
-        port = self._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    @contextmanager
+    def running(self) -> Iterator[HttpFront]:
+        self.start()
         try:
             yield self
         finally:
-            self._server.close()
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(5)
+            self.stop()
 
     # ------------------------------------------------------------------ one connection
 

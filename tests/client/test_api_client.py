@@ -384,7 +384,7 @@ def test_stream_gives_up_at_the_retry_deadline(
     started = time.monotonic()
     with pytest.raises(StreamInterrupted):
         list(client.stream_events("dead"))
-    assert time.monotonic() - started < 0.3 + 0.5
+    assert time.monotonic() - started < 0.3 + 1.5  # slack for a loaded machine
     assert len(service[1].resume_headers["dead"]) >= 3
 
 
