@@ -57,11 +57,11 @@ class RetryPolicy:
     max_delay_s: float = 5.0
     unreachable_after_s: float = 3.0
 
-    def backoff(self, failures: int, rand: Callable[[], float] = random.random) -> float:
+    def backoff(self, failures: int) -> float:
         """The wait after the ``failures``-th failure in a row: exponential, capped, and
         jittered to between half and all of it (so no wait is ever near zero)."""
         ceiling = min(self.max_delay_s, self.base_delay_s * 2.0 ** (failures - 1))
-        return ceiling * (0.5 + rand() / 2)
+        return ceiling * (0.5 + random.random() / 2)
 
 
 class Retrying:
@@ -71,18 +71,10 @@ class Retrying:
     :attr:`RetryPolicy.unreachable_after_s`).
     """
 
-    def __init__(
-        self,
-        policy: RetryPolicy,
-        reached: Callable[[], bool],
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    def __init__(self, policy: RetryPolicy, reached: Callable[[], bool]) -> None:
         self.policy = policy
         self.reached = reached
-        self.clock = clock
-        self.sleep = sleep
-        self.started = clock()
+        self.started = time.monotonic()
         self.failures = 0
 
     def wait_or_raise(self, error: ClientError, hint_s: float | None = None) -> None:
@@ -96,11 +88,11 @@ class Retrying:
         delay = self.policy.backoff(self.failures)
         if hint_s is not None:
             delay = max(delay, hint_s)
-        elapsed = self.clock() - self.started
+        elapsed = time.monotonic() - self.started
         limit = self.policy.deadline_s
         if isinstance(error, ServiceUnreachable) and not self.reached():
             limit = min(limit, self.policy.unreachable_after_s)
         if elapsed + delay > limit:
             error.add_note(f"gave up after {self.failures} tries in {elapsed:.1f} s")
             raise error
-        self.sleep(delay)
+        time.sleep(delay)
