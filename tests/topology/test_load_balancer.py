@@ -25,9 +25,10 @@ def test_jobs_and_streams_through_nginx(start_cluster: Callable[..., Cluster]) -
         t0 = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
             answers = list(
-                pool.map(lambda i: submit(client, f"[{i}] When does Aurora open?", keys[i]),
-                         range(JOBS))
-            )  # fmt: skip
+                pool.map(
+                    lambda i: submit(client, f"[{i}] When does Aurora open?", keys[i]), range(JOBS)
+                )
+            )
         assert [a.status_code for a in answers] == [202] * JOBS, [a.text for a in answers]
         job_ids = [a.json()["job_id"] for a in answers]
         assert len(set(job_ids)) == JOBS
