@@ -107,11 +107,17 @@ def unprivileged_user() -> pwd.struct_passwd | None:
         return pwd.getpwnam(PG_SYSTEM_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-             PG_SYSTEM_USER],
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                PG_SYSTEM_USER,
+            ],
             check=True,
             capture_output=True,
-        )  # fmt: skip
+        )
         return pwd.getpwnam(PG_SYSTEM_USER)
 
 
@@ -170,9 +176,19 @@ class StandalonePostgres:
         if self.user is not None:
             os.chown(pwfile, self.user.pw_uid, self.user.pw_gid)
         self._run(
-            "initdb", "-D", str(self.data), "-U", "postgres", "--pwfile", str(pwfile),
-            "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-locale",
-        )  # fmt: skip
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--pwfile",
+            str(pwfile),
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--no-locale",
+        )
         pwfile.unlink()
         settings = {
             "listen_addresses": "'127.0.0.1'",
@@ -190,8 +206,9 @@ class StandalonePostgres:
     def start(self) -> None:
         if not (self.data / "PG_VERSION").exists():
             self.init()
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-w", "-t", "60",
-                  "start")  # fmt: skip
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-w", "-t", "60", "start"
+        )
 
     def stop(self, mode: str = "fast") -> None:
         if self.running():
@@ -200,8 +217,19 @@ class StandalonePostgres:
     def restart(self, mode: str = "fast") -> None:
         """``pg_ctl restart -m fast``: sessions are cut, the server is back within a second or
         two (a clean shutdown, no recovery)."""
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-m", mode, "-w",
-                  "-t", "60", "restart")  # fmt: skip
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log_path),
+            "-m",
+            mode,
+            "-w",
+            "-t",
+            "60",
+            "restart",
+        )
 
     def postmaster_pid(self) -> int | None:
         try:
@@ -255,9 +283,12 @@ class Child:
         assert not self.alive, f"{self.name} is running"
         with self.log_path.open("ab") as log:
             self.popen = subprocess.Popen(
-                self.args, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
+                self.args,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
                 stderr=subprocess.STDOUT,
-            )  # fmt: skip
+            )
 
     @property
     def pid(self) -> int | None:
@@ -418,9 +449,15 @@ class Nginx:
             up, _, tail = rest.partition(" upstatus=")
             upstatus, _, _ = tail.partition(" rt=")
             entries.append(
-                {"time": parts[0], "method": parts[1], "uri": parts[2], "status": parts[3],
-                 "up": up, "upstatus": upstatus}
-            )  # fmt: skip
+                {
+                    "time": parts[0],
+                    "method": parts[1],
+                    "uri": parts[2],
+                    "status": parts[3],
+                    "up": up,
+                    "upstatus": upstatus,
+                }
+            )
         return entries
 
     def error_log(self) -> str:
@@ -542,27 +579,34 @@ class Cluster:
             **(extra or {}),
         }
 
-    def _log(self, name: str) -> Path:
+    def _child(self, kind: str, args: list[str], env: Mapping[str, str]) -> Child:
+        """A child named (and logged) ``NNN-kind``: unique, in start order."""
         self._spawned += 1
-        return self.workdir / f"{self._spawned:03d}-{name}.log"
+        name = f"{self._spawned:03d}-{kind}"
+        return Child(name, args, env, self.workdir / f"{name}.log")
 
     def _api_child(self, port: int, env: Mapping[str, str] | None = None) -> Child:
         args = [sys.executable, "-m", "ragserve", "api", "--port", str(port)]
-        return Child(f"api:{port}", args, self.env(env), self._log(f"api-{port}"))
+        return self._child(f"api-{port}", args, self.env(env))
 
     def _worker_child(self, env: Mapping[str, str] | None = None) -> Child:
-        args = [sys.executable, "-m", "ragserve", "worker"]
-        return Child("worker", args, self.env(env), self._log("worker"))
+        return self._child("worker", [sys.executable, "-m", "ragserve", "worker"], self.env(env))
 
     def _start_mock_llm(self) -> None:
         port = free_port()
         args = [
-            sys.executable, str(MOCK_LLM), "--port", str(port),
-            "--ttft", str(self.config.mock_ttft), "--tps", str(self.config.mock_tps),
-            "--max-concurrency", "256",
-        ]  # fmt: skip
-        self.mock_llm = Child("mock-llm", args, {**os.environ, "PYTHONUNBUFFERED": "1"},
-                              self._log("mock-llm"))  # fmt: skip
+            sys.executable,
+            str(MOCK_LLM),
+            "--port",
+            str(port),
+            "--ttft",
+            str(self.config.mock_ttft),
+            "--tps",
+            str(self.config.mock_tps),
+            "--max-concurrency",
+            "256",
+        ]
+        self.mock_llm = self._child("mock-llm", args, {**os.environ, "PYTHONUNBUFFERED": "1"})
         self.mock_llm.start()
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: http_ok(f"{url}/v1/models"), 30, "mock LLM")
