@@ -72,3 +72,24 @@ def test_jobs_and_streams_through_nginx(start_cluster: Callable[..., Cluster]) -
         print(f"stream: first token {first_token:.2f} s, done {done:.2f} s")
         # A finished job's stream replays the same events (any replica).
         assert [e["event"] for e in replay_events(client, job_id)] == kinds
+
+
+def test_replicas_replaced_one_at_a_time(start_cluster: Callable[..., Cluster]) -> None:
+    """The cluster's rollout operations: a new API replica behind nginx (reload), the old one
+    drained; a new worker, the old one drained. Submissions keep working throughout."""
+    cluster = start_cluster(apis=2, workers=1)
+    with httpx.Client(base_url=cluster.url, timeout=30) as client:
+        ingest(client, cluster)
+        old_port, old_api, old_worker = cluster.api_ports[0], cluster.apis[0], cluster.workers[0]
+        cluster.replace_api(0)
+        cluster.replace_worker(0)
+        assert old_api.returncode == 0 and old_worker.returncode == 0  # drained, not killed
+        assert cluster.api_ports[0] != old_port
+        mark = len(cluster.nginx.access_log())
+        answers = [submit(client, f"[after {i}] When does Aurora open?") for i in range(6)]
+        assert [a.status_code for a in answers] == [202] * 6
+        jobs = wait_terminal(client, [a.json()["job_id"] for a in answers], 60, cluster)
+        assert {j["status"] for j in jobs.values()} == {"succeeded"}
+        upstreams = {e["up"] for e in cluster.nginx.access_log()[mark:]}
+        assert f"127.0.0.1:{old_port}" not in upstreams
+        assert f"127.0.0.1:{cluster.api_ports[0]}" in upstreams
