@@ -322,12 +322,17 @@ class Child:
             self.popen.kill()
             self.popen.wait(10)
 
+    def terminate(self) -> None:
+        """SIGTERM (ragserve drains), without waiting."""
+        if self.popen is not None and self.alive:
+            self.popen.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float = 60) -> int | None:
         """SIGTERM and wait (SIGKILL after ``timeout``); returns the exit status."""
         if self.popen is None:
             return None
         if self.alive:
-            self.popen.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -555,7 +560,10 @@ class Cluster:
 
     def close(self) -> None:
         self.nginx.stop()
-        for child in [*self.apis, *self.workers]:
+        children = [*self.apis, *self.workers]
+        for child in children:  # all drain at once
+            child.terminate()
+        for child in children:
             child.stop(timeout=30)
         if self.mock_llm is not None:
             self.mock_llm.stop(timeout=10)
