@@ -5,7 +5,8 @@ Run it::
 
     python bench/cluster.py --apis 2 --workers 2 [--ttft 0.5 --tps 50] [--port 8000]
 
-prints the load balancer's URL (and every process's), then waits; Ctrl-C stops everything.
+prints the load balancer's URL (and every process's), then waits; Ctrl-C (or SIGTERM) stops
+everything.
 
 Or import it (tests/topology, later benchmarks)::
 
@@ -765,8 +766,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    # Ctrl-C and SIGTERM both stop everything cleanly, also when started in the background
+    # (where a shell sets SIGINT to "ignore", and the children would inherit that).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     config = ClusterConfig(
         apis=args.apis,
         workers=args.workers,
