@@ -18,7 +18,7 @@ import psycopg
 import pytest
 import yaml
 
-from conftest import MockLLM, Proc, service_env
+from support import MockLLM, Proc, service_env
 
 ROOT = Path(__file__).resolve().parents[2]
 SCALED_OBJECT = ROOT / "deploy" / "k8s" / "keda-scaledobject.yaml"
