@@ -21,6 +21,7 @@ from ragserve.errors import DatabaseError
 from ragserve.settings import Settings
 
 Connection = psycopg.AsyncConnection[dict[str, Any]]
+RECONNECT_S = 15.0
 HNSW_EF_SEARCH = 100  # recall@10 0.94 at p99 10 ms on 100k chunks (bench/retrieval_latency.py)
 
 
@@ -78,8 +79,10 @@ class Database:
             # cut): check it on checkout, so that only requests made during an outage fail.
             check=AsyncConnectionPool.check_connection,
             timeout=timeout_s,
-            # Keep trying to reconnect through an outage of any length.
-            reconnect_timeout=float("inf"),
+            # A slot's background reconnection backs off 1, 2, 4, 8 s, then gives up; the next
+            # request (or readiness probe) starts a fresh one. Longer would let the backoff
+            # grow to minutes and delay recovery from a long outage by as much.
+            reconnect_timeout=RECONNECT_S,
             open=False,
         )
 
