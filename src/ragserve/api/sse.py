@@ -1,11 +1,12 @@
 """Server-Sent Events for a job: the job service's events, in the ``text/event-stream`` format.
 
-Every stream starts with a ``retry:`` field, so that a client whose stream ends early (this
-process shutting down, the database lost) reconnects soon, to any replica, with
-``Last-Event-ID``. Event ids are the job's sequence numbers, so the resumed stream continues
-exactly after the last event the client saw: nothing lost, nothing repeated. Only the job's
-terminal event (``done``, ``error``) ends a stream on purpose; an end without one means
-"resume".
+The first event of every stream carries a ``retry:`` field, so that a client whose stream
+ends early (this process shutting down, the database lost) reconnects soon, to any replica,
+with ``Last-Event-ID``. (In the event's frame rather than a frame of its own: some clients,
+httpx-sse among them, report a data-less frame as an empty event.) Event ids are the job's
+sequence numbers, so the resumed stream continues exactly after the last event the client
+saw: nothing lost, nothing repeated. Only the job's terminal event (``done``, ``error``) ends
+a stream on purpose; an end without one means "resume".
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ log = logging.getLogger(__name__)
 KEEPALIVE_S = 15.0
 KEEPALIVE = ": keepalive\n\n"
 RECONNECT_MS = 1000
-RETRY = f"retry: {RECONNECT_MS}\n\n"
 
 
-def format_event(event: JobEvent) -> str:
+def format_event(event: JobEvent, *, retry_ms: int | None = None) -> str:
     data = json.dumps(event.data, ensure_ascii=False, default=str)
-    return f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n"
+    retry = "" if retry_ms is None else f"retry: {retry_ms}\n"
+    return f"{retry}id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n"
 
 
 async def job_event_stream(
@@ -39,14 +40,18 @@ async def job_event_stream(
     """Replay from ``last_event_id``, then follow live, until the job's terminal event, or
     until ``closing`` is set (the process is shutting down) or the database is lost: then the
     stream just ends and the client resumes elsewhere."""
-    yield RETRY
     events = aiter(jobs.events(job_id, last_event_id, idle_s=KEEPALIVE_S))
+    retry_ms: int | None = RECONNECT_MS
     try:
         while True:
             event = await _next_unless(events, closing)
             if isinstance(event, _End):
                 return
-            yield KEEPALIVE if event is None else format_event(event)
+            if event is None:
+                yield KEEPALIVE
+            else:
+                yield format_event(event, retry_ms=retry_ms)
+                retry_ms = None
     except DatabaseError as exc:
         log.warning(
             "event stream ended: database unavailable",
