@@ -83,6 +83,7 @@ class WorkerHealth:
             await asyncio.sleep(TICK_S)
 
     async def _check(self) -> ReadyChecks:
+        began = time.monotonic()
         database = schema = False
         try:
             async with asyncio.timeout(self.db.timeout_s), self.db.connection() as conn:
@@ -94,7 +95,7 @@ class WorkerHealth:
         if database:
             self.db_lost_since = None
         elif self.db_lost_since is None:
-            self.db_lost_since = time.monotonic()
+            self.db_lost_since = began
         return ReadyChecks(
             database=database,
             schema_current=schema,
