@@ -57,13 +57,34 @@ class Settings(BaseSettings):
     job_timeout_s: float = Field(default=300.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
     heartbeat_timeout_s: float = Field(
-        default=30.0, ge=1, description="A job whose worker is silent this long is retaken."
+        default=6.0,
+        ge=1,
+        description="A job whose worker is silent this long is retaken (heartbeats every half).",
     )
     drain_s: float = Field(default=30.0, ge=0)
     cache_ttl_s: float = Field(default=3600.0, ge=0)
     retry_base_s: float = Field(default=1.0, ge=0, description="First retry delay; doubles.")
 
     url: str = Field(default="http://127.0.0.1:8000", description="API URL used by CLI clients.")
+
+    db_timeout_s: float = Field(
+        default=3.0, gt=0, description="Longest wait for a database connection; then 503."
+    )
+    sse_drain_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="After SIGTERM, open event streams end this late; clients resume elsewhere.",
+    )
+    health_db_lost_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A worker whose database has been unreachable this long reports unhealthy.",
+    )
+    health_loop_stall_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A worker whose event loop has not run for this long reports unhealthy.",
+    )
 
     @field_validator("database_url")
     @classmethod

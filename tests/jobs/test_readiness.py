@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from ragserve.api.readiness import EmbedderCheck
 from ragserve.kb.embeddings import LocalEmbedder, OpenAIEmbedder
+from ragserve.kb.readiness import EmbedderCheck
 from support import Proc, free_port, service_env
 
 

@@ -12,11 +12,11 @@ from fastapi import FastAPI
 from ragserve import __version__
 from ragserve.api.errors import install_error_handlers
 from ragserve.api.metrics import Metrics
-from ragserve.api.readiness import EmbedderCheck
 from ragserve.api.routers import collections, health, jobs
 from ragserve.api.state import AppState
 from ragserve.jobs.notify import NotificationHub
 from ragserve.jobs.service import EVENTS_CHANNEL
+from ragserve.kb.readiness import EmbedderCheck
 from ragserve.services import build_job_service, build_worker, open_services
 from ragserve.settings import Settings
 
@@ -65,10 +65,14 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
 
 
 def begin_drain(app: FastAPI) -> None:
-    """SIGTERM: report not-ready at once, and let the worker (if any) start draining."""
+    """SIGTERM: report not-ready at once, let the worker (if any) start draining, and end
+    open event streams after ``RAGSERVE_SSE_DRAIN_S`` so that their clients resume elsewhere
+    (the load balancer has stopped sending new ones here by then)."""
     state: AppState | None = getattr(app.state, "ragserve", None)
-    if state is None:
+    if state is None or state.draining:
         return
     state.draining = True
     if state.worker is not None:
         state.worker.drain()
+    grace_s = state.services.settings.sse_drain_s
+    asyncio.get_running_loop().call_later(grace_s, state.streams_closing.set)

@@ -20,6 +20,10 @@ from ragserve.errors import (
 
 log = logging.getLogger(__name__)
 
+# How long a client should wait before retrying a request that met an unavailable database:
+# short, since a pool reconnects within a second of the server coming back.
+RETRY_AFTER_S = 2
+
 STATUS_BY_ERROR: list[tuple[type[RagserveError], int]] = [
     (NotFound, 404),
     (Conflict, 409),
@@ -41,7 +45,8 @@ async def _ragserve_error(request: Request, exc: Exception) -> JSONResponse:
             "request failed",
             extra={"event": "http.error", "path": request.url.path, "error": str(exc)},
         )
-    return JSONResponse(error_body(exc.type, str(exc)), status_code=status)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.retryable and status == 503 else None
+    return JSONResponse(error_body(exc.type, str(exc)), status_code=status, headers=headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

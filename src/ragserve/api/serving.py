@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from types import FrameType
 
 import uvicorn
@@ -35,7 +36,8 @@ def create_server(settings: Settings, *, host: str, port: int, run_worker: bool)
         log_config=None,
         access_log=False,
         lifespan="on",
-        # Open event streams must not hold a restart hostage for longer than the drain.
-        timeout_graceful_shutdown=max(1, int(settings.drain_s)),
+        # Requests in flight get RAGSERVE_DRAIN_S; open event streams end by themselves after
+        # RAGSERVE_SSE_DRAIN_S (see begin_drain); this cut-off only catches what is left.
+        timeout_graceful_shutdown=math.ceil(max(1.0, settings.drain_s, settings.sse_drain_s + 1)),
     )
     return DrainingServer(config, app)

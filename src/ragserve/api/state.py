@@ -6,10 +6,10 @@ import asyncio
 from dataclasses import dataclass, field
 
 from ragserve.api.metrics import Metrics
-from ragserve.api.readiness import EmbedderCheck
 from ragserve.jobs.notify import NotificationHub
 from ragserve.jobs.service import JobService
 from ragserve.jobs.worker import Worker
+from ragserve.kb.readiness import EmbedderCheck
 from ragserve.services import Services
 
 
@@ -23,3 +23,5 @@ class AppState:
     worker: Worker | None = None
     worker_task: asyncio.Task[None] | None = None
     draining: bool = field(default=False)
+    # Set a grace period after SIGTERM: open event streams end, and clients resume elsewhere.
+    streams_closing: asyncio.Event = field(default_factory=asyncio.Event)

@@ -95,12 +95,18 @@ def api(host: Host = "127.0.0.1", port: Port = 8000) -> None:
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    health_port: Annotated[
+        int | None,
+        typer.Option(help="Serve /healthz and /readyz on this port (for orchestrator probes)."),
+    ] = None,
+    health_host: Annotated[str, typer.Option(help="Interface for the health port.")] = "0.0.0.0",
+) -> None:
     """Only a worker: takes jobs from the queue; drains on SIGTERM."""
     from ragserve.server import run_worker
 
     configure_logging()
-    _run(run_worker(_settings()))
+    _run(run_worker(_settings(), health_port=health_port, health_host=health_host))
 
 
 # -- knowledge base ----------------------------------------------------------------------

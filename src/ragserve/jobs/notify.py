@@ -19,6 +19,8 @@ from ragserve.db.pool import Connection, Database
 
 log = logging.getLogger(__name__)
 
+RECONNECT_MAX_S = 5.0
+
 
 class NotificationHub:
     def __init__(self, db: Database, channels: list[str]) -> None:
@@ -80,19 +82,36 @@ class NotificationHub:
             except Exception as exc:
                 log.warning(
                     "notification listener lost its connection",
-                    extra={"event": "notify.reconnect", "error": str(exc)},
+                    extra={"event": "notify.lost", "error": str(exc)},
                 )
             self._connected = False
             # Waiters fall back to reading the table; they may have missed something.
-            for waiters in self._waiters.values():
-                for event in waiters:
-                    event.set()
-            await asyncio.sleep(1.0)
-            with contextlib.suppress(Exception):
-                if self._conn is not None:
+            self._wake_all()
+            await self._reconnect()
+
+    async def _reconnect(self) -> None:
+        """Until the database answers again (backing off up to ``RECONNECT_MAX_S``)."""
+        delay = 0.5
+        while True:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
                     await self._conn.close()
+            try:
                 await self._connect()
-                self._connected = True
+            except Exception:
+                await asyncio.sleep(delay)
+                delay = min(RECONNECT_MAX_S, delay * 2)
+                continue
+            self._connected = True
+            log.info("notification listener reconnected", extra={"event": "notify.reconnect"})
+            # Notifications sent while we were away are lost: everyone looks again.
+            self._wake_all()
+            return
+
+    def _wake_all(self) -> None:
+        for waiters in self._waiters.values():
+            for event in waiters:
+                event.set()
 
     def _deliver(self, channel: str, payload: str) -> None:
         for event in self._waiters.get((channel, payload), ()):

@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
@@ -24,7 +26,7 @@ from pgqueuer.errors import RetryRequested
 from pgqueuer.models import Job as QueueEntry
 
 from ragserve.db.pool import Database
-from ragserve.errors import RagserveError
+from ragserve.errors import DatabaseError, RagserveError
 from ragserve.jobs.notify import NotificationHub
 from ragserve.jobs.queue import CANCEL_CHANNEL
 from ragserve.jobs.runner import JobFenced, JobRunner
@@ -34,6 +36,7 @@ from ragserve.settings import Settings
 log = logging.getLogger(__name__)
 
 StopReason = Literal["cancel", "hand_back"]
+RECONNECT_MAX_S = 10.0  # longest pause between two tries to reach a lost database
 
 
 @dataclass
@@ -64,42 +67,72 @@ class Worker:
         self.settings = settings
         self.running: dict[str, RunningJob] = {}
         self.draining = asyncio.Event()
+        self.consuming = False  # a queue manager is taking jobs (for readiness)
         self._qm: QueueManager | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Take and run jobs until ``drain`` is called; returns once all are settled."""
+        """Take and run jobs until ``drain`` is called; returns once all are settled.
+
+        A lost queue connection (database restart, network cut) does not end the process:
+        pgqueuer's manager dies with its connection, so we build a new one, with backoff,
+        until the database answers again. Jobs in flight then finish or fail into a retry.
+        """
         hub = NotificationHub(self.db, [CANCEL_CHANNEL])
         hub.on(CANCEL_CHANNEL, self._on_cancel)
         await hub.start()
+        failures = 0
+        try:
+            while not self.draining.is_set():
+                started = time.monotonic()
+                try:
+                    await self._consume()
+                except Exception as exc:
+                    if time.monotonic() - started > RECONNECT_MAX_S:
+                        failures = 0  # it ran for a while: a new outage, start over
+                    failures += 1
+                    delay = min(RECONNECT_MAX_S, 0.5 * 2.0 ** (failures - 1))
+                    log.warning(
+                        "worker lost the queue; reconnecting",
+                        extra={"event": "worker.reconnect", "error": repr(exc), "delay_s": delay},
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.draining.wait(), delay)
+        finally:
+            await hub.stop()
+            log.info("worker stopped", extra={"event": "worker.stopped"})
+
+    async def _consume(self) -> None:
+        """One queue manager on one connection, until drained or the connection is lost."""
         # pgqueuer's psycopg driver shares one connection between LISTEN and its queries, and
         # its listener holds that connection for up to a second at a time, so every dequeue
         # could wait that long; asyncpg delivers notifications without blocking queries.
-        conn = await asyncpg.connect(self.db.url)
+        conn = await asyncpg.connect(self.db.url, timeout=self.db.timeout_s)
         try:
             self._qm = QueueManager(Queries(AsyncpgDriver(conn)))
             self._qm.entrypoint("answer")(self._handle)
             self._qm.entrypoint("ingest")(self._handle)
             concurrency = max(2, self.settings.worker_concurrency)
+            if self.draining.is_set():
+                return
             log.info(
                 "worker started", extra={"event": "worker.started", "concurrency": concurrency}
             )
-            if self.draining.is_set():
-                return
+            heartbeat_timeout = self.settings.heartbeat_timeout_s
+            self.consuming = True
             await self._qm.run(
-                dequeue_timeout=timedelta(seconds=5),
+                # Also how often a silent queue is polled for entries whose worker died:
+                # a dead worker's job is retaken within heartbeat_timeout + this.
+                dequeue_timeout=timedelta(seconds=min(5.0, heartbeat_timeout / 3)),
                 batch_size=max(1, concurrency // 2),
                 max_concurrent_tasks=concurrency,
-                heartbeat_timeout=timedelta(seconds=self.settings.heartbeat_timeout_s),
+                heartbeat_timeout=timedelta(seconds=heartbeat_timeout),
             )
-        except Exception:
-            log.exception("worker crashed", extra={"event": "worker.crashed"})
-            raise
         finally:
-            await conn.close()
-            await hub.stop()
-            log.info("worker stopped", extra={"event": "worker.stopped"})
+            self.consuming = False
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=self.db.timeout_s)
 
     def drain(self) -> None:
         """Stop taking jobs; hand back whatever still runs after ``drain_s``."""
@@ -131,7 +164,10 @@ class Worker:
 
     async def _handle(self, entry: QueueEntry) -> None:
         job_id = (entry.payload or b"").decode()
-        attempt = await self.jobs.start_attempt(job_id)
+        try:
+            attempt = await self.jobs.start_attempt(job_id)
+        except DatabaseError:
+            raise RetryRequested(timedelta(seconds=1), reason="database unavailable") from None
         if attempt is None:
             return  # cancelled or finished while queued: nothing to do
         ctx = {"job_id": job_id, "attempt": attempt.number}
@@ -184,7 +220,15 @@ class Worker:
         ctx = {"job_id": attempt.job_id, "attempt": attempt.number, "error": error}
         if is_transient(exc) and attempt.number < attempt.max_attempts:
             delay = self._backoff(attempt.number)
-            if await self.jobs.requeue(attempt, error):
+            try:
+                requeued = await self.jobs.requeue(attempt, error)
+            except DatabaseError:
+                # The database is gone: leave the job as it is and have the queue run it
+                # again (or, if the queue is gone too, its heartbeat expire).
+                raise RetryRequested(
+                    timedelta(seconds=delay), reason="database unavailable"
+                ) from None
+            if requeued:
                 log.warning(
                     "job will retry",
                     extra={"event": "job.retry", **ctx, "delay_s": round(delay, 3)},

@@ -110,6 +110,7 @@ async def retry_job(job_id: str, jobs: Jobs) -> Job:
 async def job_events(
     job_id: str,
     jobs: Jobs,
+    state: State,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     await jobs.get(job_id)  # 404 before the stream starts
@@ -119,7 +120,7 @@ async def job_events(
             raise InvalidInput("Last-Event-ID must be a non-negative integer")
         after = int(last_event_id)
     return StreamingResponse(
-        job_event_stream(jobs, job_id, after),
+        job_event_stream(jobs, job_id, after, state.streams_closing),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

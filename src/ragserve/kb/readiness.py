@@ -1,4 +1,4 @@
-"""Readiness of the embedding model, for ``/readyz``."""
+"""Readiness of the embedding model, for the API's and the worker's `/readyz`."""
 
 from __future__ import annotations
 
