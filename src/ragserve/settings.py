@@ -52,6 +52,21 @@ class Settings(BaseSettings):
 
     url: str = Field(default="http://127.0.0.1:8000", description="API URL used by CLI clients.")
 
+    worker_presence_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often a worker records that it is alive; gone after 3 missed.",
+    )
+    retention_days: float = Field(
+        default=30.0, gt=0, description="Finished jobs, their events and queue logs are kept."
+    )
+    retention_uploads_days: float = Field(
+        default=7.0, gt=0, description="Uploaded bytes of failed or cancelled ingests are kept."
+    )
+    retention_interval_s: float = Field(
+        default=900.0, ge=0, description="How often workers prune (one at a time); 0 = never."
+    )
+
     @property
     def embedded(self) -> bool:
         return self.database_url is None
