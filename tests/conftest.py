@@ -9,17 +9,10 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import psycopg
 import pytest
 
@@ -29,23 +22,18 @@ from ragserve.kb.chunking import Chunker
 from ragserve.kb.embeddings import LocalEmbedder
 from ragserve.kb.ingest import Ingestor
 from ragserve.kb.store import KnowledgeStore
-from ragserve.settings import Settings
+from support import (
+    MockLLM,
+    Proc,
+    child_env,
+    free_port,
+    ragserve_command,
+    start_mock_llm,
+    wait_http,
+    with_database,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-SQUAD = ROOT.parent / "shared" / "data" / "squad-dev"
 _db_numbers = itertools.count()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def with_database(url: str, name: str) -> str:
-    """The same server URL, pointing at database ``name``."""
-    head, _, tail = url.partition("/postgres?")
-    return f"{head}/{name}?{tail}" if tail else url.rsplit("/", 1)[0] + f"/{name}"
 
 
 @pytest.fixture(scope="session")
@@ -104,50 +92,7 @@ def ingestor(kb: KnowledgeStore, embedder: LocalEmbedder) -> Ingestor:
     return Ingestor(kb, embedder, Chunker(800, 100))
 
 
-# -- processes ---------------------------------------------------------------------------
-
-
-class Proc:
-    """A child process with its output in a file (read it when a test fails)."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.log_path = log
-        self._log = log.open("wb")
-        self.popen = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def signal(self, sig: int) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-
-    def wait(self, timeout: float) -> int:
-        return self.popen.wait(timeout)
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(20)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
-        self._log.close()
-
-
-def wait_http(url: str, proc: Proc, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.popen.poll() is not None:
-            raise AssertionError(f"{url} exited early:\n{proc.log()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} not ready in {timeout}s:\n{proc.log()[-3000:]}")
+# -- processes (helpers in tests/support) -----------------------------------------------
 
 
 @pytest.fixture
@@ -156,8 +101,7 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
     started: list[Proc] = []
 
     def start(args: list[str], env: dict[str, str] | None = None, name: str = "proc") -> Proc:
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        proc = Proc(args, full_env, tmp_path / f"{name}-{len(started)}.log")
+        proc = Proc(args, child_env(env), tmp_path / f"{name}-{len(started)}.log")
         started.append(proc)
         return proc
 
@@ -169,59 +113,19 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
 @pytest.fixture(scope="session")
 def mock_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockLLM]:
     """The bench's OpenAI-compatible mock server, in its own process, for the session."""
-    port = free_port()
     log = tmp_path_factory.mktemp("mock-llm") / "mock.log"
-    proc = Proc(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "mock_llm.py"),
-            "--port",
-            str(port),
-            "--ttft",
-            "0.05",
-            "--tps",
-            "200",
-            "--max-concurrency",
-            "256",
-        ],
-        {**os.environ, "PYTHONUNBUFFERED": "1"},
-        log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/v1/models", proc)
-    yield MockLLM(url)
+    proc, mock = start_mock_llm(log, "--ttft", "0.05", "--tps", "200", "--max-concurrency", "256")
+    yield mock
     proc.stop()
 
 
-class MockLLM:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.base_url = f"{url}/v1"
-
-    def configure(self, **changes: Any) -> None:
-        httpx.post(f"{self.url}/admin/config", json=changes, timeout=5).raise_for_status()
-
-    def stats(self) -> dict[str, Any]:
-        return httpx.get(f"{self.url}/admin/stats", timeout=5).json()
-
-
-def service_env(database_url: str, **settings: Any) -> dict[str, str]:
-    env = {"RAGSERVE_DATABASE_URL": database_url, "RAGSERVE_DRAIN_S": "3"}
-    env.update({f"RAGSERVE_{k.upper()}": str(v) for k, v in settings.items()})
-    return env
-
-
 @pytest.fixture
-def start_service(
-    spawn: Callable[..., Proc],
-) -> Callable[..., tuple[str, Proc]]:
+def start_service(spawn: Callable[..., Proc]) -> Callable[..., tuple[str, Proc]]:
     """``ragserve serve`` (or ``api``) on a free port; returns its URL once ready."""
 
     def start(env: dict[str, str], command: str = "serve") -> tuple[str, Proc]:
         port = free_port()
-        proc = spawn(
-            [sys.executable, "-m", "ragserve", command, "--port", str(port)], env, name=command
-        )
+        proc = spawn(ragserve_command(command, "--port", str(port)), env, name=command)
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/readyz", proc)
         return url, proc
@@ -232,10 +136,6 @@ def start_service(
 @pytest.fixture
 def start_worker(spawn: Callable[..., Proc]) -> Callable[..., Proc]:
     def start(env: dict[str, str]) -> Proc:
-        return spawn([sys.executable, "-m", "ragserve", "worker"], env, name="worker")
+        return spawn(ragserve_command("worker"), env, name="worker")
 
     return start
-
-
-def settings_for(database_url: str, **overrides: Any) -> Settings:
-    return Settings(database_url=database_url, **overrides)

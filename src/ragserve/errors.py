@@ -21,6 +21,10 @@ class InvalidInput(RagserveError):
     """The request or document is malformed; retrying will not help."""
 
 
+class ConfigurationError(RagserveError):
+    """A ``RAGSERVE_*`` setting is invalid; the message is one line naming the variable."""
+
+
 class NotFound(RagserveError):
     """A collection, document or job does not exist."""
 

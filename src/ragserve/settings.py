@@ -1,18 +1,29 @@
-"""The one configuration object. Every value comes from a ``RAGSERVE_`` environment variable."""
+"""The one configuration object. Every value comes from a ``RAGSERVE_`` environment variable.
+
+Build it with :func:`load_settings`: a mistake in the environment then becomes one
+:class:`~ragserve.errors.ConfigurationError` whose message names the variable, instead of
+pydantic's multi-line report.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ragserve.errors import ConfigurationError
+
+ENV_PREFIX = "RAGSERVE_"
 
 
 class Settings(BaseSettings):
     """All of ragserve's configuration; built once by the CLI or app factory and passed down."""
 
-    model_config = SettingsConfigDict(env_prefix="RAGSERVE_", extra="ignore")
+    # ``env_ignore_empty``: ``RAGSERVE_LLM_BASE_URL=`` (a blank line in a compose file or a
+    # shell's ``export X=``) means "unset", not "the empty string".
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_ignore_empty=True)
 
     database_url: str | None = Field(
         default=None, description="PostgreSQL URL; unset starts the embedded server."
@@ -25,20 +36,22 @@ class Settings(BaseSettings):
         default=None, description="OpenAI-compatible /v1 URL for embeddings; default: llm_base_url."
     )
     embeddings_model: str = "text-embedding-3-small"
-    embeddings_api_key: str | None = None
+    embeddings_api_key: SecretStr | None = Field(
+        default=None, description="Key for the embeddings endpoint; default: llm_api_key."
+    )
     embeddings_batch_size: int = Field(default=32, ge=1)
 
     llm_base_url: str | None = Field(
         default=None, description="OpenAI-compatible base URL; unset = offline extractive answerer."
     )
     llm_model: str = "gpt-4o-mini"
-    llm_api_key: str | None = None
+    llm_api_key: SecretStr | None = None
     llm_timeout_s: float = Field(default=120.0, gt=0)
-    llm_temperature: float = 0.0
-    llm_max_tokens: int = 512
+    llm_temperature: float = Field(default=0.0, ge=0, le=2)
+    llm_max_tokens: int = Field(default=512, ge=1)
 
     chunk_size: int = Field(default=800, ge=100, description="Characters per chunk.")
-    chunk_overlap: int = Field(default=100, ge=0)
+    chunk_overlap: int = Field(default=100, ge=0, description="Must be below chunk_size.")
 
     worker_concurrency: int = Field(default=32, ge=1)
     job_timeout_s: float = Field(default=300.0, gt=0)
@@ -67,6 +80,59 @@ class Settings(BaseSettings):
         default=900.0, ge=0, description="How often workers prune (one at a time); 0 = never."
     )
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql:// (or be unset for the embedded server)")
+        return value
+
+    @field_validator("llm_base_url", "embeddings_base_url", "url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"RAGSERVE_CHUNK_OVERLAP ({self.chunk_overlap}) must be smaller than "
+                f"RAGSERVE_CHUNK_SIZE ({self.chunk_size})"
+            )
+        if self.embeddings == "openai" and not (self.embeddings_base_url or self.llm_base_url):
+            raise ValueError(
+                "RAGSERVE_EMBEDDINGS=openai needs RAGSERVE_EMBEDDINGS_BASE_URL "
+                "(or RAGSERVE_LLM_BASE_URL), e.g. https://api.openai.com/v1"
+            )
+        return self
+
     @property
     def embedded(self) -> bool:
         return self.database_url is None
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a mistake raises :class:`ConfigurationError`.
+
+    The error's message is one line naming the variable (``RAGSERVE_CHUNK_SIZE: ...``), fit to
+    print as is; it never contains a secret's value.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(describe(exc)) from None
+
+
+def describe(error: ValidationError) -> str:
+    """One line for all problems of a validation error, each led by its variable's name."""
+    problems = []
+    for problem in error.errors(include_url=False, include_input=False):
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        location = problem["loc"]
+        if location and isinstance(location[0], str):
+            problems.append(f"{ENV_PREFIX}{location[0].upper()}: {message}")
+        else:  # a check across fields: its message names the variables itself
+            problems.append(message)
+    return "; ".join(problems)

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from conftest import MockLLM, free_port, service_env
+from support import MockLLM, free_port, service_env
 
 
 def ragserve(

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from httpx_sse import connect_sse
 
-from conftest import MockLLM, Proc, free_port, service_env, wait_http
+from support import MockLLM, Proc, free_port, service_env, wait_http
 
 COLLECTION = "handbook"
 DOCS = [

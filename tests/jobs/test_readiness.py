@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 
-from conftest import Proc, free_port, service_env
 from ragserve.api.readiness import EmbedderCheck
 from ragserve.kb.embeddings import LocalEmbedder, OpenAIEmbedder
+from support import Proc, free_port, service_env
 
 
 async def test_local_model_is_ready_only_while_loaded() -> None:

@@ -28,7 +28,7 @@ from ragserve.db.pool import Database
 from ragserve.jobs.store import JobStore, NewJob
 
 if TYPE_CHECKING:
-    from conftest import MockLLM, Proc  # type: ignore[import-not-found]
+    from support import MockLLM, Proc
 
 DOC = (
     "The Aurora office opens at 8 am and closes at 6 pm on weekdays. "

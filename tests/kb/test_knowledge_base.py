@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import random
 from pathlib import Path
 
 import pytest
@@ -13,8 +11,6 @@ from ragserve.kb.embeddings import LocalEmbedder
 from ragserve.kb.ingest import IngestItem, Ingestor
 from ragserve.kb.store import KnowledgeStore
 from ragserve.rag.retrieval import Retriever
-
-SQUAD = Path(__file__).resolve().parents[3] / "shared" / "data" / "squad-dev"
 
 
 def text(source: str, body: str, **metadata: object) -> IngestItem:
@@ -116,29 +112,3 @@ async def test_unknown_collection_and_bad_names(
         await Retriever(kb, embedder).retrieve("anything", collection="nope")
     with pytest.raises(InvalidInput):
         await ingestor.ingest("bad name!", [text("a", "b")])
-
-
-@pytest.mark.skipif(not SQUAD.is_dir(), reason="needs ../shared/data/squad-dev beside the repo")
-async def test_retrieval_finds_the_right_squad_paragraph(
-    ingestor: Ingestor, kb: KnowledgeStore, embedder: LocalEmbedder
-) -> None:
-    """A sample of SQuAD: 30 paragraphs, 60 of their questions; recall@5 of the gold one."""
-    corpus = [json.loads(line) for line in (SQUAD / "corpus.jsonl").open(encoding="utf-8")]
-    rng = random.Random(7)
-    paragraphs = rng.sample(corpus, 30)
-    chosen = {p["id"] for p in paragraphs}
-    questions = [
-        q
-        for q in map(json.loads, (SQUAD / "queries.jsonl").open(encoding="utf-8"))
-        if q["doc_id"] in chosen
-    ]
-    questions = rng.sample(questions, 60)
-    await ingestor.ingest("squad", [text(p["id"], p["text"]) for p in paragraphs])
-    retriever = Retriever(kb, embedder)
-    found = 0
-    for q in questions:
-        hits = await retriever.retrieve(q["question"], collection="squad", top_k=5)
-        found += q["doc_id"] in {h.source for h in hits}
-    recall = found / len(questions)
-    print(f"SQuAD sample recall@5 = {recall:.3f} ({found}/{len(questions)})")
-    assert recall >= 0.85

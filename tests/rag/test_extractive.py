@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from ragserve.kb.types import RetrievedChunk
-from ragserve.rag.answerers import Answerer
+from ragserve.rag.answerers import OpenAIChatAnswerer, answerer_from_settings
 from ragserve.rag.answerers.extractive import ExtractiveAnswerer, split_sentences, terms
 from ragserve.rag.prompts import NOT_FOUND_EN, NOT_FOUND_ZH
+from ragserve.settings import Settings
+from support import ROOT, SQUAD_SAMPLE
 
-ROOT = Path(__file__).resolve().parents[2]
-# Measured 89.5% for these 200 questions (and 91% on 2,000; see bench/extractive_eval.py).
-SQUAD_FLOOR = 0.86
+# Quality floors on the vendored SQuAD sample (tests/data/squad: 288 paragraphs, 575
+# questions), measured with seed 0 and set a little below the measurement:
+# - the answer contains a gold answer: measured 90.4% of 575 (91% on 2,000 questions of the
+#   full dev set, bench/extractive_eval.py);
+SQUAD_CONTAINS_GOLD_FLOOR = 0.87
+# - asked against another article's paragraphs, it says "not found": measured 78.0% of 200.
+SQUAD_NOT_FOUND_FLOOR = 0.72
 
 
 def _chunks(*texts: str) -> list[RetrievedChunk]:
@@ -44,9 +49,12 @@ def answerer() -> ExtractiveAnswerer:
     return ExtractiveAnswerer()
 
 
-def test_is_an_answerer(answerer: ExtractiveAnswerer) -> None:
-    assert isinstance(answerer, Answerer)
-    assert answerer.name == "extractive:v1"
+def test_chosen_when_no_llm_is_configured() -> None:
+    offline = answerer_from_settings(Settings(llm_base_url=None))
+    assert isinstance(offline, ExtractiveAnswerer)
+    assert offline.name == "extractive:v1"
+    online = answerer_from_settings(Settings(llm_base_url="http://llm:8000/v1"))
+    assert isinstance(online, OpenAIChatAnswerer)
 
 
 @pytest.mark.parametrize(
@@ -158,10 +166,15 @@ def _load_eval() -> ModuleType:
 
 def test_squad_sample_contains_gold_answers(answerer: ExtractiveAnswerer) -> None:
     bench = _load_eval()
-    data_dir = bench.default_data_dir()
-    if not (data_dir / "corpus.jsonl").exists():
-        pytest.skip(f"SQuAD dev files not found in {data_dir} (set RAGSERVE_SQUAD_DIR)")
-    corpus, questions = bench.load(data_dir)
-    report = bench.evaluate(answerer, bench.build_cases(corpus, questions, n=200, seed=0))
+    corpus, questions = bench.load(SQUAD_SAMPLE)
+    report = bench.evaluate(answerer, bench.build_cases(corpus, questions, n=575, seed=0))
+    assert report.n == 575
+    assert report.contain_gold >= SQUAD_CONTAINS_GOLD_FLOOR, report.lines()
+
+
+def test_squad_sample_says_not_found_for_other_articles(answerer: ExtractiveAnswerer) -> None:
+    bench = _load_eval()
+    corpus, questions = bench.load(SQUAD_SAMPLE)
+    report = bench.evaluate(answerer, bench.build_negative_cases(corpus, questions, n=200, seed=0))
     assert report.n == 200
-    assert report.contain_gold >= SQUAD_FLOOR, report.lines()
+    assert report.not_found >= SQUAD_NOT_FOUND_FLOOR, report.lines()

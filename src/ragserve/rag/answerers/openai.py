@@ -75,7 +75,7 @@ class OpenAIChatAnswerer:
         return cls(
             base_url=settings.llm_base_url,
             model=settings.llm_model,
-            api_key=settings.llm_api_key,
+            api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
             timeout_s=settings.llm_timeout_s,
             temperature=settings.llm_temperature,
             max_tokens=settings.llm_max_tokens,
