@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import ROOT, Proc, free_port, service_env, wait_http
+from support import ROOT, Proc, free_port, service_env, wait_http
 
 DEPLOY = ROOT / "deploy"
 RULES = DEPLOY / "prometheus" / "alerts.yml"
@@ -55,11 +55,7 @@ def test_alert_rules_and_config_pass_promtool() -> None:
 
 def dashboard_queries() -> list[str]:
     dashboard = json.loads(DASHBOARD.read_text())
-    return [
-        target["expr"]
-        for panel in dashboard["panels"]
-        for target in panel.get("targets", [])
-    ]
+    return [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
 
 
 def test_dashboard_covers_the_metric_families() -> None:
@@ -170,12 +166,13 @@ def test_prometheus_scrapes_the_queue_depth_from_every_replica(
     oldest = prometheus.query('max(ragserve_queue_oldest_seconds{queue="answer"})')
     assert float(oldest[0]["value"][1]) > 0
 
-    # The HTTP histogram is labelled by route template, not by raw path.
-    routes = {
-        row["metric"]["route"]
-        for row in prometheus.query("ragserve_http_request_duration_seconds_count")
-    }
-    assert "/v1/jobs" in routes and "/metrics" in routes, routes
+    # The HTTP histogram is labelled by route template, not by raw path (a scrape observes
+    # itself once its response has started, so /metrics shows from the second scrape on).
+    def routes() -> set[str]:
+        rows = prometheus.query("ragserve_http_request_duration_seconds_count")
+        return {row["metric"]["route"] for row in rows}
+
+    wait_for(lambda: {"/v1/jobs", "/metrics"} <= routes(), "routes of the requests made")
 
     # The alert rules loaded and evaluate without errors.
     rules = httpx.get(f"{prometheus.url}/api/v1/rules", timeout=10).json()["data"]["groups"]

@@ -16,13 +16,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import MockLLM, Proc, free_port, service_env, wait_http
 from ragserve import __version__
 from ragserve.db.pool import Database
 from ragserve.jobs import queue
 from ragserve.jobs.monitoring import read_facts
 from ragserve.jobs.presence import WorkerPresence
 from ragserve.jobs.store import JobStore, NewJob, WorkerIdentity
+from support import MockLLM, Proc, free_port, service_env, wait_http
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -129,7 +129,6 @@ def served(
         llm_model="mock",
         max_attempts=2,
         retry_base_s=0.05,
-        worker_presence_s=1,
         cache_ttl_s=0,
     )
     port = free_port()
@@ -145,6 +144,8 @@ def served(
             yield client
     finally:
         proc.stop()
+    log = proc.log()
+    assert "Traceback" not in log, log[-3000:]
 
 
 def wait_done(client: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:

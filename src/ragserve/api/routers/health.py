@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from fastapi import APIRouter, Response
@@ -16,6 +17,9 @@ from ragserve.jobs.monitoring import read_facts
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
+
+METRICS_DB_TIMEOUT_S = 3.0
+"""A scrape (10 s timeout by default) gets the process's own metrics even if PostgreSQL hangs."""
 
 
 @router.get("/healthz", summary="The process is alive")
@@ -60,9 +64,10 @@ async def metrics(state: State) -> Response:
     database does not answer, those series are left out and the process's own still render."""
     facts = by_status = None
     try:
-        async with state.services.db.connection() as conn:
-            facts = await read_facts(conn)
-        by_status = {s.value: n for s, n in (await state.jobs.count_by_status()).items()}
+        async with asyncio.timeout(METRICS_DB_TIMEOUT_S):
+            async with state.services.db.connection() as conn:
+                facts = await read_facts(conn)
+            by_status = {s.value: n for s, n in (await state.jobs.count_by_status()).items()}
     except Exception as exc:  # a scrape must not fail because the database is away
         log.warning(
             "metrics without database", extra={"event": "metrics.database", "error": str(exc)}
