@@ -12,16 +12,22 @@ from __future__ import annotations
 
 from typing import Final
 
-JOB_COLUMNS: Final = (
+_JOB_FIELDS = (
     "id, kind, status, collection, query, request, attempts, max_attempts, cached,"
     " cache_key, idempotency_key, request_hash, result, error,"
-    " created_at, started_at, finished_at,"
-    " (SELECT a.version FROM job_attempts a"
+    " created_at, started_at, finished_at"
+)
+
+JOB_COLUMNS: Final = (
+    f"{_JOB_FIELDS}, (SELECT a.version FROM job_attempts a"
     " WHERE a.job_id = jobs.id AND a.attempt = jobs.attempts) AS version"
 )
 """The columns of a job as the API shows it. ``version`` is that of the latest attempt: null
 while the job was never run, and null for an attempt of a release older than migration 0003
 (which records no version), rather than the stale version of an earlier attempt."""
+
+INSERTED_JOB_COLUMNS: Final = f"{_JOB_FIELDS}, NULL::text AS version"
+"""The same, returned by the inserts of new jobs, which never ran: no lookup on the hot path."""
 
 IN_FLIGHT: Final = (
     "status IN ('queued', 'running') AND cache_key IS NOT NULL AND idempotency_key IS NULL"
@@ -47,7 +53,7 @@ INSERT_QUEUED_JOB: Final = (
     "WITH job AS ("
     f" INSERT INTO jobs ({_NEW_JOB_COLUMNS}, event_seq) VALUES ({_NEW_JOB_VALUES}, 1)"
     f" ON CONFLICT (cache_key) WHERE {IN_FLIGHT} DO NOTHING"
-    f" RETURNING {JOB_COLUMNS}),"
+    f" RETURNING {INSERTED_JOB_COLUMNS}),"
     " event AS (INSERT INTO job_events (job_id, seq, attempt, type, data)"
     " SELECT id, 1, 0, 'status', %(first_event)s FROM job)"
     " SELECT * FROM job"
@@ -57,7 +63,7 @@ INSERT_QUEUED_JOB: Final = (
 INSERT_CACHED_JOB: Final = (
     f"INSERT INTO jobs ({_NEW_JOB_COLUMNS}, status, cached, result, started_at, finished_at)"
     f" VALUES ({_NEW_JOB_VALUES}, 'succeeded', true, %(result)s, now(), now())"
-    f" RETURNING {JOB_COLUMNS}"
+    f" RETURNING {INSERTED_JOB_COLUMNS}"
 )
 
 INSERT_FILE: Final = (
