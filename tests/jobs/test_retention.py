@@ -136,6 +136,25 @@ async def test_expired_cache_rows_and_long_dead_workers_go(db: Database) -> None
     assert hosts == 2
 
 
+async def test_old_rows_of_the_queue_log_and_statistics_go(db: Database) -> None:
+    async with db.connection() as conn:
+        for age in ("31 days", "1 day"):
+            await conn.execute(
+                "INSERT INTO pgqueuer_log (created, job_id, status, priority, entrypoint)"
+                " VALUES (now() - %s::interval, 1, 'successful', 0, 'answer')",
+                (age,),
+            )
+            await conn.execute(
+                "INSERT INTO pgqueuer_statistics (created, count, priority, status, entrypoint)"
+                " VALUES (now() - %s::interval, 1, 0, 'successful', 'answer')",
+                (age,),
+            )
+    report = await prune(db, POLICY)
+    assert report is not None and report.queue_log == 2
+    assert await count(db, "SELECT count(*) FROM pgqueuer_log") == 1
+    assert await count(db, "SELECT count(*) FROM pgqueuer_statistics") == 1
+
+
 async def test_one_pruner_at_a_time(db: Database) -> None:
     async with db.connection() as holder:
         await holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))

@@ -1,7 +1,8 @@
 """Retention: the tables that grow with every job are pruned, so they stop growing.
 
 - Finished jobs (succeeded, failed, cancelled) older than ``RAGSERVE_RETENTION_DAYS``, with
-  their events, attempts and files (``ON DELETE CASCADE``), and pgqueuer's log of that age.
+  their events, attempts and files (``ON DELETE CASCADE``), and pgqueuer's log and statistics
+  of that age.
 - Uploaded bytes of failed or cancelled ingest jobs after ``RAGSERVE_RETENTION_UPLOADS_DAYS``
   (kept that long so that a manual retry can still read them; succeeded jobs drop theirs at once).
 - Expired answer-cache entries, and rows of workers that died long ago.
@@ -46,10 +47,11 @@ _DELETE_EXPIRED_CACHE: Final = (
 _DELETE_DEAD_WORKERS: Final = (
     "DELETE FROM workers WHERE expires_at < now() - make_interval(secs => %(age_s)s)"
 )
-_DELETE_OLD_QUEUE_LOG: Final = (
-    "DELETE FROM {log} WHERE id IN (SELECT id FROM {log}"
+_DELETE_OLD_QUEUE_ROWS: Final = (
+    "DELETE FROM {table} WHERE id IN (SELECT id FROM {table}"
     " WHERE created < now() - make_interval(secs => %(age_s)s) LIMIT %(batch)s)"
 )
+"""pgqueuer's log and its per-second statistics (both have ``id`` and ``created``)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class PruneReport:
     cache_entries: int = 0
     workers: int = 0
     queue_log: int = 0
+    """Rows of pgqueuer's log and statistics."""
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -91,8 +94,10 @@ async def prune(db: Database, policy: RetentionPolicy, batch: int = BATCH) -> Pr
 
 async def _prune(conn: Connection, policy: RetentionPolicy, batch: int) -> PruneReport:
     jobs_age = {"age_s": policy.jobs_days * 86400.0, "batch": batch}
-    queue_log = sql.SQL(_DELETE_OLD_QUEUE_LOG).format(
-        log=sql.SQL(DBSettings().qualified.queue_table_log)
+    pgqueuer = DBSettings().qualified
+    queue_log, queue_stats = (
+        sql.SQL(_DELETE_OLD_QUEUE_ROWS).format(table=sql.SQL(table))
+        for table in (pgqueuer.queue_table_log, pgqueuer.statistics_table)
     )
     return PruneReport(
         # Uploads first: a job old enough for both goes with its files anyway.
@@ -102,7 +107,8 @@ async def _prune(conn: Connection, policy: RetentionPolicy, batch: int) -> Prune
         jobs=await _in_batches(conn, _DELETE_OLD_JOBS, jobs_age),
         cache_entries=await _in_batches(conn, _DELETE_EXPIRED_CACHE, {"batch": batch}),
         workers=await _in_batches(conn, _DELETE_DEAD_WORKERS, {"age_s": DEAD_WORKER_KEEP_S}),
-        queue_log=await _in_batches(conn, queue_log, jobs_age),
+        queue_log=await _in_batches(conn, queue_log, jobs_age)
+        + await _in_batches(conn, queue_stats, jobs_age),
     )
 
 
