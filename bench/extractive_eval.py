@@ -7,16 +7,14 @@ later rank otherwise. The metric is the share of answers that contain any gold a
 (case-insensitive). A negative control asks each question against paragraphs of a different
 article, where the right reply is "the documents do not contain the answer".
 
-    python bench/extractive_eval.py --n 2000 --seed 0
+    python bench/extractive_eval.py --squad /path/to/dev-v1.1.json --n 2000 --seed 0
 
-Data: ``corpus.jsonl`` and ``queries.jsonl`` of the SQuAD v1.1 dev set (see
-``/work/shared/data/squad-dev/README.md``); ``--data-dir`` or ``RAGSERVE_SQUAD_DIR``.
+Data: SQuAD v1.1 dev, ``--squad PATH`` (see ``_common.load_squad`` for the accepted forms) or
+``RAGSERVE_SQUAD_DIR``; by default the small sample vendored in ``tests/data/squad``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import random
 import statistics
@@ -26,26 +24,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from _common import (
+    DEFAULT_SQUAD,
+    BenchSetupError,
+    Paragraph,
+    Question,
+    add_squad_arg,
+    bench_parser,
+    load_squad,
+)
 from ragserve.kb.types import RetrievedChunk
 from ragserve.rag.answerers.extractive import ExtractiveAnswerer
 from ragserve.rag.prompts import NOT_FOUND_EN
-
-DEFAULT_DATA_DIR = Path("/work/shared/data/squad-dev")
-
-
-@dataclass(frozen=True)
-class Paragraph:
-    id: str
-    title: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Question:
-    id: str
-    question: str
-    answers: tuple[str, ...]
-    doc_id: str
 
 
 @dataclass(frozen=True)
@@ -76,24 +66,13 @@ class Report:
 
 
 def default_data_dir() -> Path:
-    return Path(os.environ.get("RAGSERVE_SQUAD_DIR", DEFAULT_DATA_DIR))
+    return Path(os.environ.get("RAGSERVE_SQUAD_DIR", DEFAULT_SQUAD))
 
 
-def load(data_dir: Path) -> tuple[dict[str, Paragraph], list[Question]]:
+def load(path: Path) -> tuple[dict[str, Paragraph], list[Question]]:
     """The corpus by paragraph id, and the questions in file order."""
-    corpus: dict[str, Paragraph] = {}
-    with (data_dir / "corpus.jsonl").open(encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            corpus[row["id"]] = Paragraph(row["id"], row["title"], row["text"])
-    questions: list[Question] = []
-    with (data_dir / "queries.jsonl").open(encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            questions.append(
-                Question(row["id"], row["question"].strip(), tuple(row["answers"]), row["doc_id"])
-            )
-    return corpus, questions
+    squad = load_squad(path)
+    return {p.id: p for p in squad.paragraphs}, squad.questions
 
 
 def _chunk(paragraph: Paragraph, rank: int) -> RetrievedChunk:
@@ -183,9 +162,10 @@ def _rate(values: Sequence[bool]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--data-dir", type=Path, default=default_data_dir())
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = bench_parser(__doc__)
+    add_squad_arg(parser)
+    parser.set_defaults(squad=default_data_dir())
     parser.add_argument("--n", type=int, default=2000, help="questions to sample")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--others", type=int, default=3, help="distractor paragraphs")
@@ -194,8 +174,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--negatives", type=int, default=500, help="negative-control questions")
     parser.add_argument("--show-misses", type=int, default=0, help="print this many misses")
     args = parser.parse_args(argv)
-
-    corpus, questions = load(args.data_dir)
+    try:
+        corpus, questions = load(args.squad)
+    except BenchSetupError as exc:
+        parser.exit(2, f"{parser.prog}: {exc}\n")
     answerer = ExtractiveAnswerer(max_sentences=args.max_sentences)
     cases = build_cases(corpus, questions, args.n, args.seed, args.others, args.gold_first)
     started = time.perf_counter()
@@ -223,7 +205,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"\nQ: {case.question.question}\n   gold: {case.question.answers} "
                 f"(rank {case.gold_rank})\n   got:  {answer}"
             )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -13,14 +13,15 @@ the pipeline run also times, inside itself, the calls to the embedder and to the
 non-embedding share is known from one run too ("in-run overhead"). ``--repeat`` alternates the
 two measurements several times and reports the median.
 
-    python bench/ingest_throughput.py --json /tmp/ingest.json
+    python bench/ingest_throughput.py --squad /path/to/dev-v1.1.json --json /tmp/ingest.json
     python bench/ingest_throughput.py --paragraphs 60 --files 4 --formats text   # quick
+
+``--squad`` defaults to the small sample vendored in ``tests/data/squad``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shutil
 import statistics
 import sys
@@ -31,18 +32,20 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
-    SQUAD_DIR,
+    Paragraph,
     TimedEmbedder,
     TimedStore,
-    add_database_args,
+    add_squad_arg,
     bench_database,
+    bench_parser,
     embedder_info,
     format_table,
     load_now,
+    load_squad,
     local_embedder,
     machine_info,
-    read_jsonl,
-    write_json,
+    machine_line,
+    run_kb_benchmark,
 )
 from ragserve.db.pool import Database
 from ragserve.kb.chunking import Chunker
@@ -62,15 +65,14 @@ def latin1(text: str) -> str:
     return text.translate(_LATIN1).encode("latin-1", "replace").decode("latin-1")
 
 
-def documents(squad_dir: Path, paragraphs: int, files: int) -> list[tuple[str, str]]:
+def documents(rows: Sequence[Paragraph], files: int) -> list[tuple[str, str]]:
     """``files`` (name, text) pairs of consecutive SQuAD paragraphs, blank-line separated."""
-    rows = read_jsonl(squad_dir / "corpus.jsonl")[:paragraphs]
     per_file = -(-len(rows) // files)
     out = []
     for i in range(0, len(rows), per_file):
         group = rows[i : i + per_file]
-        title = group[0]["title"].replace("_", " ")
-        body = "\n\n".join(latin1(row["text"].strip()) for row in group)
+        title = group[0].title.replace("_", " ")
+        body = "\n\n".join(latin1(row.text.strip()) for row in group)
         out.append((f"doc{len(out):02d}", f"{latin1(title)}\n\n{body}"))
     return out
 
@@ -201,7 +203,7 @@ def summarise(fmt: str, runs: list[dict[str, Any]], files: int) -> dict[str, Any
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings()
     chunker = Chunker(settings.chunk_size, settings.chunk_overlap)
-    docs = documents(args.squad_dir, args.paragraphs, args.files)
+    docs = documents(load_squad(args.squad).paragraphs[: args.paragraphs], args.files)
     results: dict[str, Any] = {"machine": machine_info(), "chunker": repr(chunker), "formats": []}
     folder = Path(tempfile.mkdtemp(prefix="ragserve-ingest-files-"))
     try:
@@ -264,29 +266,22 @@ def report(results: dict[str, Any]) -> str:
         ],
         rows,
     )
-    m = results["machine"]
     return (
         f"{table}\n\n{results['chunker']}, embedder {results['embedder']}, median of"
-        f" {len(results['formats'][0]['runs'])} run(s)\nmachine: {m['cpus']} CPUs,"
-        f" {m['mem_gib']} GiB; load at start {m['loadavg']}, at end {results['load_at_end']};"
-        f" {m['date']}"
+        f" {len(results['formats'][0]['runs'])} run(s)\n"
+        + machine_line(results["machine"], at_end=results["load_at_end"])
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--paragraphs", type=int, default=420, help="SQuAD paragraphs to use")
     parser.add_argument("--files", type=int, default=30)
     parser.add_argument("--formats", type=lambda s: s.split(","), default=["text", "pdf"])
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--collection", default="bench-ingest")
-    parser.add_argument("--squad-dir", type=Path, default=SQUAD_DIR)
-    add_database_args(parser)
-    args = parser.parse_args(argv)
-    results = asyncio.run(run(args))
-    print(report(results))
-    write_json(args.json, results)
-    return 0
+    add_squad_arg(parser)
+    return run_kb_benchmark(parser, run, report, argv)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,13 @@
 Starts ``ragserve api`` (embedded PostgreSQL in a fresh folder, no worker: jobs just queue) on a
 free loopback port and loads it from another process with ``wrk`` (Debian package ``wrk``; a
 Lua script gives every request a distinct question, so nothing is cached or coalesced), for
-``--duration`` seconds at each ``--connections`` value, after a short warm-up. Without wrk,
-``--client python`` uses an asyncio httpx client instead (it competes with the server for the
-same cores, so it understates the server). Afterwards the number of ``created`` submissions the
-API counted (``/metrics``; it includes requests still in flight when wrk stopped counting) is
-shown next to the ``202`` answers, with the CPU time the API process and the PostgreSQL server
-spent per created job: on a shared machine that is steadier than requests per second, and it
-says how many jobs per second each core could take.
+``--duration`` seconds at each ``--connections`` value, after a short warm-up. Without wrk the
+script stops and says so; ``--client python`` uses an asyncio httpx client instead (it competes
+with the server for the same cores, so it understates the server). Afterwards the number of
+``created`` submissions the API counted (``/metrics``; it includes requests still in flight
+when wrk stopped counting) is shown next to the ``202`` answers, with the CPU time the API
+process and the PostgreSQL server spent per created job: on a shared machine that is steadier
+than requests per second, and it says how many jobs per second each core could take.
 
 ``--profile DIR`` records the API process with py-spy during each run and prints where its
 time goes.
@@ -19,6 +19,7 @@ Run (about a minute)::
     apt-get install -y wrk
     python bench/ingress.py                            # 64 connections, 10 s, 2 runs
     python bench/ingress.py --connections 16 64 256 --profile /tmp/ingress-prof
+    python bench/ingress.py --connections 4 --duration 1 --warmup 1 --repeat 1   # smoke
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import asyncio
 import json
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -38,14 +38,22 @@ from pathlib import Path
 
 import httpx
 
-from _common import format_table, load_now, machine_info, write_json
+from _common import (
+    add_run_args,
+    bench_parser,
+    best_and_median,
+    finish_run,
+    format_table,
+    load_now,
+    machine_info,
+)
 from concurrency import (
     CpuMeter,
     Service,
+    data_folder,
     postgres_processes,
     processes,
-    profile_summary,
-    py_spy,
+    profiled,
     scratch_dir,
     start_ragserve,
 )
@@ -105,7 +113,7 @@ class IngressResult:
 
 
 def run_wrk(
-    url: str, connections: int, duration: float, threads: int, script: Path, tag: str
+    url: str, connections: int, duration: int, threads: int, script: Path, tag: str
 ) -> dict[str, float]:
     """One wrk run; the figures its ``done`` hook printed."""
     args = [
@@ -115,7 +123,7 @@ def run_wrk(
         "-c",
         str(connections),
         "-d",
-        f"{duration:g}s",
+        f"{duration}s",
         "--timeout",
         "10s",
         "-s",
@@ -124,10 +132,10 @@ def run_wrk(
         "--",
         tag,
     ]
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    match = re.search(r"^WRK_JSON (.*)$", out, re.M)
-    if match is None:
-        raise RuntimeError(f"wrk printed no result:\n{out}")
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    match = re.search(r"^WRK_JSON (.*)$", done.stdout, re.M)
+    if done.returncode != 0 or match is None:
+        raise RuntimeError(f"wrk exited with {done.returncode}:\n{done.stdout}{done.stderr}")
     stats: dict[str, float] = json.loads(match.group(1))
     return stats
 
@@ -213,9 +221,7 @@ def one_run(
 
 
 def measure(args: argparse.Namespace, scratch: Path) -> list[IngressResult]:
-    data_dir = args.data_dir = scratch / "data"
-    data_dir.mkdir()
-    data_dir.chmod(0o755)
+    data_dir = args.data_dir = data_folder(scratch, "data")
     script = scratch / "post_jobs.lua"
     script.write_text(WRK_SCRIPT)
     settings = {"db_pool_size": str(args.pool_size)} if args.pool_size else {}
@@ -227,11 +233,8 @@ def measure(args: argparse.Namespace, scratch: Path) -> list[IngressResult]:
         for connections in args.connections:
             for run in range(args.repeat):
                 name = f"api-c{connections}-{run + 1}.txt"
-                out = args.profile / name if args.profile else None
-                with py_spy(api.pid, out):
+                with profiled(api.pid, args.profile, name, top=25):
                     result = one_run(args, api, connections, script, f"c{connections}-{run}")
-                if out is not None:
-                    print(profile_summary(out, top=25), file=sys.stderr)
                 print(
                     f"{connections} connections, run {run + 1}: {result.requests_per_s} req/s"
                     f", p99 {result.p99_ms} ms (load {result.load_before})",
@@ -280,57 +283,47 @@ def report(results: Sequence[IngressResult]) -> str:
         rates = [r.requests_per_s for r in results if r.connections == c]
         p99 = [r.p99_ms for r in results if r.connections == c]
         lines.append(
-            f"{c} connections: req/s best {max(rates):g}, median "
-            f"{statistics.median(rates):g}; p99 best {min(p99):g} ms, median "
-            f"{statistics.median(p99):g} ms"
+            f"{c} connections: req/s best / median {best_and_median(rates)};"
+            f" p99 best / median {best_and_median(p99, min)} ms"
         )
     return "\n".join(lines)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--connections", type=int, nargs="+", default=[64])
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
-    parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per run")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds before measuring")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument(
-        "--client", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python"
+        "--client",
+        choices=["wrk", "python"],
+        default="wrk",
+        help="python: an asyncio httpx client on the same cores (understates the server)",
     )
     parser.add_argument(
         "--pool-size", type=int, help="RAGSERVE_DB_POOL_SIZE of the API (default: ragserve's)"
     )
-    parser.add_argument(
-        "--profile",
-        type=Path,
-        metavar="DIR",
-        help="record the API with py-spy into DIR, one file per run",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep data dir and logs")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write JSON ('-' = stdout)")
+    add_run_args(parser, profiled="the API")
     args = parser.parse_args(argv)
-    if args.repeat < 1 or args.duration <= 0 or min(args.connections) < 1:
-        parser.error("--repeat, --duration and --connections must be positive")
+    if min(args.repeat, args.duration, args.warmup, *args.connections) < 1:
+        parser.error("--repeat, --duration, --warmup and --connections must be positive")
+    if args.client == "wrk" and shutil.which("wrk") is None:
+        parser.exit(
+            2,
+            f"{parser.prog}: wrk not found; install it (Debian: apt-get install -y wrk)"
+            " or pass --client python\n",
+        )
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.profile:
-        args.profile.mkdir(parents=True, exist_ok=True)
     info = machine_info()
     with scratch_dir("ragserve-bench-ingress-", keep=args.keep) as scratch:
         results = measure(args, scratch)
-    print(report(results))
-    print(f"\n{info['date']}, {info['cpus']} CPUs, load at start {info['loadavg']}")
-    write_json(
-        args.json,
-        {
-            "machine": info,
-            "args": vars(args) | {"json": str(args.json)},
-            "results": [asdict(r) for r in results],
-        },
-    )
+    finish_run(args, info, report(results), {"results": [asdict(r) for r in results]})
     return 0
 
 

@@ -19,12 +19,14 @@ exact numpy search over the same vectors, and the plan is printed once to show t
 
     python bench/retrieval_latency.py --json /tmp/latency.json
     python bench/retrieval_latency.py --sizes 10000 --queries 300     # quick
+    python bench/retrieval_latency.py --sizes 300 --queries 20 --warmup 5 --recall-queries 10
+
+Chunk texts come from ``--squad`` (default: the sample vendored in ``tests/data/squad``).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import re
 import sys
 import time
@@ -32,24 +34,24 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 from psycopg.types.json import Jsonb
 
 from _common import (
-    SQUAD_DIR,
-    add_database_args,
+    add_squad_arg,
     bench_database,
+    bench_parser,
     format_table,
     latency_summary,
     load_now,
+    load_squad,
     machine_info,
-    read_jsonl,
+    machine_line,
+    run_kb_benchmark,
     server_settings,
     vector_stats,
-    write_json,
 )
 from ragserve.db.pool import Connection, Database
 from ragserve.kb.store import Collection, KnowledgeStore
@@ -204,9 +206,10 @@ class _RecordingConnection:
         self._conn = conn
         self._log = log
 
-    async def execute(self, query: str, params: Any = None) -> Any:
+    async def execute(self, query: str, params: Any = None, **options: Any) -> Any:
+        # ``options``: what the store passes through (e.g. ``prepare=False``).
         self._log.append((query, params))
-        return await self._conn.execute(query, params)
+        return await self._conn.execute(query, params, **options)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
@@ -403,7 +406,7 @@ async def run_small(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    texts = [row["text"] for row in read_jsonl(args.squad_dir / "corpus.jsonl")]
+    texts = [paragraph.text for paragraph in load_squad(args.squad).paragraphs]
     results: dict[str, Any] = {"machine": machine_info(), "sizes": []}
     async with bench_database(args) as db:
         results["postgres"] = await server_settings(db, PG_SETTINGS)
@@ -454,11 +457,8 @@ def report(results: dict[str, Any]) -> str:
         f" {s['data']['dims_for_90pct_variance']:.0f} dims"
         for s in results["sizes"]
     )
-    m, pg = results["machine"], results["postgres"]
-    return (
-        f"{table}\n\ndata: {data}\npostgres: {pg}\nmachine: {m['cpus']} CPUs, {m['mem_gib']} GiB;"
-        f" load at start {m['loadavg']}, at end {results['load_at_end']}; {m['date']}"
-    )
+    machine = machine_line(results["machine"], at_end=results["load_at_end"])
+    return f"{table}\n\ndata: {data}\npostgres: {results['postgres']}\n{machine}"
 
 
 def table_rows(
@@ -489,7 +489,7 @@ def int_list(text: str) -> list[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--sizes", type=int_list, default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=1000, help="timed queries per size")
     parser.add_argument("--warmup", type=int, default=200)
@@ -513,13 +513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--collection", default="bench-latency")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--squad-dir", type=Path, default=SQUAD_DIR, help="chunk texts")
-    add_database_args(parser)
-    args = parser.parse_args(argv)
-    results = asyncio.run(run(args))
-    print(report(results))
-    write_json(args.json, results)
-    return 0
+    add_squad_arg(parser)  # the chunks' texts
+    return run_kb_benchmark(parser, run, report, argv)
 
 
 if __name__ == "__main__":

@@ -13,41 +13,45 @@ The ingest takes minutes on 2 cores (the model embeds a few passages per second)
 background. ``--data-dir`` keeps the database, and a second run with the same folder finds every
 document ``unchanged`` and only runs the questions::
 
-    python bench/retrieval_quality.py --data-dir /tmp/rq --json /tmp/rq.json
+    python bench/retrieval_quality.py --squad /path/to/dev-v1.1.json --json /tmp/rq.json
+    python bench/retrieval_quality.py --squad /path/to/dev-v1.1.json --data-dir /tmp/rq
     python bench/retrieval_quality.py --queries 500          # a fixed sample of 500 questions
-    python bench/retrieval_quality.py --docs 50              # trial: first 50 paragraphs only
+    python bench/retrieval_quality.py --docs 5 --queries 10  # smoke: 5 paragraphs, 10 questions
+
+``--squad`` defaults to the small sample vendored in ``tests/data/squad``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import collections
 import random
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from _common import (
-    SQUAD_DIR,
+    Paragraph,
+    Question,
     TimedEmbedder,
     TimedStore,
-    add_database_args,
+    add_squad_arg,
     bench_database,
+    bench_parser,
     embedder_info,
     format_table,
     latency_summary,
     load_now,
+    load_squad,
     local_embedder,
     machine_info,
-    read_jsonl,
+    machine_line,
+    run_kb_benchmark,
     vector_stats,
-    write_json,
 )
 from ragserve.db.pool import Database
 from ragserve.kb.chunking import Chunker
@@ -98,12 +102,9 @@ def rank_metrics(ranks: Sequence[int | None]) -> dict[str, float]:
 
 
 async def ingest_corpus(
-    ingestor: Ingestor, collection: str, corpus: list[dict[str, Any]]
+    ingestor: Ingestor, collection: str, corpus: Sequence[Paragraph]
 ) -> dict[str, Any]:
-    items = [
-        IngestItem(source=row["id"], text=row["text"], metadata={"title": row["title"]})
-        for row in corpus
-    ]
+    items = [IngestItem(source=p.id, text=p.text, metadata={"title": p.title}) for p in corpus]
     statuses: collections.Counter[str] = collections.Counter()
     chunks = 0
     start = time.perf_counter()
@@ -130,16 +131,16 @@ async def ingest_corpus(
 
 
 async def run_questions(
-    retriever: Retriever, collection: str, queries: list[dict[str, Any]], top_k: int
+    retriever: Retriever, collection: str, queries: Sequence[Question], top_k: int
 ) -> tuple[list[int | None], list[int | None], float]:
     doc_ranks: list[int | None] = []
     chunk_ranks: list[int | None] = []
     start = time.perf_counter()
-    for index, row in enumerate(queries, 1):
-        hits = await retriever.retrieve(row["question"].strip(), collection=collection, top_k=top_k)
+    for index, question in enumerate(queries, 1):
+        hits = await retriever.retrieve(question.question, collection=collection, top_k=top_k)
         sources = [hit.source for hit in hits]
-        doc_ranks.append(first_rank(sources, row["doc_id"], dedupe=True))
-        chunk_ranks.append(first_rank(sources, row["doc_id"], dedupe=False))
+        doc_ranks.append(first_rank(sources, question.doc_id, dedupe=True))
+        chunk_ranks.append(first_rank(sources, question.doc_id, dedupe=False))
         if index % 1000 == 0:
             print(f"  {index}/{len(queries)} questions, load {load_now()}", file=sys.stderr)
     return doc_ranks, chunk_ranks, time.perf_counter() - start
@@ -175,12 +176,10 @@ async def exact_ranks(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    corpus = read_jsonl(args.squad_dir / "corpus.jsonl")
-    queries = read_jsonl(args.squad_dir / "queries.jsonl")
+    squad = load_squad(args.squad)
     if args.docs:  # a smaller corpus, for trying the script out: its first N paragraphs
-        corpus = corpus[: args.docs]
-        kept = {row["id"] for row in corpus}
-        queries = [row for row in queries if row["doc_id"] in kept]
+        squad = squad.first(args.docs)
+    corpus, queries = squad.paragraphs, squad.questions
     if args.queries and args.queries < len(queries):
         queries = random.Random(args.seed).sample(queries, args.queries)
     settings = Settings()
@@ -205,7 +204,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             doc_ranks, chunk_ranks, wall = await run_questions(
                 retriever, args.collection, queries, args.top_k
             )
-            gold = [row["doc_id"] for row in queries]
+            gold = [question.doc_id for question in queries]
             exact, stats = await exact_ranks(
                 db, args.collection, embedder.query_vectors, gold, args.top_k
             )
@@ -279,32 +278,28 @@ def report(results: dict[str, Any]) -> str:
             ],
         ],
     )
-    m = results["machine"]
+    machine = machine_line(
+        results["machine"],
+        after_ingest=results["load_after_ingest"],
+        at_end=results["load_at_end"],
+    )
     return (
         f"{quality}\n\n{timing}\n\nchunks in the collection: {results['chunks']}"
         f" ({results['chunker']})"
         f"; model load {results['model_load_s']:.2f}s\nembedder: {results['embedder']}"
-        f"\nvectors: { {k: round(v, 3) for k, v in results['vectors'].items()} }"
-        f"\nmachine: {m['cpus']} CPUs,"
-        f" {m['mem_gib']} GiB; load at start {m['loadavg']}, after ingest"
-        f" {results['load_after_ingest']}, at end {results['load_at_end']}; {m['date']}"
+        f"\nvectors: { {k: round(v, 3) for k, v in results['vectors'].items()} }\n{machine}"
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--squad-dir", type=Path, default=SQUAD_DIR)
+    parser = bench_parser(__doc__)
+    add_squad_arg(parser)
     parser.add_argument("--queries", type=int, default=0, help="a fixed sample of N questions")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--docs", type=int, default=0, help="only the first N paragraphs (trial)")
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--collection", default="squad-dev")
-    add_database_args(parser)
-    args = parser.parse_args(argv)
-    results = asyncio.run(run(args))
-    print(report(results))
-    write_json(args.json, results)
-    return 0
+    return run_kb_benchmark(parser, run, report, argv)
 
 
 if __name__ == "__main__":

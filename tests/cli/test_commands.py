@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from support import MockLLM, free_port, service_env
+from support.http_front import Answer, HttpFront, Reset
 
 
 def ragserve(
@@ -33,9 +34,22 @@ def test_client_commands_without_a_service_exit_2_with_a_hint() -> None:
     for args in (["ask", "anything"], ["jobs", "list"], ["jobs", "show", "x"]):
         done = ragserve(*args, "--url", url, timeout=60)
         assert done.returncode == 2, done
-        assert "ragserve serve" in done.stderr
+        assert "ragserve serve" in done.stderr and "gave up after" in done.stderr
         assert "Traceback" not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_ask_retries_a_busy_then_dropped_submission_with_one_key() -> None:
+    draining = {"error": {"type": "Unavailable", "message": "draining"}}
+    busy = Answer(503, draining, {"Retry-After": "1"})
+    accepted = {"job_id": "j-42", "status": "queued", "status_url": "/v1/jobs/j-42"}
+    with HttpFront().running() as front:
+        front.plan("POST", "/v1/jobs", busy, Reset(), Answer(202, accepted))
+        done = ragserve("ask", "anything?", "--no-wait", "--url", front.url, timeout=60)
+        tries = front.requests("POST", "/v1/jobs")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "j-42\n", "")
+    assert len(tries) == 3
+    assert len({seen.headers["idempotency-key"] for seen in tries}) == 1
 
 
 def test_ingest_walks_folders_reports_each_file_and_exits_1_on_failure(

@@ -401,7 +401,9 @@ def test_multipart_upload_bad_file_fails_alone(api: httpx.Client) -> None:
 
 
 def test_hundred_concurrent_jobs_all_succeed(api: httpx.Client, mock_llm: MockLLM) -> None:
-    mock_llm.configure(ttft=0.5, tps=100)
+    # A first token after 3 s: long enough that all 100 overlap even when submissions and
+    # question embeddings trickle in slowly on a busy machine (0.5 s was not, under load).
+    mock_llm.configure(ttft=3.0, tps=100)
     try:
         with ThreadPoolExecutor(16) as pool:
             ids = list(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import time
 import zipfile
 from pathlib import Path
 
@@ -14,13 +15,8 @@ from fpdf import FPDF
 from pypdf import PdfReader, PdfWriter
 
 from ragserve.errors import DocumentError
-from ragserve.kb.loaders import (
-    SUPPORTED_EXTENSIONS,
-    _join_spaced_cjk,
-    decode_text,
-    load_document,
-    load_path,
-)
+from ragserve.kb.loaders import SUPPORTED_EXTENSIONS, decode_text, load_document, load_path
+from ragserve.kb.loaders.pdf_text import join_spaced_cjk, remove_running_lines
 
 SAMPLES = Path(__file__).resolve().parents[2] / "src" / "ragserve" / "samples"
 SAMPLE_FILES = sorted(p for p in SAMPLES.iterdir() if p.suffix in SUPPORTED_EXTENSIONS)
@@ -210,6 +206,83 @@ def test_pdf_pages_are_separated_by_blank_lines():
     assert document.metadata == {"format": "custom", "pages": 3, "team": "ops"}
 
 
+class RunningPdf(FPDF):
+    """A report with a running title on top and ``Page N of M`` at the bottom of each page."""
+
+    def __init__(self, title_page: bool = False):
+        super().__init__()
+        self.title_page = title_page
+
+    def header(self):
+        if self.title_page and self.page_no() == 1:
+            return
+        self.set_font("Helvetica", size=9)
+        self.cell(0, 8, "Lumen Robotics - Travel Policy 2024", align="C")
+        self.ln(12)
+
+    def footer(self):
+        self.set_y(-15)
+        self.set_font("Helvetica", size=9)
+        self.cell(0, 8, f"Page {self.page_no()} of {{nb}}", align="C")
+
+
+def running_pdf(bodies: list[str], title_page: bool = False) -> bytes:
+    pdf = RunningPdf(title_page)
+    for body in bodies:
+        pdf.add_page()
+        pdf.set_font("Helvetica", size=11)
+        pdf.multi_cell(0, 6, body)
+    return bytes(pdf.output())
+
+
+TRAVEL_PAGES = [
+    "Section 1. Booking. Book flights through the travel desk at least 14 days ahead.",
+    "Section 2. Hotels. The nightly limit is 180 EUR in capital cities.",
+    "Section 3. Meals. The daily meal allowance is 60 EUR.",
+    "Section 4. Scope. The Lumen Robotics - Travel Policy 2024 applies to all staff.",
+    "Section 5. Claims. Submit receipts within 30 days of your return.",
+]
+
+
+def test_pdf_running_header_and_page_numbers_are_removed():
+    data = running_pdf(TRAVEL_PAGES)
+    raw = [page.extract_text() for page in PdfReader(io.BytesIO(data)).pages]
+    assert all("Page " in page and "Travel Policy 2024" in page for page in raw)  # it's there
+
+    text = load_document(data, "travel.pdf").text
+    assert text == "\n\n".join(TRAVEL_PAGES)  # the title in the body of page 4 stays
+    assert "Page" not in text
+
+
+def test_pdf_running_lines_are_found_when_the_title_page_has_none():
+    data = running_pdf(["Travel Policy", *TRAVEL_PAGES], title_page=True)
+    text = load_document(data, "travel.pdf").text
+    assert text == "\n\n".join(["Travel Policy", *TRAVEL_PAGES])
+
+
+def test_running_lines_with_changing_numbers_and_body_repeats():
+    bodies = [
+        ["Hotels are booked by the desk.", "Rail is preferred", "under 4 hours.", "Taxis need"],
+        ["Meals are paid per day.", "Alcohol is not", "reimbursed.", "Tips up to 10%"],
+        ["Claims are filed monthly.", "Receipts are", "scanned.", "Late claims"],
+        ["Cards are personal.", "Limits are", "set by Finance.", "Lost cards"],
+    ]
+    pages = [
+        "\n".join([f"Chapter {n} - Expenses", *body[:2], "Approved by the CFO.", *body[2:], f"{n}"])
+        for n, body in enumerate(bodies, start=1)
+    ]
+    cleaned = remove_running_lines(pages)
+    # Header (numbers masked) and page number go; the sentence every page repeats mid-body
+    # stays, because only the first and last three printed lines are looked at.
+    for body, page in zip(bodies, cleaned, strict=True):
+        assert page == "\n".join([*body[:2], "Approved by the CFO.", *body[2:]])
+
+
+def test_two_pages_are_too_little_evidence_for_running_lines():
+    pages = ["Minutes\nFirst page.", "Minutes\nSecond page."]
+    assert remove_running_lines(pages) == pages
+
+
 def test_letter_spaced_chinese_pdf_is_joined():
     data = letter_spaced_chinese_pdf("流明机器人的年假为每年二十三天。")
     assert " " in PdfReader(io.BytesIO(data)).pages[0].extract_text()  # the problem exists
@@ -219,8 +292,8 @@ def test_letter_spaced_chinese_pdf_is_joined():
 def test_deliberate_spaces_between_chinese_words_are_kept():
     # Only text where most Chinese characters are space-separated is treated as letter-spaced.
     table = "姓名 部门 电话\n王芳 人力资源部 6688\n李雷 财务部 5120\n这是正常的中文句子。"
-    assert _join_spaced_cjk(table) == table
-    assert _join_spaced_cjk("流 明 机 器 人 的 年 假") == "流明机器人的年假"
+    assert join_spaced_cjk(table) == table
+    assert join_spaced_cjk("流 明 机 器 人 的 年 假") == "流明机器人的年假"
 
 
 def test_encrypted_pdf_needs_password():
@@ -403,6 +476,51 @@ def test_html_without_main_drops_chrome_but_keeps_article_header():
 def test_html_header_inside_main_is_content():
     html = b"<body><header>Site</header><main><header><h1>Leave</h1></header><p>23 days.</p></main>"
     assert load_document(html, "m.html").text == "Leave\n\n23 days."
+
+
+def test_html_sections_titled_like_chrome_are_content():
+    # Documentation tools derive section ids from titles: id="navigation" is a section here.
+    html = b"""<body><div role="main"><h1>Robot manual</h1>
+    <section id="navigation"><h2>Navigation</h2><p>The robot plans its route with lidar.</p>
+    </section><div class="section" id="search"><h2>Search</h2><p>It searches rooms.</p></div>
+    <div id="footer">Site footer</div></div></body>"""
+    text = load_document(html, "manual.html").text
+    assert text == (
+        "Robot manual\n\nNavigation\n\nThe robot plans its route with lidar.\n\n"
+        "Search\n\nIt searches rooms."
+    )
+
+
+def test_html_documentation_tool_chrome():
+    # The shapes of Texinfo, texi2html and Sphinx chrome, without the tools' class names.
+    html = b"""<body>
+    <div><p>Next: <a href="b.html">Basics</a>, Up: <a href="i.html">Intro</a>
+    [<a href="x">Index</a>]</p></div>
+    <table><tr><td>[<a href="p">&lt;&lt;</a>]</td><td>[<a href="n">&gt;&gt;</a>]</td>
+    <td>[<a href="t">Top</a>]</td></tr></table>
+    <h2>Contents</h2><ul><li><a href="#a">Install</a></li><li><a href="#b">Configure</a></li>
+    <li><a href="#c">Run</a></li></ul>
+    <h1>Install</h1><p>Run the <a href="setup.html">setup</a> script as root.</p>
+    <p>See <a href="a.html">A</a>.</p>
+    <p>Go to the <a href="n.html">next</a> section or return to the <a href="i.html">index</a>.</p>
+    <p>This document was generated by Bruno on July 26 using texi2html 1.78a.</p></body>"""
+    text = load_document(html, "install.html").text
+    assert text == "Install\n\nRun the setup script as root.\n\nSee A."
+
+
+def test_html_many_links_in_nested_blocks_load_fast():
+    # API pages nest thousands of linked names in deep divs (Node's all.html, Javadoc
+    # "class-use"). Judging each block must not cost a pass over its text per link: cutting
+    # link texts out of every block's text took 30 s on this page, walking text nodes 2 s.
+    paragraphs = "".join(
+        f'<p>Call <a href="f{i}.html">function_{i}</a> to handle case {i} of the input.</p>'
+        for i in range(5_000)
+    )
+    html = f"<body>{'<div>' * 30}{paragraphs}{'</div>' * 30}</body>".encode()
+    started = time.perf_counter()
+    text = load_document(html, "api.html").text
+    assert text.count("to handle case") == 5_000
+    assert time.perf_counter() - started < 15
 
 
 def test_html_meta_charset_gbk():

@@ -215,13 +215,19 @@ def _client(url: str | None) -> Iterator[ApiClient]:
     try:
         yield client
     except ServiceUnreachable as exc:
-        errors.print(f"error: {exc}", markup=False)
+        errors.print(_one_line(exc), markup=False)
         raise typer.Exit(2) from None
     except ClientError as exc:  # ApiError and stream failures
-        errors.print(f"error: {exc}", markup=False)
+        errors.print(_one_line(exc), markup=False)
         raise typer.Exit(1) from None
     finally:
         client.close()
+
+
+def _one_line(exc: ClientError) -> str:
+    """The error and its notes (how long the client retried) on one line."""
+    notes = "; ".join(getattr(exc, "__notes__", ()))
+    return f"error: {exc}" + (f" ({notes})" if notes else "")
 
 
 def _json_object(raw: str | None, name: str) -> dict[str, Any]:

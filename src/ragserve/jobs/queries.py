@@ -80,7 +80,17 @@ SELECT_FILES: Final = (
 SELECT_JOB: Final = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %(id)s"
 
 SELECT_JOB_BY_IDEMPOTENCY_KEY: Final = (
-    f"SELECT {JOB_COLUMNS} FROM jobs WHERE idempotency_key = %(idempotency_key)s"
+    f"SELECT {JOB_COLUMNS}, body_hash FROM jobs JOIN job_idempotency_keys ON job_id = id"
+    " WHERE key = %(idempotency_key)s"
+    " UNION ALL"  # keys stored on the job row itself, before migration 0005
+    f" SELECT {JOB_COLUMNS}, request_hash FROM jobs WHERE idempotency_key = %(idempotency_key)s"
+    " LIMIT 1"
+)
+"""The job an ``Idempotency-Key`` names, with the hash of the body first sent with it."""
+
+INSERT_IDEMPOTENCY_KEY: Final = (
+    "INSERT INTO job_idempotency_keys (key, job_id, body_hash)"
+    " VALUES (%(idempotency_key)s, %(job_id)s, %(body_hash)s)"
 )
 
 SELECT_JOB_IN_FLIGHT: Final = (

@@ -126,11 +126,17 @@ class JobService:
         for last_try in (False, True):
             try:
                 async with self._db.transaction() as conn:
-                    if new.idempotency_key is not None:
-                        existing = await self._store.by_idempotency_key(conn, new.idempotency_key)
-                        if existing is not None:
-                            return self._replay(existing, new)
-                    return await attempt(conn)
+                    key = new.idempotency_key
+                    if key is None:
+                        return await attempt(conn)
+                    existing = await self._store.by_idempotency_key(conn, key)
+                    if existing is not None:
+                        return self._replay(existing, new)
+                    submission = await attempt(conn)
+                    await self._store.remember_key(
+                        conn, key, submission.job.job_id, new.request_hash
+                    )
+                    return submission
             except psycopg.errors.UniqueViolation:
                 if last_try:
                     raise
@@ -138,7 +144,7 @@ class JobService:
 
     @staticmethod
     def _replay(existing: dict[str, Any], new: NewJob) -> Submission:
-        if existing["request_hash"] != new.request_hash or existing["kind"] != new.kind:
+        if existing["body_hash"] != new.request_hash or existing["kind"] != new.kind:
             raise Conflict(
                 f"Idempotency-Key was already used with a different request (job {existing['id']})"
             )

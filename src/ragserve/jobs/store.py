@@ -75,7 +75,9 @@ def _new_job_params(job: NewJob) -> dict[str, Any]:
         "request_hash": job.request_hash,
         "max_attempts": job.max_attempts,
         "cache_key": job.cache_key,
-        "idempotency_key": job.idempotency_key,
+        # Keys live in job_idempotency_keys (see ``remember_key``); a key on the row would
+        # keep the job out of coalescing (the in-flight predicate requires it to be NULL).
+        "idempotency_key": None,
     }
 
 
@@ -152,6 +154,11 @@ class JobStore:
     async def by_idempotency_key(self, conn: Connection, key: str) -> dict[str, Any] | None:
         params = {"idempotency_key": key}
         return await (await conn.execute(queries.SELECT_JOB_BY_IDEMPOTENCY_KEY, params)).fetchone()
+
+    async def remember_key(self, conn: Connection, key: str, job_id: str, body_hash: str) -> None:
+        """Make ``key`` name ``job_id``; a concurrent twin's insert raises UniqueViolation."""
+        params = {"idempotency_key": key, "job_id": job_id, "body_hash": body_hash}
+        await conn.execute(queries.INSERT_IDEMPOTENCY_KEY, params)
 
     async def in_flight(self, conn: Connection, cache_key: str) -> dict[str, Any] | None:
         params = {"cache_key": cache_key}
