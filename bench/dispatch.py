@@ -71,7 +71,7 @@ from load_baselines import percentile
 from ragserve.db.pool import Database
 from ragserve.jobs import queue
 from ragserve.jobs.cache import stable_hash
-from ragserve.jobs.runner import JobRunner
+from ragserve.jobs.runner import AttemptReport, JobRunner
 from ragserve.jobs.store import Attempt, JobStore, NewJob
 from ragserve.jobs.worker import Worker
 from ragserve.logs import configure_logging
@@ -94,7 +94,7 @@ class NoOpRunner(JobRunner):
         self.last_done: float | None = None
         self.all_done = asyncio.Event()
 
-    async def run(self, attempt: Attempt) -> None:
+    async def run(self, attempt: Attempt) -> AttemptReport:
         if self.first_start is None:
             self.first_start = time.perf_counter()
         await self.jobs.succeed(attempt, {"answer": ""})
@@ -102,6 +102,7 @@ class NoOpRunner(JobRunner):
         if self.done == self.expected:
             self.last_done = time.perf_counter()
             self.all_done.set()
+        return AttemptReport("succeeded")
 
 
 def worker_settings(data_dir: Path, concurrency: int, pool_size: int) -> Settings:

@@ -19,6 +19,7 @@ from ragserve.jobs.notify import NotificationHub
 from ragserve.jobs.runner import JobRunner
 from ragserve.jobs.service import JobService
 from ragserve.jobs.store import JobStore
+from ragserve.jobs.version import pipeline_version
 from ragserve.jobs.worker import Worker
 from ragserve.kb.chunking import Chunker
 from ragserve.kb.embeddings import Embedder, build_embedder, warm_up
@@ -94,4 +95,7 @@ def build_worker(services: Services) -> Worker:
         services.ingestor,
         services.settings.cache_ttl_s,
     )
-    return Worker(services.db, store, runner, services.settings)
+    version = pipeline_version(
+        services.settings, answerer=services.answerer.name, embedder=services.embedder.name
+    )
+    return Worker(services.db, store, runner, services.settings, version=version)

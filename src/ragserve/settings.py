@@ -85,6 +85,20 @@ class Settings(BaseSettings):
         gt=0,
         description="A worker whose event loop has not run for this long reports unhealthy.",
     )
+    worker_presence_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often a worker records that it is alive; gone after 3 missed.",
+    )
+    retention_days: float = Field(
+        default=30.0, gt=0, description="Finished jobs, their events and queue logs are kept."
+    )
+    retention_uploads_days: float = Field(
+        default=7.0, gt=0, description="Uploaded bytes of failed or cancelled ingests are kept."
+    )
+    retention_interval_s: float = Field(
+        default=900.0, ge=0, description="How often workers prune (one at a time); 0 = never."
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -76,6 +76,11 @@ def test_worker_probes_ready_then_draining(
         llm.configure(ttft=6.0, tps=200)
         job_ids = submit(client, "kb", questions("probe", 1))
         wait_for(lambda: started(worker, set(job_ids)), 20, "the job to start", procs)
+    # The worker's own job metrics, on the same port: the ingest it ran, the answer it waits on.
+    metrics = probe.get("/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain"), metrics.headers
+    assert 'ragserve_job_attempts_total{kind="ingest",outcome="succeeded"' in metrics.text
+    assert 'ragserve_job_queue_wait_seconds_count{kind="answer"' in metrics.text
 
     worker.signal(signal.SIGTERM)
     signalled = time.monotonic()

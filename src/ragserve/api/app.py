@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from ragserve import __version__
 from ragserve.api.errors import install_error_handlers
-from ragserve.api.metrics import Metrics
+from ragserve.api.metrics import HttpMetricsMiddleware, Metrics
 from ragserve.api.routers import collections, health, jobs
 from ragserve.api.state import AppState
 from ragserve.jobs.notify import NotificationHub
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     """The ASGI app. With ``run_worker`` it also runs a worker in the same event loop."""
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -35,7 +36,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
                 services=services,
                 jobs=build_job_service(services, hub),
                 hub=hub,
-                metrics=Metrics(),
+                metrics=metrics,
                 models=EmbedderCheck(services.embedder),
             )
             if run_worker:
@@ -58,6 +59,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     app.include_router(jobs.router)
     app.include_router(collections.router)
     app.include_router(health.router)

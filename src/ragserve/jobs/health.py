@@ -24,6 +24,8 @@ import time
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from prometheus_client import CONTENT_TYPE_LATEST
+
 from ragserve.db.migrate import schema_is_current
 from ragserve.db.pool import Database
 from ragserve.jobs.worker import Worker
@@ -160,15 +162,22 @@ def _handler_for(health: WorkerHealth) -> type[BaseHTTPRequestHandler]:
                 ok, body = health.liveness()
             elif self.path == "/readyz":
                 ok, body = health.readiness()
+            elif self.path == "/metrics":
+                # This process's job histograms and attempt counters (the queue facts that
+                # live in the database are served by every API replica's /metrics).
+                self._send_bytes(200, health.worker.metrics.render(), CONTENT_TYPE_LATEST)
+                return
             else:
                 self._send(404, {"error": {"type": "NotFound", "message": self.path}})
                 return
             self._send(200 if ok else 503, body)
 
         def _send(self, status: int, body: dict[str, object]) -> None:
-            data = json.dumps(body).encode()
+            self._send_bytes(status, json.dumps(body).encode(), "application/json")
+
+        def _send_bytes(self, status: int, data: bytes, content_type: str) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Cache-Control", "no-store")
             self.end_headers()

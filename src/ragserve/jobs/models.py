@@ -87,6 +87,10 @@ class Job(BaseModel):
     finished_at: datetime | None
     result: dict[str, Any] | None
     error: JobError | None
+    version: str | None = Field(
+        default=None,
+        description="Version (release+pipeline hash) that ran the latest attempt; null if none.",
+    )
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
@@ -103,6 +107,7 @@ class Job(BaseModel):
             finished_at=row["finished_at"],
             result=row["result"],
             error=row["error"],
+            version=row.get("version"),
         )
 
 

@@ -12,11 +12,22 @@ from __future__ import annotations
 
 from typing import Final
 
-JOB_COLUMNS: Final = (
+_JOB_FIELDS = (
     "id, kind, status, collection, query, request, attempts, max_attempts, cached,"
     " cache_key, idempotency_key, request_hash, result, error,"
     " created_at, started_at, finished_at"
 )
+
+JOB_COLUMNS: Final = (
+    f"{_JOB_FIELDS}, (SELECT a.version FROM job_attempts a"
+    " WHERE a.job_id = jobs.id AND a.attempt = jobs.attempts) AS version"
+)
+"""The columns of a job as the API shows it. ``version`` is that of the latest attempt: null
+while the job was never run, and null for an attempt of a release older than migration 0003
+(which records no version), rather than the stale version of an earlier attempt."""
+
+INSERTED_JOB_COLUMNS: Final = f"{_JOB_FIELDS}, NULL::text AS version"
+"""The same, returned by the inserts of new jobs, which never ran: no lookup on the hot path."""
 
 IN_FLIGHT: Final = (
     "status IN ('queued', 'running') AND cache_key IS NOT NULL AND idempotency_key IS NULL"
@@ -42,7 +53,7 @@ INSERT_QUEUED_JOB: Final = (
     "WITH job AS ("
     f" INSERT INTO jobs ({_NEW_JOB_COLUMNS}, event_seq) VALUES ({_NEW_JOB_VALUES}, 1)"
     f" ON CONFLICT (cache_key) WHERE {IN_FLIGHT} DO NOTHING"
-    f" RETURNING {JOB_COLUMNS}),"
+    f" RETURNING {INSERTED_JOB_COLUMNS}),"
     " event AS (INSERT INTO job_events (job_id, seq, attempt, type, data)"
     " SELECT id, 1, 0, 'status', %(first_event)s FROM job)"
     " SELECT * FROM job"
@@ -52,7 +63,7 @@ INSERT_QUEUED_JOB: Final = (
 INSERT_CACHED_JOB: Final = (
     f"INSERT INTO jobs ({_NEW_JOB_COLUMNS}, status, cached, result, started_at, finished_at)"
     f" VALUES ({_NEW_JOB_VALUES}, 'succeeded', true, %(result)s, now(), now())"
-    f" RETURNING {JOB_COLUMNS}"
+    f" RETURNING {INSERTED_JOB_COLUMNS}"
 )
 
 INSERT_FILE: Final = (
@@ -115,18 +126,51 @@ SELECT_CACHED_RESULT: Final = (
 _HELD_BY_ATTEMPT = "id = %(id)s AND attempts = %(attempt)s AND status = 'running'"
 
 START_ATTEMPT: Final = (
-    "WITH job AS (UPDATE jobs SET status = 'running', attempts = attempts + 1,"
-    " event_seq = event_seq + 1, started_at = coalesce(started_at, now()),"
-    " updated_at = now() WHERE id = %(id)s AND status IN ('queued', 'running')"
-    " RETURNING id, attempts, max_attempts, kind, collection, request,"
-    " cache_key, event_seq),"
+    "WITH before AS (SELECT id, status, updated_at FROM jobs"
+    " WHERE id = %(id)s AND status IN ('queued', 'running') FOR UPDATE),"
+    " job AS (UPDATE jobs j SET status = 'running', attempts = j.attempts + 1,"
+    " event_seq = j.event_seq + 1, started_at = coalesce(j.started_at, now()),"
+    " updated_at = now() FROM before WHERE j.id = before.id"
+    " RETURNING j.id, j.attempts, j.max_attempts, j.kind, j.collection, j.request,"
+    " j.cache_key, j.event_seq, before.status AS previous, before.updated_at AS queued_at),"
+    " attempt AS (INSERT INTO job_attempts (job_id, attempt, version, worker_id)"
+    " SELECT id, attempts, %(version)s, %(worker_id)s FROM job"
+    " WHERE %(version)s::text IS NOT NULL"
+    " ON CONFLICT (job_id, attempt) DO UPDATE SET version = excluded.version,"
+    " worker_id = excluded.worker_id, started_at = now(), finished_at = NULL,"
+    " outcome = NULL),"
     " event AS (INSERT INTO job_events (job_id, seq, attempt, type, data)"
     " SELECT id, event_seq, attempts, 'status',"
-    " jsonb_build_object('status', 'running', 'attempt', attempts) FROM job)"
-    " SELECT id::text, attempts, max_attempts, kind, collection, request,"
-    " cache_key FROM job"
+    " jsonb_strip_nulls(jsonb_build_object('status', 'running', 'attempt', attempts,"
+    " 'version', %(version)s::text, 'took_over', nullif(previous = 'running', false)))"
+    " FROM job)"
+    " SELECT id::text, attempts, max_attempts, kind, collection, request, cache_key,"
+    " CASE WHEN previous = 'queued' THEN greatest(0, extract(epoch FROM now()"
+    " - greatest(queued_at, %(eligible_at)s::timestamptz)))::float8 END AS waited_s"
+    " FROM job"
 )
-"""The next attempt of a queued job, or of a running one whose worker died, with its event."""
+"""The next attempt of a queued job, or of a running one whose worker died, with its event
+and, when the worker names its ``version``, its ``job_attempts`` row.
+
+``waited_s`` is how long the job waited in the queue: from its (re)queueing or, for a retry
+with a backoff, from when the queue entry became due (``eligible_at``) until now; null for a
+takeover (the job was running on a worker that died), which is not queue wait. ``took_over``
+in the event says a job was taken from a dead worker."""
+
+
+_REQUEUE_OUTCOME = "CASE WHEN %(refund)s = 1 THEN 'handed_back' ELSE 'retried' END"
+_SUCCEEDED = "'succeeded'"
+_FAILED = "'failed'"
+
+
+def _attempt_ends(outcome: str) -> str:
+    """Close the attempt's ``job_attempts`` row, in the statement that ends the attempt (whose
+    updated job is the CTE ``job``); ``outcome`` is an SQL expression."""
+    return (
+        f"attempt AS (UPDATE job_attempts SET finished_at = now(), outcome = {outcome}"
+        " WHERE job_id = %(id)s AND attempt = %(attempt)s AND EXISTS (SELECT 1 FROM job))"
+    )
+
 
 SUCCEED: Final = (
     "WITH job AS (UPDATE jobs SET status = 'succeeded', result = %(result)s,"
@@ -144,20 +188,25 @@ SUCCEED: Final = (
     " generation = excluded.generation, job_id = excluded.job_id,"
     " result = excluded.result, created_at = now(),"
     " expires_at = excluded.expires_at),"
-    " files AS (DELETE FROM job_files WHERE job_id IN (SELECT id FROM job))"
+    " files AS (DELETE FROM job_files WHERE job_id IN (SELECT id FROM job)),"
+    f" {_attempt_ends(_SUCCEEDED)}"
     " SELECT count(*) AS n FROM job"
 )
 """The result, the ``done`` event, the cache entry (when ``cache_key`` is not null) and the
 removal of the uploaded files, in one statement."""
 
 FAIL: Final = (
-    "UPDATE jobs SET status = 'failed', result = %(result)s, error = %(error)s,"
-    f" finished_at = now(), updated_at = now() WHERE {_HELD_BY_ATTEMPT}"
+    "WITH job AS (UPDATE jobs SET status = 'failed', result = %(result)s, error = %(error)s,"
+    f" finished_at = now(), updated_at = now() WHERE {_HELD_BY_ATTEMPT} RETURNING id),"
+    f" {_attempt_ends(_FAILED)}"
+    " SELECT count(*) AS n FROM job"
 )
 
 REQUEUE: Final = (
-    "UPDATE jobs SET status = 'queued', error = %(error)s, updated_at = now(),"
-    f" max_attempts = max_attempts + %(refund)s WHERE {_HELD_BY_ATTEMPT}"
+    "WITH job AS (UPDATE jobs SET status = 'queued', error = %(error)s, updated_at = now(),"
+    f" max_attempts = max_attempts + %(refund)s WHERE {_HELD_BY_ATTEMPT} RETURNING id),"
+    f" {_attempt_ends(_REQUEUE_OUTCOME)}"
+    " SELECT count(*) AS n FROM job"
 )
 """Back to ``queued``; ``refund`` (0 or 1) gives the attempt back."""
 

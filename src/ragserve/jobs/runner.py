@@ -7,7 +7,8 @@ a second, so a hundred streaming jobs cost a thousand small inserts a second, no
 from __future__ import annotations
 
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from langchain_core.runnables import Runnable
 
@@ -19,6 +20,15 @@ from ragserve.kb.store import KnowledgeStore
 
 class JobFenced(RagserveError):
     """This attempt no longer holds the job (cancelled, or a newer attempt took over)."""
+
+
+@dataclass(frozen=True)
+class AttemptReport:
+    """How an attempt that ran to its end ended, for the worker's metrics."""
+
+    status: Literal["succeeded", "failed"]
+    first_token_s: float | None = None
+    """From the retrieved sources (the model's request) to the first answer token."""
 
 
 class EventWriter:
@@ -70,22 +80,26 @@ class JobRunner:
         self.ingestor = ingestor
         self.cache_ttl_s = cache_ttl_s
 
-    async def run(self, attempt: Attempt) -> None:
+    async def run(self, attempt: Attempt) -> AttemptReport:
         if attempt.kind == "answer":
-            await self._answer(attempt)
-        else:
-            await self._ingest(attempt)
+            return await self._answer(attempt)
+        return await self._ingest(attempt)
 
-    async def _answer(self, attempt: Attempt) -> None:
+    async def _answer(self, attempt: Attempt) -> AttemptReport:
         # Read the generation before retrieving: a change during the job leaves the cached
         # answer already stale, never wrongly fresh.
         collection = await self.kb.require_collection(attempt.collection)
         events = EventWriter(self.jobs, attempt)
         result: dict[str, Any] | None = None
+        asked_at = time.monotonic()
+        first_token_s: float | None = None
         async for event in self.pipeline.astream(attempt.request):
             if event["type"] == "sources":
                 await events.emit("sources", {"sources": event["sources"]})
+                asked_at = time.monotonic()
             elif event["type"] == "token":
+                if first_token_s is None:
+                    first_token_s = time.monotonic() - asked_at
                 await events.token(event["text"])
             elif event["type"] == "answer":
                 result = {"answer": event["answer"], "sources": event["sources"]}
@@ -95,8 +109,9 @@ class JobRunner:
         cache = (collection.name, collection.generation, self.cache_ttl_s)
         if not await self.jobs.succeed(attempt, result, cache=cache if self.cache_ttl_s else None):
             raise JobFenced("the job changed hands before its result was stored")
+        return AttemptReport("succeeded", first_token_s)
 
-    async def _ingest(self, attempt: Attempt) -> None:
+    async def _ingest(self, attempt: Attempt) -> AttemptReport:
         files = await self.jobs.files(attempt.job_id)
         items = [
             IngestItem(source=f.source, data=f.data, text=f.text, metadata=f.metadata or {})
@@ -119,10 +134,14 @@ class JobRunner:
 
         results = await self.ingestor.ingest(attempt.collection, items, on_document=progress)
         result = {"documents": [r.as_dict() for r in results]}
+        report: AttemptReport
         if all(r.status == "failed" for r in results):
             error = DocumentError(f"none of the {len(results)} documents could be read")
             ok = await self.jobs.fail(attempt, {"type": error.type, "message": str(error)}, result)
+            report = AttemptReport("failed")
         else:
             ok = await self.jobs.succeed(attempt, result)
+            report = AttemptReport("succeeded")
         if not ok:
             raise JobFenced("the job changed hands before its result was stored")
+        return report

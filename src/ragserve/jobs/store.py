@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -44,6 +45,17 @@ class Attempt:
     collection: str
     request: dict[str, Any]
     cache_key: str | None
+    version: str | None = None
+    waited_s: float | None = None
+    """Seconds the job waited in the queue for this attempt; None for a takeover."""
+
+
+@dataclass(frozen=True)
+class WorkerIdentity:
+    """Who runs an attempt: one worker process, of one version."""
+
+    id: str
+    version: str
 
 
 @dataclass(frozen=True)
@@ -176,14 +188,27 @@ class JobStore:
 
     # -- the worker's side (fenced) --------------------------------------------------
 
-    async def start_attempt(self, job_id: str) -> Attempt | None:
+    async def start_attempt(
+        self,
+        job_id: str,
+        worker: WorkerIdentity | None = None,
+        eligible_at: datetime | None = None,
+    ) -> Attempt | None:
         """Take the next attempt of a queued job, or of a running one whose worker died.
 
         None when the job was cancelled or finished meanwhile: the queue entry is stale.
-        One statement (the job update and its ``running`` event), so one round trip.
+        One statement (the job update, its ``running`` event naming the ``worker``'s version,
+        and the attempt's row), so one round trip. ``eligible_at``: when the queue entry
+        became due (later than its queueing after a retry backoff).
         """
+        params = {
+            "id": job_id,
+            "version": worker.version if worker is not None else None,
+            "worker_id": worker.id if worker is not None else None,
+            "eligible_at": eligible_at,
+        }
         async with self.db.connection() as conn:
-            row = await (await conn.execute(queries.START_ATTEMPT, {"id": job_id})).fetchone()
+            row = await (await conn.execute(queries.START_ATTEMPT, params)).fetchone()
         if row is None:
             return None
         return Attempt(
@@ -194,6 +219,8 @@ class JobStore:
             collection=row["collection"],
             request=row["request"],
             cache_key=row["cache_key"],
+            version=worker.version if worker is not None else None,
+            waited_s=row["waited_s"],
         )
 
     async def append_event(self, attempt: Attempt, type_: str, data: dict[str, Any]) -> bool:
@@ -238,7 +265,8 @@ class JobStore:
             "error": Jsonb(error),
         }
         async with self.db.transaction() as conn:
-            if (await conn.execute(queries.FAIL, params)).rowcount != 1:
+            row = await (await conn.execute(queries.FAIL, params)).fetchone()
+            if not (row and row["n"]):
                 return False
             await self._append(conn, attempt.job_id, "error", error)
         return True
@@ -257,7 +285,8 @@ class JobStore:
             "refund": 1 if refund else 0,
         }
         async with self.db.transaction() as conn:
-            if (await conn.execute(queries.REQUEUE, params)).rowcount == 0:
+            row = await (await conn.execute(queries.REQUEUE, params)).fetchone()
+            if not (row and row["n"]):
                 return False
             await self._append(
                 conn,

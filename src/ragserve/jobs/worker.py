@@ -15,6 +15,7 @@ import contextlib
 import logging
 import random
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
@@ -25,12 +26,17 @@ from pgqueuer.adapters.drivers.asyncpg import AsyncpgDriver
 from pgqueuer.errors import RetryRequested
 from pgqueuer.models import Job as QueueEntry
 
+from ragserve import __version__
 from ragserve.db.pool import Database
 from ragserve.errors import DatabaseError, RagserveError
+from ragserve.jobs.housekeeping import Housekeeping
+from ragserve.jobs.metrics import JobMetrics, Outcome
+from ragserve.jobs.monitoring import BUILT_IN_QUEUES
 from ragserve.jobs.notify import NotificationHub
+from ragserve.jobs.presence import WorkerPresence
 from ragserve.jobs.queue import CANCEL_CHANNEL
-from ragserve.jobs.runner import JobFenced, JobRunner
-from ragserve.jobs.store import Attempt, JobStore
+from ragserve.jobs.runner import AttemptReport, JobFenced, JobRunner
+from ragserve.jobs.store import Attempt, JobStore, WorkerIdentity
 from ragserve.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,7 +48,7 @@ RECONNECT_MAX_S = 10.0  # longest pause between two tries to reach a lost databa
 @dataclass
 class RunningJob:
     attempt: Attempt
-    task: asyncio.Task[None]
+    task: asyncio.Task[AttemptReport]
     stop_reason: StopReason | None = field(default=None)
 
 
@@ -53,6 +59,10 @@ def is_transient(exc: BaseException) -> bool:
     return True  # timeouts, lost connections, and what we did not foresee
 
 
+def will_retry(attempt: Attempt, exc: BaseException) -> bool:
+    return is_transient(exc) and attempt.number < attempt.max_attempts
+
+
 def describe(exc: BaseException) -> dict[str, str]:
     if isinstance(exc, TimeoutError):
         return {"type": "JobTimeout", "message": "the attempt exceeded RAGSERVE_JOB_TIMEOUT_S"}
@@ -60,11 +70,22 @@ def describe(exc: BaseException) -> dict[str, str]:
 
 
 class Worker:
-    def __init__(self, db: Database, jobs: JobStore, runner: JobRunner, settings: Settings) -> None:
+    def __init__(
+        self,
+        db: Database,
+        jobs: JobStore,
+        runner: JobRunner,
+        settings: Settings,
+        *,
+        version: str = __version__,
+    ) -> None:
+        """``version``: what runs the attempts (``ragserve.jobs.version.pipeline_version``)."""
         self.db = db
         self.jobs = jobs
         self.runner = runner
         self.settings = settings
+        self.identity = WorkerIdentity(str(uuid.uuid4()), version)
+        self.metrics = JobMetrics(version)
         self.running: dict[str, RunningJob] = {}
         self.draining = asyncio.Event()
         self.consuming = False  # a queue manager is taking jobs (for readiness)
@@ -82,6 +103,9 @@ class Worker:
         hub = NotificationHub(self.db, [CANCEL_CHANNEL])
         hub.on(CANCEL_CHANNEL, self._on_cancel)
         await hub.start()
+        # Presence and retention run once per process, not once per queue connection.
+        stop_chores = asyncio.Event()
+        chores = asyncio.create_task(self._housekeeping().run(stop_chores), name="chores")
         failures = 0
         try:
             while not self.draining.is_set():
@@ -100,6 +124,8 @@ class Worker:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.draining.wait(), delay)
         finally:
+            stop_chores.set()
+            await chores
             await hub.stop()
             log.info("worker stopped", extra={"event": "worker.stopped"})
 
@@ -134,6 +160,12 @@ class Worker:
             with contextlib.suppress(Exception):
                 await conn.close(timeout=self.db.timeout_s)
 
+    def _housekeeping(self) -> Housekeeping:
+        presence = WorkerPresence(
+            self.db, self.identity, BUILT_IN_QUEUES, self.settings.worker_presence_s
+        )
+        return Housekeeping(self.db, self.settings, presence, lambda: len(self.running))
+
     def drain(self) -> None:
         """Stop taking jobs; hand back whatever still runs after ``drain_s``."""
         if self.draining.is_set():
@@ -165,11 +197,13 @@ class Worker:
     async def _handle(self, entry: QueueEntry) -> None:
         job_id = (entry.payload or b"").decode()
         try:
-            attempt = await self.jobs.start_attempt(job_id)
+            attempt = await self.jobs.start_attempt(job_id, self.identity, entry.execute_after)
         except DatabaseError:
             raise RetryRequested(timedelta(seconds=1), reason="database unavailable") from None
         if attempt is None:
             return  # cancelled or finished while queued: nothing to do
+        self.metrics.started(attempt.kind, attempt.waited_s)
+        started = time.monotonic()
         ctx = {"job_id": job_id, "attempt": attempt.number}
         if attempt.number > attempt.max_attempts:
             # Earlier attempts died without a word (their worker was killed): dead-letter.
@@ -181,30 +215,37 @@ class Worker:
                     " (their workers stopped)",
                 },
             )
+            self.metrics.finished(attempt.kind, "failed", time.monotonic() - started)
             log.warning("job dead-lettered", extra={"event": "job.failed", **ctx})
             return
         log.info("job started", extra={"event": "job.started", **ctx})
         task = asyncio.create_task(self._bounded(attempt))
         running = RunningJob(attempt, task)
         self.running[job_id] = running
+        outcome: Outcome = "lost"
+        first_token_s: float | None = None
         try:
-            await task
+            report = await task
         except asyncio.CancelledError:
             if running.stop_reason is None:
                 raise  # we ourselves are being cancelled
+            outcome = "cancelled" if running.stop_reason == "cancel" else "handed_back"
             await self._stopped(running)
         except JobFenced as exc:
             log.info("job fenced", extra={"event": "job.fenced", **ctx, "reason": str(exc)})
         except Exception as exc:
+            outcome = "retried" if will_retry(attempt, exc) else "failed"
             await self._failed(attempt, exc)
         else:
-            log.info("job succeeded", extra={"event": "job.succeeded", **ctx})
+            outcome, first_token_s = report.status, report.first_token_s
+            log.info(f"job {outcome}", extra={"event": f"job.{outcome}", **ctx})
         finally:
             self.running.pop(job_id, None)
+            self.metrics.finished(attempt.kind, outcome, time.monotonic() - started, first_token_s)
 
-    async def _bounded(self, attempt: Attempt) -> None:
+    async def _bounded(self, attempt: Attempt) -> AttemptReport:
         async with asyncio.timeout(self.settings.job_timeout_s):
-            await self.runner.run(attempt)
+            return await self.runner.run(attempt)
 
     async def _stopped(self, running: RunningJob) -> None:
         ctx = {"job_id": running.attempt.job_id, "attempt": running.attempt.number}
@@ -218,7 +259,7 @@ class Worker:
     async def _failed(self, attempt: Attempt, exc: Exception) -> None:
         error = describe(exc)
         ctx = {"job_id": attempt.job_id, "attempt": attempt.number, "error": error}
-        if is_transient(exc) and attempt.number < attempt.max_attempts:
+        if will_retry(attempt, exc):
             delay = self._backoff(attempt.number)
             try:
                 requeued = await self.jobs.requeue(attempt, error)

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from ragserve.api.deps import State
 from ragserve.api.schemas import Health, Readiness, ReadinessChecks
 from ragserve.api.state import AppState
 from ragserve.db.migrate import schema_is_current
+from ragserve.jobs.monitoring import read_facts
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
+
+METRICS_DB_TIMEOUT_S = 3.0
+"""A scrape (10 s timeout by default) gets the process's own metrics even if PostgreSQL hangs."""
 
 
 @router.get("/healthz", summary="The process is alive")
@@ -54,8 +60,21 @@ async def check_readiness(state: AppState) -> Readiness:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(state: State) -> Response:
-    for status, count in (await state.jobs.count_by_status()).items():
-        state.metrics.jobs.labels(status.value).set(count)
-    if state.worker is not None:
-        state.metrics.worker_running.set(len(state.worker.running))
-    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+    """Facts of the database are read now, so every replica reports the same; if the
+    database does not answer, those series are left out and the process's own still render."""
+    facts = by_status = None
+    try:
+        async with asyncio.timeout(METRICS_DB_TIMEOUT_S):
+            async with state.services.db.connection() as conn:
+                facts = await read_facts(conn)
+            by_status = {s.value: n for s, n in (await state.jobs.count_by_status()).items()}
+    except Exception as exc:  # a scrape must not fail because the database is away
+        log.warning(
+            "metrics without database", extra={"event": "metrics.database", "error": str(exc)}
+        )
+    state.metrics.set_database_facts(facts, by_status)
+    worker = state.worker
+    if worker is not None:
+        state.metrics.worker_running.set(len(worker.running))
+    body = state.metrics.render(worker.metrics if worker is not None else None)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
