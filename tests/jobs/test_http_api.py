@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +13,7 @@ import psycopg
 import pytest
 from httpx_sse import connect_sse
 
-from support import MockLLM, Proc, free_port, service_env, wait_http
+from support import MockLLM, Proc, running_service, service_env
 
 COLLECTION = "handbook"
 DOCS = [
@@ -41,18 +39,8 @@ def served(
         retry_base_s=0.05,
         heartbeat_timeout_s=5,
     )
-    port = free_port()
-    proc = Proc(
-        [sys.executable, "-m", "ragserve", "serve", "--port", str(port)],
-        {**os.environ, **env},
-        tmp_path_factory.mktemp("serve") / "serve.log",
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/readyz", proc)
-    yield url, proc
-    proc.stop()
-    log = proc.log()
-    assert "Traceback" not in log and "InternalError" not in log, log[-3000:]
+    with running_service(env, tmp_path_factory.mktemp("serve")) as (url, proc):
+        yield url, proc
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,7 +20,7 @@ from ragserve.jobs import queue
 from ragserve.jobs.monitoring import read_facts
 from ragserve.jobs.presence import WorkerPresence
 from ragserve.jobs.store import JobStore, NewJob, WorkerIdentity
-from support import MockLLM, Proc, free_port, service_env, wait_http
+from support import MockLLM, running_service, service_env
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -131,21 +129,11 @@ def served(
         retry_base_s=0.05,
         cache_ttl_s=0,
     )
-    port = free_port()
-    proc = Proc(
-        [sys.executable, "-m", "ragserve", "serve", "--port", str(port)],
-        {**os.environ, **env},
-        tmp_path_factory.mktemp("serve") / "serve.log",
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/readyz", proc)
-        with httpx.Client(base_url=url, timeout=30) as client:
-            yield client
-    finally:
-        proc.stop()
-    log = proc.log()
-    assert "Traceback" not in log, log[-3000:]
+    with (
+        running_service(env, tmp_path_factory.mktemp("serve")) as (url, _),
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        yield client
 
 
 def wait_done(client: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:

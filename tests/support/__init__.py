@@ -13,7 +13,15 @@ from __future__ import annotations
 from support.config import service_env, settings_for
 from support.database import with_database
 from support.mock_llm import MockLLM, start_mock_llm
-from support.processes import ROOT, Proc, child_env, free_port, ragserve_command, wait_http
+from support.processes import (
+    ROOT,
+    Proc,
+    child_env,
+    free_port,
+    ragserve_command,
+    running_service,
+    wait_http,
+)
 from support.squad import SQUAD_SAMPLE, read_jsonl
 
 __all__ = [
@@ -25,6 +33,7 @@ __all__ = [
     "free_port",
     "ragserve_command",
     "read_jsonl",
+    "running_service",
     "service_env",
     "settings_for",
     "start_mock_llm",

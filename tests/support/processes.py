@@ -8,7 +8,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -80,3 +81,25 @@ def wait_http(url: str, proc: Proc, timeout: float = 90) -> None:
 def ragserve_command(*args: str) -> list[str]:
     """The argv of ``ragserve ARGS...`` run by this interpreter."""
     return [sys.executable, "-m", "ragserve", *args]
+
+
+@contextmanager
+def running_service(
+    env: Mapping[str, str], log_dir: Path, command: str = "serve"
+) -> Iterator[tuple[str, Proc]]:
+    """``ragserve COMMAND`` on a free port, ready; stopped on exit, and its log must then hold
+    no traceback (a 500 or a crash that the test's own assertions did not see)."""
+    port = free_port()
+    proc = Proc(
+        ragserve_command(command, "--port", str(port)),
+        child_env(env),
+        log_dir / f"{command}.log",
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/readyz", proc)
+        yield url, proc
+    finally:
+        proc.stop()
+    log = proc.log()
+    assert "Traceback" not in log and "InternalError" not in log, log[-3000:]
