@@ -16,6 +16,7 @@ from langchain_core.runnables import Runnable
 
 from ragserve.db.pool import Database
 from ragserve.jobs.notify import NotificationHub
+from ragserve.jobs.routing import CanaryRouter
 from ragserve.jobs.runner import JobRunner
 from ragserve.jobs.service import JobService
 from ragserve.jobs.store import JobStore
@@ -82,6 +83,7 @@ def build_job_service(services: Services, hub: NotificationHub | None) -> JobSer
         answerer_name=services.answerer.name,
         embedder_name=services.embedder.name,
         max_attempts=services.settings.max_attempts,
+        router=CanaryRouter(services.settings.canary_percent),
     )
 
 

@@ -99,6 +99,16 @@ class Settings(BaseSettings):
     retention_interval_s: float = Field(
         default=900.0, ge=0, description="How often workers prune (one at a time); 0 = never."
     )
+    canary_percent: float = Field(
+        default=0.0,
+        ge=0,
+        le=100,
+        description="Share of new jobs sent to canary workers while one is alive (API side).",
+    )
+    worker_track: Literal["stable", "canary"] = Field(
+        default="stable",
+        description="Which queues this worker serves: the stable ones or the canary ones.",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from ragserve.db.pool import Database
 from ragserve.jobs.presence import WorkerPresence
 from ragserve.jobs.retention import RetentionPolicy, prune
+from ragserve.jobs.routing import return_orphans
 from ragserve.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,11 @@ class Housekeeping:
         settings: Settings,
         presence: WorkerPresence,
         running: Callable[[], int],
+        *,
+        return_orphans: bool = False,
     ) -> None:
         self.db = db
+        self.return_orphans = return_orphans
         self.presence = presence
         self.running = running
         self.interval_s = settings.worker_presence_s
@@ -42,6 +46,8 @@ class Housekeeping:
         try:
             while not stop.is_set():
                 await self._chore("presence", self.presence.beat(self.running()))
+                if self.return_orphans:
+                    await self._chore("canary", self._return_orphans())
                 if self.retention_every_s > 0 and time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + self.retention_every_s
                     await self._chore("retention", prune(self.db, self.policy))
@@ -49,6 +55,15 @@ class Housekeeping:
                     await asyncio.wait_for(stop.wait(), self.interval_s)
         finally:
             await self._chore("presence", self.presence.leave())
+
+    async def _return_orphans(self) -> None:
+        async with self.db.connection() as conn:
+            moved = await return_orphans(conn)
+        if moved:
+            log.warning(
+                "canary jobs returned to the stable queues: no canary worker is alive",
+                extra={"event": "canary.orphans_returned", "jobs": moved},
+            )
 
     @staticmethod
     async def _chore(name: str, work: Awaitable[object]) -> None:

@@ -18,9 +18,10 @@ from ragserve.db.pool import Connection
 CANCEL_CHANNEL = "ragserve_job_cancel"
 
 
-async def enqueue(conn: Connection, kind: str, job_id: str) -> None:
-    """Add a queue entry for ``job_id`` (entrypoint = job kind) in ``conn``'s transaction."""
-    await _queries(conn).enqueue(kind, job_id.encode())
+async def enqueue(conn: Connection, queue: str, job_id: str) -> None:
+    """Add an entry for ``job_id`` to ``queue`` (a pgqueuer entrypoint: the job's kind, or
+    its canary queue, see ``ragserve.jobs.routing``) in ``conn``'s transaction."""
+    await _queries(conn).enqueue(queue, job_id.encode())
 
 
 async def withdraw(conn: Connection, job_id: str) -> None:

@@ -20,6 +20,7 @@ from ragserve.jobs import queue
 from ragserve.jobs.cache import answer_cache_key, stable_hash
 from ragserve.jobs.models import AnswerRequest, Job, JobEvent, JobStatus
 from ragserve.jobs.notify import NotificationHub
+from ragserve.jobs.routing import CanaryRouter
 from ragserve.jobs.store import JobStore, NewJob, UploadedFile
 from ragserve.names import check_collection_name
 
@@ -47,8 +48,10 @@ class JobService:
         answerer_name: str,
         embedder_name: str,
         max_attempts: int,
+        router: CanaryRouter | None = None,
     ) -> None:
         self._db = db
+        self._router = router or CanaryRouter(percent=0)
         self._store = store
         self._hub = hub
         self.answerer_name = answerer_name
@@ -158,7 +161,7 @@ class JobService:
                 raise psycopg.errors.UniqueViolation("in-flight job vanished; try again")
             return Submission(Job.from_row(row), created=False, coalesced=True)
         job_id = str(row["id"])
-        await queue.enqueue(conn, new.kind, job_id)
+        await queue.enqueue(conn, await self._router.queue_for(conn, new.kind), job_id)
         log.info("job queued", extra={"event": "job.queued", "job_id": job_id, "kind": new.kind})
         return Submission(Job.from_row(row), created=True)
 
@@ -196,7 +199,7 @@ class JobService:
         async with self._db.transaction() as conn:
             if not await self._store.reopen(conn, job_id, self.max_attempts):
                 raise Conflict(f"job {job_id} is {job.status}: only failed or cancelled jobs retry")
-            await queue.enqueue(conn, job.kind, job_id)
+            await queue.enqueue(conn, await self._router.queue_for(conn, job.kind), job_id)
         log.info("job retried", extra={"event": "job.retried", "job_id": job_id})
         return await self.get(job_id)
 

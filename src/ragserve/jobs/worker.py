@@ -35,6 +35,7 @@ from ragserve.jobs.monitoring import BUILT_IN_QUEUES
 from ragserve.jobs.notify import NotificationHub
 from ragserve.jobs.presence import WorkerPresence
 from ragserve.jobs.queue import CANCEL_CHANNEL
+from ragserve.jobs.routing import queue_name
 from ragserve.jobs.runner import AttemptReport, JobFenced, JobRunner
 from ragserve.jobs.store import Attempt, JobStore, WorkerIdentity
 from ragserve.settings import Settings
@@ -86,6 +87,8 @@ class Worker:
         self.settings = settings
         self.identity = WorkerIdentity(str(uuid.uuid4()), version)
         self.metrics = JobMetrics(version)
+        self.track = settings.worker_track
+        self.queues = [queue_name(kind, self.track) for kind in BUILT_IN_QUEUES]
         self.running: dict[str, RunningJob] = {}
         self.draining = asyncio.Event()
         self.consuming = False  # a queue manager is taking jobs (for readiness)
@@ -137,8 +140,8 @@ class Worker:
         conn = await asyncpg.connect(self.db.url, timeout=self.db.timeout_s)
         try:
             self._qm = QueueManager(Queries(AsyncpgDriver(conn)))
-            self._qm.entrypoint("answer")(self._handle)
-            self._qm.entrypoint("ingest")(self._handle)
+            for queue in self.queues:
+                self._qm.entrypoint(queue)(self._handle)
             concurrency = max(2, self.settings.worker_concurrency)
             if self.draining.is_set():
                 return
@@ -162,9 +165,16 @@ class Worker:
 
     def _housekeeping(self) -> Housekeeping:
         presence = WorkerPresence(
-            self.db, self.identity, BUILT_IN_QUEUES, self.settings.worker_presence_s
+            self.db, self.identity, self.queues, self.settings.worker_presence_s
         )
-        return Housekeeping(self.db, self.settings, presence, lambda: len(self.running))
+        return Housekeeping(
+            self.db,
+            self.settings,
+            presence,
+            lambda: len(self.running),
+            # Stable workers bring back canary entries that no live canary worker serves.
+            return_orphans=self.track == "stable",
+        )
 
     def drain(self) -> None:
         """Stop taking jobs; hand back whatever still runs after ``drain_s``."""
