@@ -7,11 +7,13 @@ from typing import Any
 
 from ragserve.errors import DocumentError
 from ragserve.kb.loaders.pdf_text import join_spaced_cjk, remove_running_lines, unwrap_lines
+from ragserve.kb.loaders.structure import Extracted
 from ragserve.kb.loaders.text import normalize_text
+from ragserve.kb.types import Location, TextBlock
 
 
-def load_pdf(data: bytes) -> tuple[str, dict[str, Any]]:
-    """All pages' text, pages separated by a blank line.
+def load_pdf(data: bytes) -> Extracted:
+    """All pages' text, pages separated by a blank line; one block per page, with its number.
 
     pypdf is lenient (``strict=False``): it repairs small damage such as a wrong xref table,
     and we only fail when nothing usable comes out.
@@ -36,12 +38,18 @@ def load_pdf(data: bytes) -> tuple[str, dict[str, Any]]:
             reason += " (the file looks truncated: no %%EOF marker at its end)"
         raise DocumentError(f"corrupt PDF: {reason}") from exc
     cleaned = remove_running_lines([normalize_text(page) for page in pages])
-    text = "\n\n".join(unwrap_lines(join_spaced_cjk(page)) for page in cleaned if page)
+    texts = [unwrap_lines(join_spaced_cjk(page)) if page else "" for page in cleaned]
+    blocks = tuple(
+        TextBlock(page, Location(page=number))
+        for number, page in enumerate(texts, start=1)
+        if page.strip()
+    )
+    text = "\n\n".join(block.text for block in blocks)
     metadata: dict[str, Any] = {"format": "pdf", "pages": len(pages)}
     title = _pdf_title(reader)
     if title:
         metadata["title"] = title
-    return text, metadata
+    return Extracted(text, metadata, blocks)
 
 
 def _decrypt_pdf(reader: Any) -> None:
