@@ -7,10 +7,16 @@ later rank otherwise. The metric is the share of answers that contain any gold a
 (case-insensitive). A negative control asks each question against paragraphs of a different
 article, where the right reply is "the documents do not contain the answer".
 
-    python bench/extractive_eval.py --n 2000 --seed 0
+    python bench/extractive_eval.py                      # the vendored sample, tests/data/squad
+    python bench/extractive_eval.py --squad /work/shared/data/squad-dev --n 2000
 
-Data: ``corpus.jsonl`` and ``queries.jsonl`` of the SQuAD v1.1 dev set (see
-``/work/shared/data/squad-dev/README.md``); ``--data-dir`` or ``RAGSERVE_SQUAD_DIR``.
+Questions that ask for a number, a date or a name may get a short answer (the value on a line
+of its own, then the sentence it comes from): the report gives how often, and how often that
+short answer holds a gold answer (or is held in one: "3.5 thousand people" for "3.5 thousand").
+
+Data: ``corpus.jsonl`` and ``queries.jsonl`` in SQuAD's layout: by default the sample vendored
+in ``tests/data/squad``; ``--squad PATH`` (or ``RAGSERVE_SQUAD_DIR``) for the full dev set
+(see ``/work/shared/data/squad-dev/README.md``).
 """
 
 from __future__ import annotations
@@ -28,9 +34,9 @@ from pathlib import Path
 
 from ragserve.kb.types import RetrievedChunk
 from ragserve.rag.answerers.extractive import ExtractiveAnswerer
-from ragserve.rag.prompts import NOT_FOUND_EN
+from ragserve.rag.prompts import NOT_FOUND_EN, NOT_FOUND_ZH
 
-DEFAULT_DATA_DIR = Path("/work/shared/data/squad-dev")
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "tests" / "data" / "squad"
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,10 @@ class Report:
     contain_gold_when_later: float
     not_found: float
     mean_answer_words: float
+    short_answers: float
+    """Share of answers that open with a short value (number, date, name)."""
+    short_answer_right: float
+    """Of those, the share whose value contains a gold answer or is contained in one."""
 
     def lines(self) -> list[str]:
         return [
@@ -72,6 +82,8 @@ class Report:
             f"  gold paragraph later:   {self.contain_gold_when_later:.1%}",
             f"said not found:           {self.not_found:.1%}",
             f"mean answer length:       {self.mean_answer_words:.1f} words",
+            f"short answers:            {self.short_answers:.1%}"
+            f" (value right: {self.short_answer_right:.1%})",
         ]
 
 
@@ -155,6 +167,21 @@ def contains_gold(answer: str, answers: Sequence[str]) -> bool:
     return any(gold.lower() in lowered for gold in answers)
 
 
+def short_answer(answer: str) -> str | None:
+    """The short value an answer opens with, if it has one (a first line without a citation)."""
+    first, _, rest = answer.partition("\n\n")
+    return first if rest and "[" not in first else None
+
+
+def short_answer_right(value: str, answers: Sequence[str]) -> bool:
+    lowered = value.lower()
+    return any(g.lower() in lowered or lowered in g.lower() for g in answers if g.strip())
+
+
+def is_not_found(answer: str) -> bool:
+    return answer in (NOT_FOUND_EN, NOT_FOUND_ZH)
+
+
 def evaluate(answerer: ExtractiveAnswerer, cases: Sequence[Case]) -> Report:
     """Answer every case and summarise."""
     hits: list[bool] = []
@@ -162,13 +189,17 @@ def evaluate(answerer: ExtractiveAnswerer, cases: Sequence[Case]) -> Report:
     later: list[bool] = []
     not_found = 0
     lengths: list[int] = []
+    short_right: list[bool] = []
     for case in cases:
         answer = answerer.answer(case.question.question, case.chunks)
         hit = contains_gold(answer, case.question.answers)
         hits.append(hit)
         (first if case.gold_rank == 0 else later).append(hit)
-        not_found += answer == NOT_FOUND_EN
+        not_found += is_not_found(answer)
         lengths.append(len(answer.split()))
+        value = short_answer(answer)
+        if value is not None:
+            short_right.append(short_answer_right(value, case.question.answers))
     return Report(
         n=len(cases),
         contain_gold=_rate(hits),
@@ -176,6 +207,8 @@ def evaluate(answerer: ExtractiveAnswerer, cases: Sequence[Case]) -> Report:
         contain_gold_when_later=_rate(later),
         not_found=not_found / len(cases) if cases else 0.0,
         mean_answer_words=statistics.fmean(lengths) if lengths else 0.0,
+        short_answers=len(short_right) / len(cases) if cases else 0.0,
+        short_answer_right=_rate(short_right),
     )
 
 
@@ -185,7 +218,14 @@ def _rate(values: Sequence[bool]) -> float:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--data-dir", type=Path, default=default_data_dir())
+    parser.add_argument(
+        "--squad",
+        "--data-dir",
+        dest="data_dir",
+        type=Path,
+        default=default_data_dir(),
+        help="folder with corpus.jsonl and queries.jsonl (default: the vendored sample)",
+    )
     parser.add_argument("--n", type=int, default=2000, help="questions to sample")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--others", type=int, default=3, help="distractor paragraphs")
