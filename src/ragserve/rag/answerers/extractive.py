@@ -57,6 +57,11 @@ _EN_BOUNDARY = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s)")
 _ZH_BOUNDARY = re.compile(r"[。！？；!?][”’」』）)]*")
 _LIST_MARKER = re.compile(r"^\s*(?:[-*•·#>]|\d+[.)、]|[（(]?\d+[)）])\s*")
 _ENDS_CLAUSE = re.compile(r"[.!?:;。！？；：]$")
+_TABLE_CELL = " | "  # how the loaders join a table row's cells
+_BULLETS = ("-", "*", "•", "·")
+# A line that is only a heading: short, no sentence punctuation at its end ("第二章 住宿标准",
+# "4. Expenses", "# Security"). Kept in chunks (PDFs print headings inline) but never quoted.
+_HEADING_LINE = re.compile(r"^(?:#+\s*)?[^.!?:;。！？；：|]{1,30}$")
 
 
 def split_sentences(text: str) -> list[str]:
@@ -89,6 +94,8 @@ def _logical_lines(block: str) -> list[str]:
 
 def _line_break_is_boundary(previous: str, line: str) -> bool:
     if _ENDS_CLAUSE.search(previous) or _LIST_MARKER.match(line) or previous.startswith("#"):
+        return True
+    if _TABLE_CELL in previous or _TABLE_CELL in line:  # table rows are lines of their own
         return True
     # A short line without end punctuation is a heading or a paragraph's last line.
     return len(previous) < 40
@@ -302,6 +309,8 @@ class Sentence:
     """0-based index within its chunk."""
     terms: list[str]
     term_set: frozenset[str] = field(init=False)
+    quotable: bool = True
+    """False for headings and table header rows: context, never the answer."""
 
     def __post_init__(self) -> None:
         self.term_set = frozenset(self.terms)
@@ -363,10 +372,7 @@ def score_sentences(
     question: str, chunks: Sequence[RetrievedChunk], weights: ExtractiveWeights
 ) -> list[ScoredSentence]:
     """Every sentence of the chunks with its score, best first (ties: earlier chunk first)."""
-    by_chunk = [
-        [Sentence(text, c, p, terms(text)) for p, text in enumerate(split_sentences(chunk.text))]
-        for c, chunk in enumerate(chunks)
-    ]
+    by_chunk = [_chunk_sentences(c, chunk.text) for c, chunk in enumerate(chunks)]
     sentences = [s for group in by_chunk for s in group]
     if not sentences:
         return []
@@ -394,8 +400,36 @@ def score_sentences(
         if q.kind and coverage > 0 and _has_answer_type(q.kind, s.text, q.words):
             score += weights.answer_type
         scored.append(ScoredSentence(s, score, coverage))
+    scored = [item for item in scored if item.sentence.quotable]
     scored.sort(key=lambda item: (-item.score, item.sentence.chunk, item.sentence.position))
     return scored
+
+
+def _chunk_sentences(chunk: int, text: str) -> list[Sentence]:
+    """The chunk's sentences; headings and table headers are marked as not quotable.
+
+    A table row also gets the terms of its header row, so "机密级别的数据有什么存储要求"
+    finds the row ``机密 | 客户合同 | 加密存储`` under ``级别 | 示例 | 存储要求``; the row
+    alone is what is quoted.
+    """
+    sentences: list[Sentence] = []
+    header: Sentence | None = None
+    texts = split_sentences(text)
+    for position, sentence in enumerate(texts):
+        item = Sentence(sentence, chunk, position, terms(sentence))
+        if _TABLE_CELL in sentence:
+            if header is None:
+                header, item.quotable = item, False
+            else:
+                item.term_set = item.term_set | header.term_set
+        else:
+            header = None
+            # a heading is followed by what it heads; a short last line is not one
+            followed = position + 1 < len(texts)
+            if followed and _HEADING_LINE.match(sentence) and not sentence.startswith(_BULLETS):
+                item.quotable = False
+        sentences.append(item)
+    return sentences
 
 
 # Words that frame a question rather than say what it is about ("in which year", "how long",
