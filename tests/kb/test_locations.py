@@ -60,6 +60,37 @@ def test_pdf_samples_carry_page_numbers() -> None:
     assert any(c.location.page == 2 and "5th working day" in c.text for c in handbook)
 
 
+def test_pdf_numbered_headings_give_sections_across_pages() -> None:
+    handbook = chunks_of(SAMPLES / "handbook_en.pdf", size=800)
+    where = {(c.location.page, c.location.section) for c in handbook}
+    assert (1, ("2. Annual leave",)) in where
+    assert (2, ("4. Expenses",)) in where  # the section goes on over the page break
+    travel = chunks_of(SAMPLES / "travel_zh.pdf", size=800)
+    lodging = next(c for c in travel if "650 元" in c.text)
+    assert lodging.location == Location(page=1, section=("第四条 住宿标准",))
+
+
+def test_pdf_numbered_list_is_not_taken_for_headings() -> None:
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=15)
+    pdf.multi_cell(0, 9, "1. Getting started", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(3)
+    pdf.set_font("Helvetica", size=11)
+    for line in (
+        "Follow these steps on your first day at the office. " * 4,
+        "1. Open the app",
+        "2. Log in with your badge",
+        "3. Pick a desk",
+        "That is all.",
+    ):
+        pdf.multi_cell(0, 6, line, new_x="LMARGIN", new_y="NEXT")
+    document = load_document(bytes(pdf.output()), "steps.pdf")
+    chunks = Chunker(800, 50).split_document(document)
+    assert [c.location.section for c in chunks] == [("1. Getting started",)]
+    assert "2. Log in with your badge" in chunks[0].text
+
+
 def test_markdown_heading_paths_and_table_rows() -> None:
     chunks = chunks_of(SAMPLES / "onboarding_en.md")
     where = {c.location.section: c for c in chunks if c.location.table is None}

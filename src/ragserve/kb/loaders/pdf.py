@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import io
+import re
+from collections.abc import Iterator
 from typing import Any
 
 from ragserve.errors import DocumentError
 from ragserve.kb.loaders.pdf_text import join_spaced_cjk, remove_running_lines, unwrap_lines
-from ragserve.kb.loaders.structure import Extracted
+from ragserve.kb.loaders.structure import Extracted, Heading, Item, Page, Paragraph, build_blocks
 from ragserve.kb.loaders.text import normalize_text
-from ragserve.kb.types import Location, TextBlock
+
+# A PDF has no heading markup, only bigger or bolder text, which pypdf's plain text loses. We
+# take as headings only the lines that number themselves as such, the way policies and
+# handbooks do, so that body lines are never mistaken for headings: "第二章 住宿标准" (章 1,
+# 节 2, 条 3), "一、总则" (1), "4. Expenses" / "4.2 Meals" / "4.2.1 Receipts" (1, 2, 3).
+# They must be short and not end like a sentence.
+_NUMBERED_HEADING = re.compile(
+    r"^(?:第[一二三四五六七八九十百零〇\d]+(?P<zh>[章节条])"
+    r"|(?P<cn>[一二三四五六七八九十]+)、"
+    r"|(?P<num>\d{1,2}(?:\.\d{1,2}){0,2})\.?\s+(?=\D))"
+)
+_SENTENCE_END = re.compile(r"[.!?:;,。！？；：，、|]$")
+_ZH_LEVEL = {"章": 1, "节": 2, "条": 3}
 
 
 def load_pdf(data: bytes) -> Extracted:
@@ -39,17 +53,57 @@ def load_pdf(data: bytes) -> Extracted:
         raise DocumentError(f"corrupt PDF: {reason}") from exc
     cleaned = remove_running_lines([normalize_text(page) for page in pages])
     texts = [unwrap_lines(join_spaced_cjk(page)) if page else "" for page in cleaned]
-    blocks = tuple(
-        TextBlock(page, Location(page=number))
-        for number, page in enumerate(texts, start=1)
-        if page.strip()
-    )
-    text = "\n\n".join(block.text for block in blocks)
+    text = "\n\n".join(page for page in texts if page)
+    blocks = build_blocks(_pdf_items(texts))
     metadata: dict[str, Any] = {"format": "pdf", "pages": len(pages)}
     title = _pdf_title(reader)
     if title:
         metadata["title"] = title
     return Extracted(text, metadata, blocks)
+
+
+def _pdf_items(pages: list[str]) -> Iterator[Item]:
+    """Each page's lines as paragraphs between numbered headings, after a page marker.
+
+    The heading line stays in the text too (PDFs print it inline, and a line wrongly taken for
+    a heading must not vanish from the chunks); consecutive lines numbered at the same level
+    are a numbered list, not headings.
+    """
+    for number, page in enumerate(pages, start=1):
+        yield Page(number)
+        lines = page.split("\n")
+        found = [_heading_level(line) for line in lines]
+        levels = [
+            None if level is not None and level in (_at(found, i - 1), _at(found, i + 1)) else level
+            for i, level in enumerate(found)
+        ]
+        run: list[str] = []
+        for line, level in zip(lines, levels, strict=True):
+            if level is not None:
+                yield Paragraph("\n".join(run))
+                yield Heading(level, line)
+                run = []
+            run.append(line)
+        yield Paragraph("\n".join(run))
+
+
+def _at(levels: list[int | None], index: int) -> int | None:
+    return levels[index] if 0 <= index < len(levels) else None
+
+
+def _heading_level(line: str) -> int | None:
+    """The level of a numbered heading line, None for any other line."""
+    line = line.strip()
+    if len(line) > 40 or _SENTENCE_END.search(line):
+        return None
+    match = _NUMBERED_HEADING.match(line)
+    if match is None or len(line) == len(match.group()):
+        return None
+    if match.group("zh"):
+        return _ZH_LEVEL[match.group("zh")]
+    if match.group("cn"):
+        return 1
+    return match.group("num").count(".") + 1
 
 
 def _decrypt_pdf(reader: Any) -> None:

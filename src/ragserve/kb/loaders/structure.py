@@ -37,12 +37,19 @@ class Paragraph:
 
 
 @dataclass(frozen=True)
+class Page:
+    """The text that follows is on this (1-based) page; headings carry on across pages."""
+
+    number: int
+
+
+@dataclass(frozen=True)
 class Table:
     rows: tuple[str, ...]
     """Each row's cells joined by `` | ``; the first one is taken as the header."""
 
 
-Item = Heading | Paragraph | Table
+Item = Heading | Paragraph | Table | Page
 
 
 def build_blocks(items: Iterable[Item], *, keep_indent: bool = False) -> tuple[TextBlock, ...]:
@@ -55,6 +62,7 @@ def build_blocks(items: Iterable[Item], *, keep_indent: bool = False) -> tuple[T
     path: list[tuple[int, str]] = []
     pending: list[str] = []
     tables = 0
+    page: int | None = None
 
     def section() -> tuple[str, ...] | None:
         return tuple(text for _, text in path) or None
@@ -63,10 +71,13 @@ def build_blocks(items: Iterable[Item], *, keep_indent: bool = False) -> tuple[T
         text = normalize_text("\n\n".join(pending), keep_indent=keep_indent)
         pending.clear()
         if text:
-            blocks.append(TextBlock(text, Location(section=section())))
+            blocks.append(TextBlock(text, Location(page=page, section=section())))
 
     for item in items:
-        if isinstance(item, Heading):
+        if isinstance(item, Page):
+            flush()
+            page = item.number
+        elif isinstance(item, Heading):
             title = " ".join(item.text.split())
             if not title:
                 continue
@@ -84,7 +95,7 @@ def build_blocks(items: Iterable[Item], *, keep_indent: bool = False) -> tuple[T
             tables += 1
             header = rows[0] if len(rows) > 1 else None
             body = rows[1:] if header is not None else rows
-            location = Location(section=section(), table=tables)
+            location = Location(page=page, section=section(), table=tables)
             blocks.append(TextBlock("\n".join(rows), location, rows=body, header=header))
     flush()
     return tuple(blocks)
