@@ -194,8 +194,9 @@ async def test_locations_are_stored_and_come_back_with_sources(
         IngestItem(source=name, path=SAMPLES / name, metadata={"location": "Suzhou", "team": "hr"})
         for name in ("handbook_en.pdf", "onboarding_en.md", "office_guide_en.html")
     ]
-    results = await ingestor.ingest("where", items)
-    assert [r.status for r in results] == ["ingested"] * 3
+    sent_as_text = IngestItem(source="notes.md", text="# Parking\n\n## Bicycles\n\nRacks on B1.")
+    results = await ingestor.ingest("where", [*items, sent_as_text])
+    assert [r.status for r in results] == ["ingested"] * 4
     retriever = Retriever(kb, embedder)
     hits = await retriever.retrieve("How long is the probation period?", collection="where")
     best = hits[0].as_source()
@@ -213,3 +214,9 @@ async def test_locations_are_stored_and_come_back_with_sources(
     # user metadata filters still work on chunks that carry a location
     filtered = await retriever.retrieve("Wi-Fi", collection="where", filters={"team": "hr"})
     assert filtered
+    # Markdown sent as text through the API gets its heading path too
+    bikes = await retriever.retrieve(
+        "Where are bicycle racks?", collection="where", document_scope=["notes.md"]
+    )
+    assert bikes[0].text == "Racks on B1."
+    assert bikes[0].location == Location(section=("Parking", "Bicycles"))

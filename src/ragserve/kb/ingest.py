@@ -20,6 +20,8 @@ from ragserve.errors import DocumentError, InvalidInput, RagserveError
 from ragserve.kb.chunking import Chunker
 from ragserve.kb.embeddings import Embedder
 from ragserve.kb.loaders import load_document
+from ragserve.kb.loaders.markdown import MARKDOWN_EXTENSIONS, markdown_items
+from ragserve.kb.loaders.structure import build_blocks
 from ragserve.kb.store import Collection, KnowledgeStore
 from ragserve.kb.types import LOCATION_KEY, Chunk, LoadedDocument
 from ragserve.names import check_collection_name
@@ -71,7 +73,12 @@ def _load(item: IngestItem) -> LoadedDocument:
     text = (item.text or "").strip()
     if not text:
         raise DocumentError("empty document: no text")
-    return LoadedDocument(source=item.source, text=text, metadata=dict(item.metadata))
+    # Text sent as Markdown gets its heading paths, as an uploaded .md file would.
+    markdown = Path(item.source).suffix.lower() in MARKDOWN_EXTENSIONS
+    blocks = build_blocks(markdown_items(text), keep_indent=True) if markdown else ()
+    return LoadedDocument(
+        source=item.source, text=text, metadata=dict(item.metadata), blocks=blocks
+    )
 
 
 async def _read(loading: Awaitable[LoadedDocument]) -> LoadedDocument:

@@ -17,7 +17,7 @@ from typing import Any
 from ragserve.errors import DocumentError
 from ragserve.kb.loaders.docx import load_docx
 from ragserve.kb.loaders.html import load_html
-from ragserve.kb.loaders.markdown import load_markdown
+from ragserve.kb.loaders.markdown import MARKDOWN_EXTENSIONS, load_markdown
 from ragserve.kb.loaders.pdf import load_pdf
 from ragserve.kb.loaders.structure import Extracted
 from ragserve.kb.loaders.text import decode_text, load_text, normalize_text
@@ -34,8 +34,7 @@ _LOADERS: dict[str, _Loader] = {
     ".docx": load_docx,
     ".txt": load_text,
     ".text": load_text,
-    ".md": load_markdown,
-    ".markdown": load_markdown,
+    **dict.fromkeys(MARKDOWN_EXTENSIONS, load_markdown),
     ".html": load_html,
     ".htm": load_html,
 }

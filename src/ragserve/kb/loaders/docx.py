@@ -8,7 +8,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from ragserve.errors import DocumentError
-from ragserve.kb.loaders.structure import Extracted, Heading, Item, Paragraph, Table, build_blocks
+from ragserve.kb.loaders.structure import (
+    Content,
+    Extracted,
+    Heading,
+    Paragraph,
+    Table,
+    build_blocks,
+)
 
 # Word's built-in heading styles ("Heading 1" .. "Heading 9", localised copies keep the
 # digit) and the title style; the outline level of a custom style is read below.
@@ -32,11 +39,11 @@ def load_docx(data: bytes) -> Extracted:
     return Extracted(text, metadata, build_blocks(items))
 
 
-def _item_text(item: Item) -> str:
+def _item_text(item: Content) -> str:
     return "\n".join(item.rows) if isinstance(item, Table) else item.text
 
 
-def _docx_items(document: Any) -> Iterator[Item]:
+def _docx_items(document: Any) -> Iterator[Content]:
     """Each top-level paragraph (a heading or not) and table, in the order they appear."""
     from docx.table import Table as DocxTable
 

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from ragserve.kb.loaders.structure import Extracted, Heading, Item, Paragraph, Table, build_blocks
 from ragserve.kb.loaders.text import decode_text, normalize_text
 
+MARKDOWN_EXTENSIONS = frozenset({".md", ".markdown"})
+
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(?P<body>.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
 _YAML_KEY = re.compile(r"^[A-Za-z_][\w -]*:", re.MULTILINE)
 _ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")

@@ -49,7 +49,8 @@ class Table:
     """Each row's cells joined by `` | ``; the first one is taken as the header."""
 
 
-Item = Heading | Paragraph | Table | Page
+Content = Heading | Paragraph | Table
+Item = Content | Page
 
 
 def build_blocks(items: Iterable[Item], *, keep_indent: bool = False) -> tuple[TextBlock, ...]:
