@@ -62,12 +62,16 @@ def test_pdf_samples_carry_page_numbers() -> None:
 
 def test_pdf_numbered_headings_give_sections_across_pages() -> None:
     handbook = chunks_of(SAMPLES / "handbook_en.pdf", size=800)
+    title = "Lumen Robotics Employee Handbook (2024 edition)"  # the first line: level 0
     where = {(c.location.page, c.location.section) for c in handbook}
-    assert (1, ("2. Annual leave",)) in where
-    assert (2, ("4. Expenses",)) in where  # the section goes on over the page break
+    assert (1, (title, "2. Annual leave")) in where
+    assert (2, (title, "4. Expenses")) in where  # the section goes on over the page break
+    assert not any(c.text == title for c in handbook)  # no chunk of a bare heading
     travel = chunks_of(SAMPLES / "travel_zh.pdf", size=800)
     lodging = next(c for c in travel if "650 元" in c.text)
-    assert lodging.location == Location(page=1, section=("第四条 住宿标准",))
+    assert lodging.location == Location(
+        page=1, section=("流明机器人差旅管理办法（2024 年版）", "第四条 住宿标准")
+    )
 
 
 def test_pdf_numbered_list_is_not_taken_for_headings() -> None:

@@ -24,6 +24,7 @@ _NUMBERED_HEADING = re.compile(
 )
 _SENTENCE_END = re.compile(r"[.!?:;,。！？；：，、|]$")
 _ZH_LEVEL = {"章": 1, "节": 2, "条": 3}
+_TITLE_LENGTH = 60
 
 
 def load_pdf(data: bytes) -> Extracted:
@@ -65,9 +66,11 @@ def load_pdf(data: bytes) -> Extracted:
 def _pdf_items(pages: list[str]) -> Iterator[Item]:
     """Each page's lines as paragraphs between numbered headings, after a page marker.
 
-    The heading line stays in the text too (PDFs print it inline, and a line wrongly taken for
-    a heading must not vanish from the chunks); consecutive lines numbered at the same level
-    are a numbered list, not headings.
+    A heading line stays in the text that follows it (PDFs print it inline, and a line wrongly
+    taken for a heading must not vanish from the chunks), but a heading with no text under it
+    on its page makes no block of its own. Consecutive lines numbered at the same level are a
+    numbered list, not headings. A short first line right before the first heading is the
+    document's title (level 0), as Word's "Title" style is.
     """
     for number, page in enumerate(pages, start=1):
         yield Page(number)
@@ -77,14 +80,28 @@ def _pdf_items(pages: list[str]) -> Iterator[Item]:
             None if level is not None and level in (_at(found, i - 1), _at(found, i + 1)) else level
             for i, level in enumerate(found)
         ]
+        if number == 1 and _is_title(lines, levels):
+            levels[0] = 0
         run: list[str] = []
+        has_body = False
         for line, level in zip(lines, levels, strict=True):
             if level is not None:
-                yield Paragraph("\n".join(run))
+                if has_body:
+                    yield Paragraph("\n".join(run))
                 yield Heading(level, line)
-                run = []
+                run, has_body = [], False
+            else:
+                has_body = has_body or bool(line.strip())
             run.append(line)
-        yield Paragraph("\n".join(run))
+        if has_body:
+            yield Paragraph("\n".join(run))
+
+
+def _is_title(lines: list[str], levels: list[int | None]) -> bool:
+    """Whether the first line is a title: short, not a sentence, right before a heading."""
+    if len(lines) < 2 or levels[0] is not None or levels[1] is None:
+        return False
+    return len(lines[0]) <= _TITLE_LENGTH and not _SENTENCE_END.search(lines[0])
 
 
 def _at(levels: list[int | None], index: int) -> int | None:
