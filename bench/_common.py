@@ -316,11 +316,12 @@ class TimedStore(KnowledgeStore):
         metadata: dict[str, Any],
         texts: Sequence[str],
         vectors: Sequence[Sequence[float]],
+        chunk_metadata: Sequence[dict[str, Any]] | None = None,
     ) -> str:
         start = time.perf_counter()
         try:
             return await super().replace_document(
-                collection, source, content_hash, metadata, texts, vectors
+                collection, source, content_hash, metadata, texts, vectors, chunk_metadata
             )
         finally:
             self.replace.seconds += time.perf_counter() - start

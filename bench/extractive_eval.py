@@ -9,6 +9,10 @@ article, where the right reply is "the documents do not contain the answer".
 
     python bench/extractive_eval.py --squad /path/to/dev-v1.1.json --n 2000 --seed 0
 
+Questions that ask for a number, a date or a name may get a short answer (the value on a line
+of its own, then the sentence it comes from): the report gives how often, and how often that
+short answer holds a gold answer (or is held in one: "3.5 thousand people" for "3.5 thousand").
+
 Data: SQuAD v1.1 dev, ``--squad PATH`` (see ``_common.load_squad`` for the accepted forms) or
 ``RAGSERVE_SQUAD_DIR``; by default the small sample vendored in ``tests/data/squad``.
 """
@@ -35,7 +39,7 @@ from _common import (
 )
 from ragserve.kb.types import RetrievedChunk
 from ragserve.rag.answerers.extractive import ExtractiveAnswerer
-from ragserve.rag.prompts import NOT_FOUND_EN
+from ragserve.rag.prompts import NOT_FOUND_EN, NOT_FOUND_ZH
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,10 @@ class Report:
     contain_gold_when_later: float
     not_found: float
     mean_answer_words: float
+    short_answers: float
+    """Share of answers that open with a short value (number, date, name)."""
+    short_answer_right: float
+    """Of those, the share whose value contains a gold answer or is contained in one."""
 
     def lines(self) -> list[str]:
         return [
@@ -62,6 +70,8 @@ class Report:
             f"  gold paragraph later:   {self.contain_gold_when_later:.1%}",
             f"said not found:           {self.not_found:.1%}",
             f"mean answer length:       {self.mean_answer_words:.1f} words",
+            f"short answers:            {self.short_answers:.1%}"
+            f" (value right: {self.short_answer_right:.1%})",
         ]
 
 
@@ -134,6 +144,21 @@ def contains_gold(answer: str, answers: Sequence[str]) -> bool:
     return any(gold.lower() in lowered for gold in answers)
 
 
+def short_answer(answer: str) -> str | None:
+    """The short value an answer opens with, if it has one (a first line without a citation)."""
+    first, _, rest = answer.partition("\n\n")
+    return first if rest and "[" not in first else None
+
+
+def short_answer_right(value: str, answers: Sequence[str]) -> bool:
+    lowered = value.lower()
+    return any(g.lower() in lowered or lowered in g.lower() for g in answers if g.strip())
+
+
+def is_not_found(answer: str) -> bool:
+    return answer in (NOT_FOUND_EN, NOT_FOUND_ZH)
+
+
 def evaluate(answerer: ExtractiveAnswerer, cases: Sequence[Case]) -> Report:
     """Answer every case and summarise."""
     hits: list[bool] = []
@@ -141,13 +166,17 @@ def evaluate(answerer: ExtractiveAnswerer, cases: Sequence[Case]) -> Report:
     later: list[bool] = []
     not_found = 0
     lengths: list[int] = []
+    short_right: list[bool] = []
     for case in cases:
         answer = answerer.answer(case.question.question, case.chunks)
         hit = contains_gold(answer, case.question.answers)
         hits.append(hit)
         (first if case.gold_rank == 0 else later).append(hit)
-        not_found += answer == NOT_FOUND_EN
+        not_found += is_not_found(answer)
         lengths.append(len(answer.split()))
+        value = short_answer(answer)
+        if value is not None:
+            short_right.append(short_answer_right(value, case.question.answers))
     return Report(
         n=len(cases),
         contain_gold=_rate(hits),
@@ -155,6 +184,8 @@ def evaluate(answerer: ExtractiveAnswerer, cases: Sequence[Case]) -> Report:
         contain_gold_when_later=_rate(later),
         not_found=not_found / len(cases) if cases else 0.0,
         mean_answer_words=statistics.fmean(lengths) if lengths else 0.0,
+        short_answers=len(short_right) / len(cases) if cases else 0.0,
+        short_answer_right=_rate(short_right),
     )
 
 

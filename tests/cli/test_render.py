@@ -87,3 +87,16 @@ def test_job_table_keeps_ids_whole_and_drops_created_when_narrow() -> None:
     assert "0d6f5a51-8d6e-4a3e-9c1e-4f6f0f8f3a11" in narrow
     assert "2025-01-01" not in narrow
     assert render(print_job_table, []) == "no jobs\n"
+
+
+def test_sources_show_page_and_heading_path() -> None:
+    pdf = RetrievedChunk(
+        "c1", "d1", "handbook.pdf", "23 days.", 0.9, {"_location": {"page": 12, "section": None}}
+    )
+    section = {"page": None, "section": ["Leave policy", "Annual leave"]}
+    md = RetrievedChunk("c2", "d2", "guide.md", "Ask early.", 0.8, {"_location": section})
+    job = body("j-46", JobStatus.succeeded)
+    job["result"] = {"answer": "23 days [1]", "sources": [pdf.as_source(), md.as_source()]}
+    text = render(print_sources, job, width=200)
+    assert "handbook.pdf p. 12" in text
+    assert "guide.md · Leave policy › Annual leave" in text

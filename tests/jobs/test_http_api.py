@@ -135,8 +135,11 @@ def test_lifecycle_over_http(api: httpx.Client) -> None:
     assert job["started_at"] and job["finished_at"] and job["created_at"]
     assert "23 days" in job["result"]["answer"]  # the mock quotes the first passage
     source = job["result"]["sources"][0]
-    assert set(source) == {"document_id", "source", "chunk_id", "score", "text", "metadata"}
+    assert set(source) == {
+        *("document_id", "source", "chunk_id", "score", "text", "metadata", "location")
+    }
     assert source["source"] == "leave.md"
+    assert source["location"] == {"page": None, "section": None}  # no headings in it
     listed = api.get("/v1/jobs", params={"limit": 2}).json()["jobs"]
     assert listed[0]["job_id"] == body["job_id"]
     assert len(listed) == 2 and listed[0]["created_at"] >= listed[1]["created_at"]

@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ragserve.kb.types import Location, format_location
+
 _STATUS_STYLE = {
     "queued": "cyan",
     "running": "yellow",
@@ -22,6 +24,8 @@ def print_sources(job: dict[str, Any], console: Console) -> None:
     """The passages an answer cites, numbered as the ``[n]`` citations in the answer.
 
     Starts with a blank line, to set the table apart from the answer printed just before.
+    Each source is named with where in the document the passage is, when the server knows:
+    ``handbook.pdf p. 12``, ``guide.md · Leave policy › Annual leave``.
     """
     sources = (job.get("result") or {}).get("sources") or []
     console.print()
@@ -37,11 +41,16 @@ def print_sources(job: dict[str, Any], console: Console) -> None:
         score = source.get("score")
         table.add_row(
             str(n),
-            Text(str(source.get("source", ""))),
+            Text(format_location(str(source.get("source", "")), _location(source))),
             f"{score:.3f}" if isinstance(score, int | float) else "",
             Text(_excerpt(str(source.get("text", "")))),
         )
     console.print(table)
+
+
+def _location(source: dict[str, Any]) -> Location:
+    """The source's ``location``; an older server sends none, which reads as unknown."""
+    return Location.from_dict(source.get("location"))
 
 
 def _excerpt(text: str, limit: int = 160) -> str:

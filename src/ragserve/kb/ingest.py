@@ -20,13 +20,19 @@ from ragserve.errors import DocumentError, InvalidInput, RagserveError
 from ragserve.kb.chunking import Chunker
 from ragserve.kb.embeddings import Embedder
 from ragserve.kb.loaders import load_document
+from ragserve.kb.loaders.markdown import MARKDOWN_EXTENSIONS, markdown_items
+from ragserve.kb.loaders.structure import build_blocks
 from ragserve.kb.store import Collection, KnowledgeStore
-from ragserve.kb.types import LoadedDocument
+from ragserve.kb.types import LOCATION_KEY, Chunk, LoadedDocument
 from ragserve.names import check_collection_name
 
 log = logging.getLogger(__name__)
 
 Status = Literal["ingested", "unchanged", "failed"]
+
+LAYOUT_VERSION = 2
+"""Part of the content hash: bump when what chunks are cut from (or carry) changes, so that
+documents ingested before are re-chunked when sent again. 2: chunks carry their location."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,12 @@ def _load(item: IngestItem) -> LoadedDocument:
     text = (item.text or "").strip()
     if not text:
         raise DocumentError("empty document: no text")
-    return LoadedDocument(source=item.source, text=text, metadata=dict(item.metadata))
+    # Text sent as Markdown gets its heading paths, as an uploaded .md file would.
+    markdown = Path(item.source).suffix.lower() in MARKDOWN_EXTENSIONS
+    blocks = build_blocks(markdown_items(text), keep_indent=True) if markdown else ()
+    return LoadedDocument(
+        source=item.source, text=text, metadata=dict(item.metadata), blocks=blocks
+    )
 
 
 async def _read(loading: Awaitable[LoadedDocument]) -> LoadedDocument:
@@ -95,6 +106,7 @@ class Ingestor:
                 "text": doc.text,
                 "metadata": doc.metadata,
                 "chunker": [self.chunker.chunk_size, self.chunker.chunk_overlap],
+                "layout": LAYOUT_VERSION,
                 "embedder": self.embedder.name,
             },
             sort_keys=True,
@@ -146,12 +158,18 @@ class Ingestor:
             existing = await self.store.find_document(collection.name, doc.source)
             if existing is not None and existing.content_hash == digest:
                 return DocumentResult(doc.source, existing.id, "unchanged", 0)
-            texts = self.chunker.split(doc.text)
-            if not texts:
+            chunks = self.chunker.split_document(doc)
+            if not chunks:
                 raise DocumentError("empty document: no text after chunking")
-            vectors = await self.embedder.embed_documents(texts)
+            vectors = await self.embedder.embed_documents([c.embedding_text() for c in chunks])
             document_id = await self.store.replace_document(
-                collection, doc.source, digest, doc.metadata, texts, vectors
+                collection,
+                doc.source,
+                digest,
+                doc.metadata,
+                [chunk.text for chunk in chunks],
+                vectors,
+                chunk_metadata=[_chunk_metadata(chunk) for chunk in chunks],
             )
         except RagserveError as exc:
             if exc.retryable:
@@ -161,4 +179,11 @@ class Ingestor:
                 extra={"event": "ingest.failed", "source": item.source, "error": str(exc)},
             )
             return DocumentResult(item.source, None, "failed", 0, str(exc))
-        return DocumentResult(doc.source, document_id, "ingested", len(texts))
+        return DocumentResult(doc.source, document_id, "ingested", len(chunks))
+
+
+def _chunk_metadata(chunk: Chunk) -> dict[str, Any]:
+    """What a chunk stores beside its document's metadata: its location, when known."""
+    if chunk.location.is_empty():
+        return {}
+    return {LOCATION_KEY: chunk.location.as_dict()}

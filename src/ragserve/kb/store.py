@@ -120,8 +120,12 @@ class KnowledgeStore:
         metadata: dict[str, Any],
         texts: Sequence[str],
         vectors: Sequence[Sequence[float]],
+        chunk_metadata: Sequence[dict[str, Any]] | None = None,
     ) -> str:
         """Write a document and its chunks, replacing any older version, in one transaction.
+
+        Each chunk stores the document's ``metadata`` plus its own ``chunk_metadata`` entry
+        (its location, under a reserved key).
 
         The document keeps its id across versions; readers see either the old chunks or the
         new ones, never a mix.
@@ -153,7 +157,11 @@ class KnowledgeStore:
                             source,
                             ordinal,
                             text,
-                            Jsonb(metadata),
+                            Jsonb(
+                                {**metadata, **chunk_metadata[ordinal]}
+                                if chunk_metadata
+                                else metadata
+                            ),
                             dim,
                             np.asarray(vector, dtype=np.float32),
                         )

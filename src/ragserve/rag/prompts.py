@@ -18,10 +18,10 @@ from typing import Any
 from langchain_core.messages import convert_to_openai_messages
 from langchain_core.prompts import ChatPromptTemplate
 
-from ragserve.kb.types import RetrievedChunk
+from ragserve.kb.types import RetrievedChunk, format_location
 from ragserve.text import has_cjk_ideograph
 
-PROMPT_VERSION = "v1"
+PROMPT_VERSION = "v2"
 """Bump when the wording changes: answerer identities (and so the answer cache) include it."""
 
 NOT_FOUND_EN = "The documents do not contain the answer."
@@ -67,11 +67,16 @@ def answer_prompt() -> ChatPromptTemplate:
 
 
 def format_context(chunks: Sequence[RetrievedChunk]) -> str:
-    """Number the passages ``[1] (source: ...)`` followed by their text, one blank line apart."""
+    """Number the passages ``[1] (source: ...)`` followed by their text, one blank line apart.
+
+    The source names the page and heading path when they are known (``handbook.pdf p. 3 ·
+    Leave policy › Annual leave``): headings are not in the chunk text, and they tell the model
+    what a passage is about.
+    """
     if not chunks:
         return NO_PASSAGES
     return "\n\n".join(
-        f"[{n}] (source: {chunk.source})\n{chunk.text.strip()}"
+        f"[{n}] (source: {format_location(chunk.source, chunk.location)})\n{chunk.text.strip()}"
         for n, chunk in enumerate(chunks, start=1)
     )
 

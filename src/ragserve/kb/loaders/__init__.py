@@ -17,22 +17,24 @@ from typing import Any
 from ragserve.errors import DocumentError
 from ragserve.kb.loaders.docx import load_docx
 from ragserve.kb.loaders.html import load_html
-from ragserve.kb.loaders.markdown import load_markdown
+from ragserve.kb.loaders.markdown import MARKDOWN_EXTENSIONS, load_markdown
 from ragserve.kb.loaders.pdf import load_pdf
+from ragserve.kb.loaders.structure import Extracted
 from ragserve.kb.loaders.text import decode_text, load_text, normalize_text
 from ragserve.kb.types import LoadedDocument
 
 __all__ = ["SUPPORTED_EXTENSIONS", "decode_text", "load_document", "load_path", "normalize_text"]
 
-_Loader = Callable[[bytes], tuple[str, dict[str, Any]]]
+# A loader returns the text and its metadata, and, when it sees pages or headings, the text
+# cut by location (see ragserve.kb.loaders.structure.Extracted).
+_Loader = Callable[[bytes], tuple[str, dict[str, Any]] | Extracted]
 
 _LOADERS: dict[str, _Loader] = {
     ".pdf": load_pdf,
     ".docx": load_docx,
     ".txt": load_text,
     ".text": load_text,
-    ".md": load_markdown,
-    ".markdown": load_markdown,
+    **dict.fromkeys(MARKDOWN_EXTENSIONS, load_markdown),
     ".html": load_html,
     ".htm": load_html,
 }
@@ -51,8 +53,9 @@ def load_document(
     """Extract the text of one file, chosen by its extension.
 
     Loader metadata (``format``, ``pages``, ...) is merged under the caller's ``metadata``, so
-    a user can override anything. Raises :class:`DocumentError` for unsupported, corrupt,
-    encrypted or empty files.
+    a user can override anything. PDF, Markdown, HTML and DOCX documents come with ``blocks``:
+    their text cut where the page or the heading path changes, and around tables.
+    Raises :class:`DocumentError` for unsupported, corrupt, encrypted or empty files.
     """
     extension = Path(filename).suffix.lower()
     loader = _LOADERS.get(extension)
@@ -65,17 +68,21 @@ def load_document(
     if not data or not data.strip():
         raise DocumentError("empty document: the file is empty")
     try:
-        text, found = loader(data)
+        extracted = loader(data)
     except DocumentError:
         raise
     except Exception as exc:  # a bug or library surprise still reads as a per-file failure
         raise DocumentError(
             f"cannot read {extension[1:]} file: {type(exc).__name__}: {exc}"
         ) from exc
+    text, found = extracted[0], extracted[1]
+    blocks = extracted.blocks if isinstance(extracted, Extracted) else ()
     if not text.strip():
         hint = " (a scanned PDF? text inside images is not read)" if extension == ".pdf" else ""
         raise DocumentError(f"empty document: no text extracted{hint}")
-    return LoadedDocument(source=filename, text=text, metadata={**found, **(metadata or {})})
+    return LoadedDocument(
+        source=filename, text=text, metadata={**found, **(metadata or {})}, blocks=blocks
+    )
 
 
 def load_path(path: Path, metadata: dict[str, Any] | None = None) -> LoadedDocument:

@@ -8,6 +8,7 @@ from typing import Any
 
 from ragserve.errors import DocumentError
 from ragserve.kb.loaders.chrome import content_root, has_ancestor, remove_chrome
+from ragserve.kb.loaders.structure import Extracted, Heading, Item, Paragraph, Table, build_blocks
 from ragserve.kb.loaders.text import decode_text, normalize_text
 
 # Paragraph-level blocks get a blank line around them, line-level ones a newline.
@@ -23,7 +24,7 @@ _HTML_CELLS = frozenset({"td", "th"})
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 
 
-def load_html(data: bytes) -> tuple[str, dict[str, Any]]:
+def load_html(data: bytes) -> Extracted:
     """The main text of a page, without navigation, header, footer, sidebars or scripts.
 
     If the page marks its content (``<main>``, ``role=main``, one ``<article>``) only that is
@@ -40,7 +41,7 @@ def load_html(data: bytes) -> tuple[str, dict[str, Any]]:
         if root is None:
             raise DocumentError("empty document: no HTML body")
         remove_chrome(root)
-        text = render_html(root)
+        marked = render_marked(root)
     except DocumentError:
         raise
     except Exception as exc:  # selectolax is robust, but a crash must not escape raw
@@ -48,7 +49,7 @@ def load_html(data: bytes) -> tuple[str, dict[str, Any]]:
     metadata: dict[str, Any] = {"format": "html"}
     if title:
         metadata["title"] = " ".join(title.split())
-    return text, metadata
+    return Extracted(_unmarked(marked), metadata, build_blocks(_marked_items(marked)))
 
 
 def decode_html(data: bytes) -> str:
@@ -69,10 +70,45 @@ def decode_html(data: bytes) -> str:
 _PARAGRAPH_BREAK = "\x1e"
 _LINE_BREAK = "\x1f"
 _BREAK_RUN = re.compile(r"\s*[\x1e\x1f][\s\x1e\x1f]*")
+# Private-use characters marking where headings and tables start and end in the rendered text:
+# U+E001..U+E006 open a heading of level 1..6; _marked_items reads them, _unmarked drops them.
+_HEADING_LEVEL_BASE = 0xE000
+_HEADING_END = "\ue007"
+_TABLE_START = "\ue008"
+_TABLE_END = "\ue009"
+_MARKERS = re.compile("[\ue001-\ue009]")
+_MARKED = re.compile("([\ue001-\ue006])(.*?)\ue007|\ue008(.*?)\ue009", re.DOTALL)
+_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 
 
 def render_html(root: Any) -> str:
-    """Text of ``root`` with block structure kept as newlines and table cells as `` | ``.
+    """Text of ``root`` with block structure kept as newlines and table cells as `` | ``."""
+    return _unmarked(render_marked(root))
+
+
+def _unmarked(marked: str) -> str:
+    return normalize_text(_MARKERS.sub("", marked))
+
+
+def _marked_items(marked: str) -> list[Item]:
+    """The headings, tables and the text between them, from :func:`render_marked`'s output."""
+    items: list[Item] = []
+    start = 0
+    for match in _MARKED.finditer(marked):
+        items.append(Paragraph(_MARKERS.sub("", marked[start : match.start()])))
+        if match.group(1):
+            level = ord(match.group(1)) - _HEADING_LEVEL_BASE
+            items.append(Heading(level, _MARKERS.sub("", match.group(2))))
+        else:
+            rows = _MARKERS.sub("", match.group(3)).split("\n")
+            items.append(Table(tuple(row.strip() for row in rows if row.strip())))
+        start = match.end()
+    items.append(Paragraph(_MARKERS.sub("", marked[start:])))
+    return items
+
+
+def render_marked(root: Any) -> str:
+    """Like :func:`render_html`, with headings and tables marked, not yet normalised.
 
     Iterative rather than recursive: deeply nested (machine-generated) HTML must not hit
     Python's recursion limit.
@@ -96,11 +132,17 @@ def render_html(root: Any) -> str:
         )
         out.append(brk)
         stack.append(brk)
+        if tag in _HEADINGS:
+            out.append(chr(_HEADING_LEVEL_BASE + int(tag[1])))
+            stack.append(_HEADING_END)
+        elif tag == "table":
+            out.append(_TABLE_START)
+            stack.append(_TABLE_END)
         children = list(item.iter(include_text=True))
         if tag == "tr":
             children = _interleave_cells(children)
         stack.extend(reversed(children))
-    return normalize_text(_resolve_breaks("".join(out)))
+    return _resolve_breaks("".join(out))
 
 
 def _resolve_breaks(text: str) -> str:
@@ -111,7 +153,8 @@ def _resolve_breaks(text: str) -> str:
 
 def _html_text(node: Any) -> str:
     """A text node's text; whitespace collapses except inside ``<pre>``."""
-    text = (node.text_content or "").replace(_PARAGRAPH_BREAK, "").replace(_LINE_BREAK, "")
+    text = _MARKERS.sub("", node.text_content or "")
+    text = text.replace(_PARAGRAPH_BREAK, "").replace(_LINE_BREAK, "")
     if has_ancestor(node, "pre"):
         return text
     return re.sub(r"\s+", " ", text)

@@ -115,6 +115,6 @@ def _decode_with_charset_normalizer(data: bytes, fallback: str | None) -> tuple[
 
 
 def load_text(data: bytes) -> tuple[str, dict[str, Any]]:
-    """Plain text in whatever encoding it was saved in."""
+    """Plain text in whatever encoding it was saved in; it has no pages or headings."""
     text, encoding = decode_text(data)
     return normalize_text(text, keep_indent=True), {"format": "text", "encoding": encoding}
