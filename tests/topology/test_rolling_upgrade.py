@@ -27,9 +27,11 @@ def _after(child_events: list[dict[str, object]], moment: dt.datetime) -> int:
 
 
 def test_rolling_upgrade_under_load(start_cluster: Callable[..., Cluster]) -> None:
+    # One worker keeps the test short on a busy machine (each process start costs seconds of
+    # CPU); the benchmark replaces two. During its replacement old and new run side by side.
     cluster = start_cluster(
         apis=2,
-        workers=2,
+        workers=1,
         worker_health=True,
         # Answers of ~3 s: streams are open when a replica drains, and workers hold jobs.
         mock_ttft=0.5,
@@ -42,19 +44,14 @@ def test_rolling_upgrade_under_load(start_cluster: Callable[..., Cluster]) -> No
     assert build.package_file(cluster.env()).is_relative_to(build.src)
     old_apis, old_workers = list(cluster.apis), list(cluster.workers)
 
-    run = run_scenario(cluster, [build], rate=3, before_s=2, after_s=2, streamers=3)
+    run = run_scenario(cluster, [build], rate=1.5, before_s=2, after_s=2, streamers=3)
     outcome = run.outcome
     print(f"\n{report(outcome)}")
     context = f"{report(outcome)}\n{cluster_logs(cluster)}"
 
     # Every replica was replaced, one at a time, and every old one drained and exited 0.
-    assert [s.what.split(" -> ")[0] for s in run.steps] == [
-        "api 0",
-        "api 1",
-        "worker 0",
-        "worker 1",
-    ]
-    assert [s.old_exit for s in run.steps] == [0, 0, 0, 0], context
+    assert [s.what for s in run.steps] == ["api 0 -> next", "api 1 -> next", "worker 0 -> next"]
+    assert [s.old_exit for s in run.steps] == [0, 0, 0], context
     assert not {c.pid for c in cluster.apis + cluster.workers} & {
         c.pid for c in old_apis + old_workers
     }
