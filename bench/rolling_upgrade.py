@@ -221,12 +221,16 @@ def roll(
     build: Build,
     now: Callable[[], float],
     log: Callable[[str], None] = print,
+    before_step: Callable[[str, int], None] | None = None,
 ) -> list[Step]:
-    """Replace every API replica, then every worker, one at a time, by ``build``."""
+    """Replace every API replica, then every worker, one at a time, by ``build``;
+    ``before_step(kind, index)`` runs before each replacement (a test's probe)."""
     steps = []
     plan = [("api", i) for i in range(len(cluster.apis))]
     plan += [("worker", i) for i in range(len(cluster.workers))]
     for kind, index in plan:
+        if before_step is not None:
+            before_step(kind, index)
         old = cluster.apis[index] if kind == "api" else cluster.workers[index]
         start = now()
         if kind == "api":
@@ -451,6 +455,7 @@ def run_scenario(
     pollers: int = 1,
     streamers: int = 2,
     log: Callable[[str], None] = print,
+    before_step: Callable[[str, int], None] | None = None,
 ) -> Run:
     """Load through the cluster, a rollout per build, then the outcome."""
     ingest(cluster)
@@ -465,7 +470,7 @@ def run_scenario(
         rollout_start = load.now()
         for build in builds:
             log(f"rollout to {build.name} at {load.now():.1f} s")
-            steps += roll(cluster, build, load.now, log)
+            steps += roll(cluster, build, load.now, log, before_step)
         rollout_end = load.now()
         time.sleep(after_s)
     finally:

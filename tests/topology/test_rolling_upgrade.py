@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+import httpx
 import psycopg
 
 from rolling_upgrade import PROBE_MIGRATION, next_build, report, run_scenario
@@ -44,7 +45,19 @@ def test_rolling_upgrade_under_load(start_cluster: Callable[..., Cluster]) -> No
     assert build.package_file(cluster.env()).is_relative_to(build.src)
     old_apis, old_workers = list(cluster.apis), list(cluster.workers)
 
-    run = run_scenario(cluster, [build], rate=1.5, before_s=2, after_s=2, streamers=3)
+    # Before each replacement: every running process's /readyz (old ones included, which by
+    # the second step run on the schema the first new replica migrated).
+    readiness: list[tuple[str, str, int]] = []
+
+    def probe(kind: str, index: int) -> None:
+        urls = {c.name: f"{cluster.api_url(i)}/readyz" for i, c in enumerate(cluster.apis)}
+        urls |= {c.name: c.readyz_url for c in cluster.workers if c.readyz_url}
+        for name, url in urls.items():
+            readiness.append((f"{kind} {index}", name, httpx.get(url, timeout=5).status_code))
+
+    run = run_scenario(
+        cluster, [build], rate=1.5, before_s=2, after_s=2, streamers=3, before_step=probe
+    )
     outcome = run.outcome
     print(f"\n{report(outcome)}")
     context = f"{report(outcome)}\n{cluster_logs(cluster)}"
@@ -83,6 +96,10 @@ def test_rolling_upgrade_under_load(start_cluster: Callable[..., Cluster]) -> No
             " WHERE table_name = 'jobs' AND column_name = 'rollout_probe'"
         ).fetchone()
         assert column is not None
+    old_names = {c.name for c in old_apis + old_workers}
+    old_probed_after = [r for r in readiness if r[0] != "api 0" and r[1] in old_names]
+    assert len(old_probed_after) == 3, readiness  # old API 1 and worker 0, old API 1 gone
+    assert all(r[2] == 200 for r in readiness), readiness
     assert _after(old_apis[1].log_events("job.queued"), applied_at) > 0, context
     old_worker_jobs = sum(_after(w.log_events("job.succeeded"), applied_at) for w in old_workers)
     assert old_worker_jobs > 0, context
