@@ -758,14 +758,18 @@ class Cluster:
     def stop_worker(self, index: int) -> int | None:
         return self.workers[index].stop()
 
-    def start_api(self, index: int, env: Mapping[str, str] | None = None) -> None:
+    def start_api(
+        self, index: int, env: Mapping[str, str] | None = None, build: Build | None = None
+    ) -> None:
         """(Re)start the API of slot ``index`` on its port; returns when it is ready."""
-        self.apis[index] = self._api_child(self.api_ports[index], env)
+        self.apis[index] = self._api_child(self.api_ports[index], env, build)
         self.apis[index].start()
         self._wait_api(index)
 
-    def start_worker(self, index: int, env: Mapping[str, str] | None = None) -> None:
-        self.workers[index] = self._worker_child(env)
+    def start_worker(
+        self, index: int, env: Mapping[str, str] | None = None, build: Build | None = None
+    ) -> None:
+        self.workers[index] = self._worker_child(env, build)
         self.workers[index].start()
         self._wait_worker(self.workers[index])
 
@@ -776,15 +780,19 @@ class Cluster:
         self._wait_worker(child)
         return len(self.workers) - 1
 
-    def restart_api(self, index: int, env: Mapping[str, str] | None = None) -> None:
-        """SIGTERM, wait for the exit, start again on the same port (nginx's passive health
-        check steers requests to the other replicas meanwhile)."""
+    def restart_api(
+        self, index: int, env: Mapping[str, str] | None = None, build: Build | None = None
+    ) -> None:
+        """SIGTERM, wait for the exit, start again (``build``) on the same port (nginx's
+        passive health check steers requests to the other replicas meanwhile)."""
         self.stop_api(index)
-        self.start_api(index, env)
+        self.start_api(index, env, build)
 
-    def restart_worker(self, index: int, env: Mapping[str, str] | None = None) -> None:
+    def restart_worker(
+        self, index: int, env: Mapping[str, str] | None = None, build: Build | None = None
+    ) -> None:
         self.stop_worker(index)
-        self.start_worker(index, env)
+        self.start_worker(index, env, build)
 
     def replace_api(
         self, index: int, env: Mapping[str, str] | None = None, build: Build | None = None

@@ -4,7 +4,7 @@ clients submit, poll and stream through nginx; what the clients saw, before, dur
 Run it::
 
     python bench/rolling_upgrade.py --apis 2 --workers 2 --rate 4 --before 10 --after 10 \\
-        --ttft 0.3 --tps 20 [--rounds same,next] [--json out.json]
+        --ttft 0.3 --tps 20 [--rounds same,next] [--procedure surge|restart] [--json out.json]
 
 The cluster is ``bench/cluster.py`` (standalone PostgreSQL, nginx, ``ragserve api`` and
 ``ragserve worker --health-port``, the mock LLM). Clients use the bundled
@@ -19,7 +19,9 @@ ready, nginx reloaded, SIGTERM to the old one, wait for its exit), then every wo
 one, ``/readyz`` 200, SIGTERM to the old one, wait for its exit). Round ``same`` starts the
 installed code again; round ``next`` starts a copy of the source tree with one more,
 expand-only, migration (``0099_rollout_probe``), which the first new replica applies while
-old replicas keep running on the migrated schema.
+old replicas keep running on the migrated schema. ``--procedure restart`` does without the
+surge (stop the old process, then start the new one in its place, nginx not told): a harsher
+procedure that leans on nginx's passive health check and on the clients' retries.
 
 Printed: requests sent / failed after retries / retried (tries beyond the first, counted at
 nginx), the raw errors nginx saw or answered before those retries, jobs lost (accepted but
@@ -67,6 +69,7 @@ PROBE_SQL = (
     "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS rollout_probe text;\n"
 )
 ROUNDS = ("same", "next")
+PROCEDURES = ("surge", "restart")
 _JOB_PATH = re.compile(r"^/v1/jobs/[^/]+")
 
 
@@ -118,6 +121,7 @@ class RollingLoad:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._followed: set[str] = set()  # jobs a streamer has taken
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -182,16 +186,18 @@ class RollingLoad:
                     self.poll_errors.append(f"{type(exc).__name__}: {exc}")
 
     def _streamer(self, n: int) -> None:
-        """Follow the newest accepted job's events to the end, then the next newest."""
-        followed: set[str] = set()
+        """Follow the newest accepted job that no one follows yet to its end, then the next."""
         with self._client() as client:
             while not self._stop.is_set():
-                fresh = [j for j in self.accepted() if j not in followed]
+                with self._lock:
+                    fresh = [s.job_id for s in self.submissions if s.job_id]
+                    fresh = [j for j in fresh if j not in self._followed]
+                    if fresh:
+                        self._followed.add(fresh[-1])
                 if not fresh:
                     self._stop.wait(0.1)
                     continue
                 stream = Stream(fresh[-1])
-                followed.add(stream.job_id)
                 try:
                     stream.events.extend(client.stream_events(stream.job_id))
                 except ClientError as exc:
@@ -222,9 +228,17 @@ def roll(
     now: Callable[[], float],
     log: Callable[[str], None] = print,
     before_step: Callable[[str, int], None] | None = None,
+    procedure: str = "surge",
 ) -> list[Step]:
     """Replace every API replica, then every worker, one at a time, by ``build``;
-    ``before_step(kind, index)`` runs before each replacement (a test's probe)."""
+    ``before_step(kind, index)`` runs before each replacement (a test's probe).
+
+    ``procedure`` "surge": the new process first, ready, then the old one drained (the
+    documented procedure); "restart": the old one drained first, then the new one started in
+    its place (no surge; for APIs on the same port, nginx not told, its passive health check
+    and the clients' retries cover the gap)."""
+    if procedure not in PROCEDURES:
+        raise ValueError(f"procedure: one of {PROCEDURES}, not {procedure!r}")
     steps = []
     plan = [("api", i) for i in range(len(cluster.apis))]
     plan += [("worker", i) for i in range(len(cluster.workers))]
@@ -233,10 +247,14 @@ def roll(
             before_step(kind, index)
         old = cluster.apis[index] if kind == "api" else cluster.workers[index]
         start = now()
-        if kind == "api":
+        if kind == "api" and procedure == "surge":
             cluster.replace_api(index, build=build)
-        else:
+        elif kind == "api":
+            cluster.restart_api(index, build=build)
+        elif procedure == "surge":
             cluster.replace_worker(index, build=build)
+        else:
+            cluster.restart_worker(index, build=build)
         step = Step(f"{kind} {index} -> {build.name}", start, now() - start, old.returncode)
         log(f"  {step.what}: {step.seconds:.1f} s (old one exited {step.old_exit})")
         steps.append(step)
@@ -456,6 +474,7 @@ def run_scenario(
     streamers: int = 2,
     log: Callable[[str], None] = print,
     before_step: Callable[[str, int], None] | None = None,
+    procedure: str = "surge",
 ) -> Run:
     """Load through the cluster, a rollout per build, then the outcome."""
     ingest(cluster)
@@ -470,7 +489,7 @@ def run_scenario(
         rollout_start = load.now()
         for build in builds:
             log(f"rollout to {build.name} at {load.now():.1f} s")
-            steps += roll(cluster, build, load.now, log, before_step)
+            steps += roll(cluster, build, load.now, log, before_step, procedure)
         rollout_end = load.now()
         time.sleep(after_s)
     finally:
@@ -503,6 +522,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Any:
         "--rounds",
         default="same,next",
         help="rollout rounds: 'same' (the installed code again), 'next' (+ a migration)",
+    )
+    parser.add_argument(
+        "--procedure",
+        choices=PROCEDURES,
+        default="surge",
+        help="surge: new process ready before the old one stops (default); restart: stop, "
+        "then start in its place",
     )
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--keep-logs", type=Path, help="write the cluster's logs here (kept)")
@@ -542,6 +568,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             submitters=args.submitters,
             pollers=args.pollers,
             streamers=args.streamers,
+            procedure=args.procedure,
         )
     o = run.outcome
     print(report(o))
