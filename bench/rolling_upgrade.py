@@ -415,7 +415,8 @@ def report(outcome: Outcome) -> str:
         f"final {dict(o.final)}; terminal events per job {dict(o.terminal_events)}; "
         f"successes logged per job {dict(o.successes)}",
         f"streams: {o.streams} followed, {len(o.streams_broken)} incomplete, "
-        f"{o.stream_connections - o.streams} resumptions",
+        f"{o.stream_connections - o.streams} reconnections (a resume after a drain, or a"
+        " retried connect)",
         f"polls: {o.polls} answered, {len(o.poll_errors)} failed after retries",
         "raw errors before retries (method, route, status, upstream statuses): "
         + (", ".join(f"{k} x{n}" for k, n in sorted(o.raw_errors.items())) or "none"),
@@ -585,7 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "raw_errors": [[*k, n] for k, n in o.raw_errors.items()],
             "streams": o.streams,
             "streams_incomplete": len(o.streams_broken),
-            "resumptions": o.stream_connections - o.streams,
+            "reconnections": o.stream_connections - o.streams,
             "latency": o.latency,
             "steps": [vars(s) for s in run.steps],
         }
