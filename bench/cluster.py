@@ -279,6 +279,8 @@ class Child:
         self.env = dict(env)
         self.log_path = log_path
         self.popen: subprocess.Popen[bytes] | None = None
+        # A worker started with ``--health-port``: its ``/readyz`` (None for other children).
+        self.readyz_url: str | None = None
 
     def start(self) -> None:
         assert not self.alive, f"{self.name} is running"
@@ -340,6 +342,63 @@ class Child:
                 self.popen.kill()
                 self.popen.wait(10)
         return self.popen.returncode
+
+
+# --------------------------------------------------------------------------- builds
+
+# Runs ``ragserve`` from the source folder given as the first argument, ahead of whatever is
+# installed: an editable install's import hook or .pth entry cannot shadow it, since the folder
+# is put first on sys.path before ``ragserve`` is imported.
+_RUN_FROM_SOURCE = (
+    "import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "runpy.run_module('ragserve', run_name='__main__', alter_sys=True)"
+)
+
+
+@dataclass(frozen=True)
+class Build:
+    """Which code a replica runs: the installed ``ragserve`` (``src`` None) or the package in
+    another source folder (``src/ragserve`` under it), e.g. the next release of a rollout."""
+
+    src: Path | None = None
+    name: str = "installed"
+
+    def command(self, *args: str) -> list[str]:
+        """The command line of ``ragserve *args`` from this build."""
+        if self.src is None:
+            return [sys.executable, "-m", "ragserve", *args]
+        return [sys.executable, "-c", _RUN_FROM_SOURCE, str(self.src), *args]
+
+    def package_file(self, env: Mapping[str, str] | None = None) -> Path:
+        """``ragserve.__file__`` as the processes of this build import it (a check that the
+        build's code, not the installed one, is what runs)."""
+        probe = "import ragserve; print(ragserve.__file__)"
+        if self.src is None:
+            args = [sys.executable, "-c", probe]
+        else:
+            args = [sys.executable, "-c", f"import sys; sys.path.insert(0, sys.argv[1]); {probe}"]
+            args.append(str(self.src))
+        result = subprocess.run(
+            args, env=env, capture_output=True, text=True, timeout=60, check=True
+        )
+        return Path(result.stdout.strip())
+
+
+def copy_build(dest: Path, name: str, extra_files: Mapping[str, str]) -> Build:
+    """A copy of this tree's ``src/ragserve`` under ``dest/src`` with ``extra_files`` (paths
+    relative to the package, e.g. ``db/migrations/0099_x.sql``) added or replaced: the
+    "next release" of a rollout, without building or installing anything."""
+    src = dest / "src"
+    shutil.copytree(
+        ROOT / "src" / "ragserve",
+        src / "ragserve",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    for relative, text in extra_files.items():
+        path = src / "ragserve" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return Build(src, name)
 
 
 # --------------------------------------------------------------------------- nginx
@@ -486,6 +545,8 @@ class ClusterConfig:
     env: dict[str, str] = field(default_factory=dict)  # extra RAGSERVE_* for every process
     workdir: Path | None = None  # logs and configs; a new temporary folder when None
     ready_timeout_s: float = 120
+    # Workers with ``--health-port`` (a free one each); then "ready" means ``/readyz`` 200.
+    worker_health: bool = False
 
 
 class Cluster:
@@ -507,6 +568,7 @@ class Cluster:
         self.port = self.config.port or free_port()
         self.nginx = Nginx(self.workdir / "nginx", self.port)
         self._spawned = 0
+        self.history: list[Child] = []  # every API and worker process ever started, in order
         self.timings: dict[str, float] = {}
 
     @property
@@ -592,14 +654,32 @@ class Cluster:
         """A child named (and logged) ``NNN-kind``: unique, in start order."""
         self._spawned += 1
         name = f"{self._spawned:03d}-{kind}"
-        return Child(name, args, env, self.workdir / f"{name}.log")
+        child = Child(name, args, env, self.workdir / f"{name}.log")
+        if kind.startswith(("api", "worker")):
+            self.history.append(child)
+        return child
 
-    def _api_child(self, port: int, env: Mapping[str, str] | None = None) -> Child:
-        args = [sys.executable, "-m", "ragserve", "api", "--port", str(port)]
+    @property
+    def all_workers_ever(self) -> list[Child]:
+        """Every worker process started so far, replaced ones included (their logs stay)."""
+        return [c for c in self.history if c.name.split("-", 1)[1].startswith("worker")]
+
+    def _api_child(
+        self, port: int, env: Mapping[str, str] | None = None, build: Build | None = None
+    ) -> Child:
+        args = (build or Build()).command("api", "--port", str(port))
         return self._child(f"api-{port}", args, self.env(env))
 
-    def _worker_child(self, env: Mapping[str, str] | None = None) -> Child:
-        return self._child("worker", [sys.executable, "-m", "ragserve", "worker"], self.env(env))
+    def _worker_child(
+        self, env: Mapping[str, str] | None = None, build: Build | None = None
+    ) -> Child:
+        if not self.config.worker_health:
+            return self._child("worker", (build or Build()).command("worker"), self.env(env))
+        port = free_port()
+        args = (build or Build()).command("worker", "--health-port", str(port))
+        child = self._child(f"worker-{port}", args, self.env(env))
+        child.readyz_url = f"http://127.0.0.1:{port}/readyz"
+        return child
 
     def _start_mock_llm(self) -> None:
         port = free_port()
@@ -649,12 +729,15 @@ class Cluster:
         wait_until(ready, self.config.ready_timeout_s, f"{child.name} ready")
 
     def _wait_worker(self, child: Child) -> None:
-        """Until the worker logged ``worker.started`` (it takes jobs from then on)."""
+        """Until the worker logged ``worker.started`` (it takes jobs from then on) and, with a
+        health port, its ``/readyz`` answers 200 (the gate an orchestrator uses)."""
 
         def ready() -> bool:
             if not child.alive:
                 raise RuntimeError(f"{child.name} exited:\n{child.log()[-3000:]}")
-            return bool(child.log_events("worker.started"))
+            if not child.log_events("worker.started"):
+                return False
+            return child.readyz_url is None or http_ok(child.readyz_url)
 
         wait_until(ready, self.config.ready_timeout_s, f"{child.name} started")
 
@@ -675,14 +758,18 @@ class Cluster:
     def stop_worker(self, index: int) -> int | None:
         return self.workers[index].stop()
 
-    def start_api(self, index: int, env: Mapping[str, str] | None = None) -> None:
+    def start_api(
+        self, index: int, env: Mapping[str, str] | None = None, build: Build | None = None
+    ) -> None:
         """(Re)start the API of slot ``index`` on its port; returns when it is ready."""
-        self.apis[index] = self._api_child(self.api_ports[index], env)
+        self.apis[index] = self._api_child(self.api_ports[index], env, build)
         self.apis[index].start()
         self._wait_api(index)
 
-    def start_worker(self, index: int, env: Mapping[str, str] | None = None) -> None:
-        self.workers[index] = self._worker_child(env)
+    def start_worker(
+        self, index: int, env: Mapping[str, str] | None = None, build: Build | None = None
+    ) -> None:
+        self.workers[index] = self._worker_child(env, build)
         self.workers[index].start()
         self._wait_worker(self.workers[index])
 
@@ -693,23 +780,30 @@ class Cluster:
         self._wait_worker(child)
         return len(self.workers) - 1
 
-    def restart_api(self, index: int, env: Mapping[str, str] | None = None) -> None:
-        """SIGTERM, wait for the exit, start again on the same port (nginx's passive health
-        check steers requests to the other replicas meanwhile)."""
+    def restart_api(
+        self, index: int, env: Mapping[str, str] | None = None, build: Build | None = None
+    ) -> None:
+        """SIGTERM, wait for the exit, start again (``build``) on the same port (nginx's
+        passive health check steers requests to the other replicas meanwhile)."""
         self.stop_api(index)
-        self.start_api(index, env)
+        self.start_api(index, env, build)
 
-    def restart_worker(self, index: int, env: Mapping[str, str] | None = None) -> None:
+    def restart_worker(
+        self, index: int, env: Mapping[str, str] | None = None, build: Build | None = None
+    ) -> None:
         self.stop_worker(index)
-        self.start_worker(index, env)
+        self.start_worker(index, env, build)
 
-    def replace_api(self, index: int, env: Mapping[str, str] | None = None) -> None:
+    def replace_api(
+        self, index: int, env: Mapping[str, str] | None = None, build: Build | None = None
+    ) -> None:
         """Surge, then drain (a Kubernetes rolling update with maxSurge 1, maxUnavailable 0):
-        a new replica on a new port; once ready, nginx routes to it instead of the old one
-        (reload); then SIGTERM to the old one, which finishes what it has in flight."""
+        a new replica (of ``build``, the installed code by default) on a new port; once ready,
+        nginx routes to it instead of the old one (reload); then SIGTERM to the old one, which
+        finishes what it has in flight. Returns once the old one has exited."""
         old = self.apis[index]
         port = free_port()
-        self.apis[index] = self._api_child(port, env)
+        self.apis[index] = self._api_child(port, env, build)
         old_port, self.api_ports[index] = self.api_ports[index], port
         self.apis[index].start()
         try:
@@ -721,10 +815,13 @@ class Cluster:
         self.nginx.reload(self._servers())
         old.stop()
 
-    def replace_worker(self, index: int, env: Mapping[str, str] | None = None) -> None:
-        """A new worker first; once it takes jobs, SIGTERM to the old one (it drains)."""
+    def replace_worker(
+        self, index: int, env: Mapping[str, str] | None = None, build: Build | None = None
+    ) -> None:
+        """A new worker (of ``build``) first; once it is ready, SIGTERM to the old one (it
+        drains: running jobs finish, the rest go back to the queue); returns once it exited."""
         old = self.workers[index]
-        self.workers[index] = self._worker_child(env)
+        self.workers[index] = self._worker_child(env, build)
         self.workers[index].start()
         self._wait_worker(self.workers[index])
         old.stop()
