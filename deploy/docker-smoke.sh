@@ -14,6 +14,7 @@
 #   MIRROR=http://deb.debian.org/debian
 #   PYTHON=python3        builds the wheelhouse (same CPython minor version as the base image)
 #   REBUILD_BASE=1        rebuild ragserve-base:debian / ragserve-nginx:debian even if present
+#   REUSE_IMAGE=1         keep an existing ragserve:0.1.0 (no wheelhouse, no build)
 #   KEEP=1                leave the containers running at the end (default: compose down -v)
 #   OUT=/tmp/ragserve-docker-smoke   logs and timings
 set -euo pipefail
@@ -32,7 +33,7 @@ mkdir -p "$OUT"
 
 say() { printf '[docker-smoke %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 fail() { say "FAILED: $*"; exit 1; }
-timing() { printf '%s %s\n' "$1" "$2" >> "$OUT/timings.txt"; say "$1: $2 s"; }
+timing() { printf '%s %s\n' "$1" "$2" >> "$OUT/timings.txt"; say "$1: $2"; }
 : > "$OUT/timings.txt"
 started=$(date +%s)
 
@@ -69,6 +70,9 @@ fi
 timing base_images_s $(($(date +%s) - t))
 
 # -- 2. wheelhouse, for the base image's CPython ------------------------------------------
+if [ -n "${REUSE_IMAGE:-}" ] && docker image inspect "$IMAGE" > /dev/null 2>&1; then
+    say "REUSE_IMAGE: skipping the wheelhouse and the build of $IMAGE"
+else
 image_py=$(docker run --rm --network none "$BASE" python3 -c \
     'import sys; print("%d.%d" % sys.version_info[:2])')
 host_py=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
@@ -85,6 +89,7 @@ t=$(date +%s)
 DOCKER_BUILDKIT=0 docker build --network none -f deploy/Dockerfile --build-arg BASE="$BASE" \
     -t "$IMAGE" . > "$OUT/build.log" 2>&1 || fail "docker build (see $OUT/build.log)"
 timing image_build_s $(($(date +%s) - t))
+fi
 timing image_size_mb $(($(docker image inspect -f '{{.Size}}' "$IMAGE") / 1000000))
 timing base_image_size_mb $(($(docker image inspect -f '{{.Size}}' "$BASE") / 1000000))
 
@@ -157,8 +162,8 @@ if command == "ready":
     raise SystemExit("readyz never answered 200")
 elif command == "ingest":
     text = (
-        "Skerry Island has one lighthouse. Its keeper is Ingrid Solberg, who has kept the "
-        "light since 1998. The island's ferry leaves from Vardholm twice a day."
+        "Ingrid Solberg keeps the lighthouse on Skerry Island. The ferry to the island "
+        "leaves from Vardholm twice a day. Fishing boats dock in the north harbour."
     )
     body = {"documents": [{"text": text, "source": "skerry.txt", "metadata": {}}]}
     status, job = call("POST", "/v1/collections/smoke/documents", body, str(uuid.uuid4()))
