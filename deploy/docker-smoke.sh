@@ -203,14 +203,17 @@ client jobs 10 || fail "10 jobs"
 # period) while 10 more jobs are in flight; the survivors finish them and take new ones.
 api_victim=$(containers api | head -1)
 worker_victim=$(containers worker | head -1)
-say "docker stop $api_victim $worker_victim (10 jobs in flight)"
+say "docker stop $api_victim $worker_victim, right after submitting 10 jobs"
 stop_t=$(date +%s)
-client jobs 10 docker stop -t 60 "$api_victim" "$worker_victim" \
+client jobs 10 sh -c 'date +%s%N > "$0"; exec docker stop -t 60 "$@"' "$OUT/stop_ns" \
+    "$api_victim" "$worker_victim" \
     || fail "jobs across the stop"
 timing stop_both_s $(($(date +%s) - stop_t))
+stop_ns=$(cat "$OUT/stop_ns")
 for victim in "$api_victim" "$worker_victim"; do
     code=$(docker inspect -f '{{.State.ExitCode}}' "$victim")
-    say "$victim exited with $code"
+    finished_ns=$(date -d "$(docker inspect -f '{{.State.FinishedAt}}' "$victim")" +%s%N)
+    say "$victim exited with $code, $(((finished_ns - stop_ns) / 1000000)) ms after docker stop"
     [ "$code" = 0 ] || fail "$victim exited $code after SIGTERM (137 = killed, no clean drain)"
 done
 [ "$(containers api | wc -l)" = 1 ] && [ "$(containers worker | wc -l)" = 1 ] \
