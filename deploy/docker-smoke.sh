@@ -200,7 +200,8 @@ client ingest || fail "ingest"
 client jobs 10 || fail "10 jobs"
 
 # SIGTERM one API replica and one worker (docker stop: SIGTERM, SIGKILL after the grace
-# period) while 10 more jobs are in flight; the survivors finish them and take new ones.
+# period) right after submitting 10 more jobs (the extractive answerer needs ~0.1 s a job, so
+# most are done by then); the other replica and worker finish them and take new ones.
 api_victim=$(containers api | head -1)
 worker_victim=$(containers worker | head -1)
 say "docker stop $api_victim $worker_victim, right after submitting 10 jobs"
