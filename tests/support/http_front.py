@@ -113,10 +113,17 @@ class HttpFront:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
+        # The server belongs to the loop's thread: close it there (closing it from the test's
+        # thread raced with the loop and failed now and then in asyncio's own bookkeeping).
         if self._server is not None:
-            self._server.close()
+            server = self._server
+            asyncio.run_coroutine_threadsafe(self._close(server), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+    @staticmethod
+    async def _close(server: asyncio.Server) -> None:
+        server.close()
 
     @contextmanager
     def running(self) -> Iterator[HttpFront]:
