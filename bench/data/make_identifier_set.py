@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).parent
 SEED = 20261129
-PER_KIND = 80  # paragraphs per kind; 5 kinds
+PER_KIND = 80  # at most 100: the families below have two digits  # paragraphs per kind; 5 kinds
 QUESTIONS_PER_KIND = 40
 
 COMPONENTS = [
@@ -119,28 +120,24 @@ def make(rng: random.Random) -> tuple[list[dict[str, str]], list[dict[str, str]]
     questions: list[dict[str, str]] = []
     used: set[str] = set()
 
-    def unique(make_id: object) -> str:
+    def unique(make_id: Callable[[], str]) -> str:
         while True:
-            value = make_id()  # type: ignore[operator]
+            value = make_id()
             if value not in used:
                 used.add(value)
-                return str(value)
+                return value
 
-    kinds = {
-        "error": lambda: unique(lambda: f"E-{rng.randint(1000, 9999)}"),
-        "part": lambda: unique(
-            lambda: (
-                f"{rng.choice('PQRSTX')}{rng.choice('ABKMX')}-{rng.randint(10000, 99999)}"
-                f"-{rng.choice('ABCDEFGHK')}"
-            )
-        ),
-        "policy": lambda: unique(
-            lambda: (
-                f"{rng.choice(['HR', 'FIN', 'OPS'])}-{rng.randint(2015, 2025)}"
-                f"-{rng.randint(100, 999)}"
-            )
-        ),
-        "invoice": lambda: unique(lambda: f"INV-{rng.randint(100000, 999999)}"),
+    # Identifiers come in families, as in real catalogues (E-4401, E-4402 ... E-4480): close
+    # neighbours differ in a digit or two, which is what embeddings blur.
+    def family(fmt: str) -> Callable[[], str]:
+        numbers = iter(rng.sample(range(PER_KIND), PER_KIND))
+        return lambda: unique(lambda: fmt.format(next(numbers)))
+
+    kinds: dict[str, Callable[[], str]] = {
+        "error": family("E-44{:02d}"),
+        "part": family("PX-204{:02d}-K"),
+        "policy": family("HR-2023-1{:02d}"),
+        "invoice": family("INV-2026-000{:02d}"),
         "person": lambda: unique(lambda: f"{rng.choice(FIRST)} {rng.choice(LAST)}"),
     }
     for kind, new_id in kinds.items():

@@ -23,15 +23,22 @@ log = logging.getLogger(__name__)
 
 RetrievalMode = Literal["vector", "hybrid"]
 
+Fusion = Literal["rrf", "convex"]
+
+FUSION: Fusion = "convex"
+"""How the two rankings become one (measured, docs/RETRIEVAL.md): ``rrf`` (reciprocal rank
+fusion: sum of 1 / (RRF_K + rank)) or ``convex`` (VECTOR_WEIGHT x the cosine, scaled to 0..1
+over the candidates, + the rest x the lexical score over the best lexical score)."""
+
 RRF_K = 60
-"""Reciprocal rank fusion: a chunk scores sum(1 / (RRF_K + rank)) over the two rankings."""
+VECTOR_WEIGHT = 0.5
 
 FUSION_DEPTH = 40
 """Candidates each half of a hybrid search contributes to the fusion (at least top_k)."""
 
 LEXICAL_DF_CAP = 1000
 """A query word found in more chunks than this carries no weight (nor cost): it is as good as
-a stop word, in any language. Rarer words weigh ln(1 + cap / document frequency)."""
+a stop word, in any language. Rarer words weigh by BM25's IDF."""
 
 BACKFILL_BATCH = 500
 
@@ -54,9 +61,18 @@ class StoredDocument:
 class KnowledgeStore:
     """Reads and writes the knowledge base tables. Holds no state but the database."""
 
-    def __init__(self, db: Database, *, segmentation: Segmentation = SEGMENTATION) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        segmentation: Segmentation = SEGMENTATION,
+        fusion: Fusion = FUSION,
+        vector_weight: float = VECTOR_WEIGHT,
+    ) -> None:
         self.db = db
         self.segmentation = segmentation
+        self.fusion: Fusion = fusion
+        self.vector_weight = vector_weight
 
     def lexical_text(self, text: str) -> str:
         return lexical_text(text, self.segmentation)
@@ -273,7 +289,7 @@ class KnowledgeStore:
 
         Without ``query_text``: the chunks nearest to ``query_vector`` by cosine distance. With
         it (hybrid): the vector ranking and a lexical ranking of the same chunks (full-text
-        index, words weighted by rarity) fused by reciprocal rank, in one statement. Either
+        index, words weighted by rarity) fused (``fusion``), in one statement. Either
         way ``score`` is the chunk's cosine similarity to the query; the order is the ranking's.
 
         ``document_scope`` holds document ids or sources; ``filters`` are equality tests on
@@ -306,8 +322,9 @@ class KnowledgeStore:
                 "words": await asyncio.to_thread(self.lexical_text, query_text),
                 "df_cap": LEXICAL_DF_CAP,
                 "rrf_k": RRF_K,
+                "vector_weight": self.vector_weight,
             }
-            sql = _hybrid_sql(dim, " AND ".join(where))
+            sql = _hybrid_sql(dim, " AND ".join(where), self.fusion)
         # Never a prepared statement: a generic plan ignores which collection is searched and
         # can sort a whole large collection instead of using its index (10x slower, measured).
         ef = max(ef_search or HNSW_EF_SEARCH, candidates)  # no fewer candidates than answers
@@ -344,36 +361,57 @@ def _vector_sql(dim: int, where: str) -> str:
     )
 
 
-def _hybrid_sql(dim: int, where: str) -> str:
-    """Vector top-N and lexical top-N under the same ``where``, fused by reciprocal rank.
+def _hybrid_sql(dim: int, where: str, fusion: Fusion) -> str:
+    """Vector top-N and lexical top-N under the same ``where``, fused, in one statement.
 
     The lexical half looks each query word up in the GIN index on its own, reading at most
     ``df_cap + 1`` postings per word: a word with more is dropped (too common to tell chunks
-    apart), the others weigh ln(1 + df_cap / df), an IDF that needs no collection statistics.
-    A chunk's lexical score is the sum of the weights of the query words it contains.
+    apart, and costly to read), the others weigh BM25's IDF, ln(1 + (N - df + 0.5) / (df +
+    0.5)), N being the collection's chunk count (from ``documents``, a small table). A chunk's
+    lexical score is the sum of the weights of the query words it contains.
     """
-    return (
+    halves = (
         "WITH nearest AS MATERIALIZED ("
         f" SELECT id, embedding::vector({dim}) <=> %(query)s::vector({dim}) AS distance"
         f" FROM chunks WHERE {where}"
         f" ORDER BY embedding::vector({dim}) <=> %(query)s::vector({dim})"
         " LIMIT %(candidates)s),"
-        " vector_ranked AS (SELECT id, row_number() OVER (ORDER BY distance) AS rank"
-        " FROM nearest),"
         f" words AS (SELECT DISTINCT lexeme FROM unnest(to_tsvector('{TS_CONFIG}', %(words)s))),"
         " postings AS MATERIALIZED (SELECT w.lexeme, m.id FROM words w CROSS JOIN LATERAL"
         f" (SELECT id FROM chunks WHERE {where}"
         " AND tsv @@ quote_literal(w.lexeme)::tsquery LIMIT %(df_cap)s + 1) m),"
-        " weights AS (SELECT lexeme, ln(1 + %(df_cap)s::float8 / count(*)) AS idf"
-        " FROM postings GROUP BY lexeme HAVING count(*) <= %(df_cap)s),"
-        " lexical_ranked AS (SELECT p.id,"
+        " size AS (SELECT greatest(coalesce(sum(chunk_count), 0), 1)::float8 AS n"
+        " FROM documents WHERE collection = %(collection)s),"
+        " weights AS (SELECT lexeme,"
+        " ln(1 + (max(size.n) - count(*) + 0.5) / (count(*) + 0.5)) AS idf"
+        " FROM postings, size GROUP BY lexeme HAVING count(*) <= %(df_cap)s),"
+        " lexical AS (SELECT p.id, sum(w.idf) AS score,"
         " row_number() OVER (ORDER BY sum(w.idf) DESC, p.id) AS rank"
         " FROM postings p JOIN weights w USING (lexeme) GROUP BY p.id"
         " ORDER BY rank LIMIT %(candidates)s),"
-        " fused AS (SELECT id, sum(1.0 / (%(rrf_k)s + rank)) AS fused FROM"
-        " (SELECT id, rank FROM vector_ranked UNION ALL SELECT id, rank FROM lexical_ranked) r"
-        " GROUP BY id ORDER BY fused DESC, id LIMIT %(top_k)s)"
-        " SELECT c.id::text AS chunk_id, c.document_id::text, c.source, c.text, c.metadata,"
-        f" 1 - (c.embedding::vector({dim}) <=> %(query)s::vector({dim})) AS score"
-        " FROM fused f JOIN chunks c ON c.id = f.id ORDER BY f.fused DESC, f.id"
+    )
+    if fusion == "rrf":
+        return halves + (
+            " vector AS (SELECT id, row_number() OVER (ORDER BY distance) AS rank FROM nearest),"
+            " fused AS (SELECT id, sum(1.0 / (%(rrf_k)s + rank)) AS fused FROM"
+            " (SELECT id, rank FROM vector UNION ALL SELECT id, rank FROM lexical) r"
+            " GROUP BY id ORDER BY fused DESC, id LIMIT %(top_k)s)"
+            " SELECT c.id::text AS chunk_id, c.document_id::text, c.source, c.text, c.metadata,"
+            f" 1 - (c.embedding::vector({dim}) <=> %(query)s::vector({dim})) AS score"
+            " FROM fused f JOIN chunks c ON c.id = f.id ORDER BY f.fused DESC, f.id"
+        )
+    # Convex combination of the two scores, each scaled to 0..1 over the candidates; a
+    # lexical-only candidate gets its exact cosine, a vector-only one a lexical score of 0.
+    return halves + (
+        " candidates AS (SELECT id FROM nearest UNION SELECT id FROM lexical),"
+        " scored AS (SELECT c.id, c.document_id, c.source, c.text, c.metadata,"
+        f" 1 - (c.embedding::vector({dim}) <=> %(query)s::vector({dim})) AS score,"
+        " coalesce(l.score, 0) AS lexical FROM candidates k JOIN chunks c ON c.id = k.id"
+        " LEFT JOIN lexical l ON l.id = k.id),"
+        " fused AS (SELECT *, %(vector_weight)s * coalesce((score - min(score) OVER ())"
+        " / nullif(max(score) OVER () - min(score) OVER (), 0), 1)"
+        " + (1 - %(vector_weight)s) * coalesce(lexical / nullif(max(lexical) OVER (), 0), 0)"
+        " AS fused FROM scored)"
+        " SELECT id::text AS chunk_id, document_id::text, source, text, metadata, score"
+        " FROM fused ORDER BY fused DESC, id LIMIT %(top_k)s"
     )
