@@ -400,8 +400,10 @@ def _hybrid_sql(dim: int, where: str, fusion: Fusion) -> str:
             f" 1 - (c.embedding::vector({dim}) <=> %(query)s::vector({dim})) AS score"
             " FROM fused f JOIN chunks c ON c.id = f.id ORDER BY f.fused DESC, f.id"
         )
-    # Convex combination of the two scores, each scaled to 0..1 over the candidates; a
-    # lexical-only candidate gets its exact cosine, a vector-only one a lexical score of 0.
+    # Convex combination of the two scores, each in 0..1: the cosine scaled over the
+    # candidates, the lexical score as the share of the question's word weight the chunk
+    # holds (so matching only common words counts little, even when nothing better matches).
+    # A lexical-only candidate gets its exact cosine, a vector-only one a lexical score of 0.
     return halves + (
         " candidates AS (SELECT id FROM nearest UNION SELECT id FROM lexical),"
         " scored AS (SELECT c.id, c.document_id, c.source, c.text, c.metadata,"
@@ -410,7 +412,8 @@ def _hybrid_sql(dim: int, where: str, fusion: Fusion) -> str:
         " LEFT JOIN lexical l ON l.id = k.id),"
         " fused AS (SELECT *, %(vector_weight)s * coalesce((score - min(score) OVER ())"
         " / nullif(max(score) OVER () - min(score) OVER (), 0), 1)"
-        " + (1 - %(vector_weight)s) * coalesce(lexical / nullif(max(lexical) OVER (), 0), 0)"
+        " + (1 - %(vector_weight)s)"
+        " * coalesce(lexical / nullif((SELECT sum(idf) FROM weights), 0), 0)"
         " AS fused FROM scored)"
         " SELECT id::text AS chunk_id, document_id::text, source, text, metadata, score"
         " FROM fused ORDER BY fused DESC, id LIMIT %(top_k)s"
