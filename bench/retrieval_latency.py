@@ -215,9 +215,9 @@ class _RecordingConnection:
         self._conn = conn
         self._log = log
 
-    async def execute(self, query: str, params: Any = None) -> Any:
+    async def execute(self, query: str, params: Any = None, **options: Any) -> Any:
         self._log.append((query, params))
-        return await self._conn.execute(query, params)
+        return await self._conn.execute(query, params, **options)  # e.g. prepare=False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
