@@ -1,4 +1,4 @@
-"""Top-k vector search latency through ``KnowledgeStore.search`` at 10k and 100k chunks.
+"""Top-k vector (or hybrid) search latency through ``KnowledgeStore.search`` at 10k and 100k chunks.
 
 No model is involved: the chunks get synthetic 384-dimensional unit vectors (the local e5
 model's size) shaped like real embeddings rather than uniform noise, which would be both easier
@@ -22,6 +22,11 @@ exact numpy search over the same vectors, and the plan is printed once to show t
     python bench/retrieval_latency.py --sizes 300 --queries 20 --warmup 5 --recall-queries 10
 
 Chunk texts come from ``--squad`` (default: the sample vendored in ``tests/data/squad``).
+    python bench/retrieval_latency.py --retrieval hybrid --sizes 10000,100000
+
+With ``--retrieval hybrid`` the timed searches are hybrid ones: the chunk texts (SQuAD
+paragraphs, repeated) are indexed for full text and each query vector comes with a real SQuAD
+question as its text; recall@10 and the plan stay those of the vector half.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from _common import (
     vector_stats,
 )
 from ragserve.db.pool import Connection, Database
+from ragserve.kb.lexical import TS_CONFIG
 from ragserve.kb.store import Collection, KnowledgeStore
 
 DIM = 384
@@ -153,6 +159,11 @@ async def bulk_load(
                 ],
             )
         await copy_chunks(conn, name, doc_ids, chunk_ids, vectors, texts)
+        # The full-text column as replace_document fills it (English text: no segmentation).
+        await conn.execute(
+            f"UPDATE chunks SET tsv = to_tsvector('{TS_CONFIG}', text) WHERE collection = %s",
+            (name,),
+        )
     return [str(c) for c in chunk_ids]
 
 
@@ -253,14 +264,24 @@ async def explain_search(db: Database, collection: Collection, query: np.ndarray
 
 
 async def measure_latency(
-    store: KnowledgeStore, collection: Collection, queries: np.ndarray, warmup: int, ef: int
+    store: KnowledgeStore,
+    collection: Collection,
+    queries: np.ndarray,
+    warmup: int,
+    ef: int,
+    questions: Sequence[str] | None,
 ) -> list[float]:
-    for q in queries[:warmup]:
-        await store.search(collection, q, top_k=10, ef_search=ef)
+    """Seconds per search; with ``questions`` (one per query vector), hybrid searches."""
+
+    def text(i: int) -> str | None:
+        return questions[i % len(questions)] if questions else None
+
+    for i, q in enumerate(queries[:warmup]):
+        await store.search(collection, q, top_k=10, ef_search=ef, query_text=text(i))
     seconds: list[float] = []
-    for q in queries[warmup:]:
+    for i, q in enumerate(queries[warmup:], warmup):
         start = time.perf_counter()
-        await store.search(collection, q, top_k=10, ef_search=ef)
+        await store.search(collection, q, top_k=10, ef_search=ef, query_text=text(i))
         seconds.append(time.perf_counter() - start)
     return seconds
 
@@ -287,11 +308,15 @@ async def measure(
     recall: tuple[np.ndarray, np.ndarray, list[str]],
     ef: int,
     warmup: int,
+    questions: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Latency summary, recall@10 against exact search and the plan, at one ``ef_search``."""
+    """Latency summary, recall@10 against exact search and the plan, at one ``ef_search``.
+
+    With ``questions`` the latency is of hybrid searches; recall and plan are of the vector
+    search either way (the exact answer is only known for it)."""
     store = KnowledgeStore(db)
     recall_queries, truth, chunk_ids = recall
-    seconds = await measure_latency(store, collection, queries, warmup, ef)
+    seconds = await measure_latency(store, collection, queries, warmup, ef, questions)
     generic = await generic_plans(db)
     found = await measure_recall(store, collection, recall_queries, truth, chunk_ids, ef)
     plan = await explain_search(db, collection, queries[0], ef)
@@ -352,7 +377,13 @@ async def run_size(
     for ef in args.ef_search:
         print(f"  {n} chunks, ef_search={ef}: load {load_now()}", file=sys.stderr)
         out["by_ef_search"][ef] = await measure(
-            db, collection, queries, (recall_queries, truth, chunk_ids), ef, args.warmup
+            db,
+            collection,
+            queries,
+            (recall_queries, truth, chunk_ids),
+            ef,
+            args.warmup,
+            args.questions,
         )
     if args.small_collection:
         big = (collection, queries, (recall_queries, truth, chunk_ids))
@@ -406,8 +437,12 @@ async def run_small(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    texts = [paragraph.text for paragraph in load_squad(args.squad).paragraphs]
-    results: dict[str, Any] = {"machine": machine_info(), "sizes": []}
+    squad = load_squad(args.squad)
+    texts = [paragraph.text for paragraph in squad.paragraphs]
+    args.questions = None
+    if args.retrieval == "hybrid":  # real questions for the lexical half
+        args.questions = [question.question for question in squad.questions]
+    results: dict[str, Any] = {"machine": machine_info(), "retrieval": args.retrieval, "sizes": []}
     async with bench_database(args) as db:
         results["postgres"] = await server_settings(db, PG_SETTINGS)
         for n in args.sizes:
@@ -510,6 +545,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0,
         metavar="M",
         help="also search a collection of M chunks sharing the index",
+    )
+    parser.add_argument(
+        "--retrieval",
+        choices=["vector", "hybrid"],
+        default="vector",
+        help="hybrid: time vector + full-text searches (SQuAD questions as the query text)",
     )
     parser.add_argument("--collection", default="bench-latency")
     parser.add_argument("--seed", type=int, default=0)

@@ -1,93 +1,82 @@
-"""Retrieval quality of the real pipeline on SQuAD v1.1 dev: recall@1/5/10 and MRR.
+"""Retrieval quality per evaluation set and retrieval mode: recall@1/5/10 and MRR@10.
 
-Every one of the 2,067 paragraphs is ingested as one document (source = its id) through the real
-``Ingestor`` (chunker 800/100, local e5 embedder, PostgreSQL + pgvector), then every question goes
-through the real ``Retriever`` (embed the query, HNSW search) with ``top_k=10``. Hits are
-deduplicated by source, keeping the best rank, so a question is found at rank r when its
-paragraph is the r-th distinct source (``chunk rank`` columns: the rank among the raw chunks).
-As a control, the same stored vectors are also ranked exactly (numpy, no index): the difference
-is what the HNSW index costs, the difference to ``bench/embedder_recall.py`` (whole paragraphs,
-no database) is what chunking costs.
+Sets (each ingested into a collection of its own through the real ``Ingestor``: chunker
+800/100, local e5 embedder, PostgreSQL + pgvector + full-text index):
 
-The ingest takes minutes on 2 cores (the model embeds a few passages per second): run it in the
-background. ``--data-dir`` keeps the database, and a second run with the same folder finds every
-document ``unchanged`` and only runs the questions::
+* ``squad``: SQuAD v1.1 dev paragraphs and questions; default the vendored sample
+  (tests/data/squad, 288 paragraphs, 575 questions), ``--squad path/to/dev-v1.1.json``
+  for the whole dev set (2,067 paragraphs; the ingest takes long: run it in the background);
+* ``identifiers``: bench/data/identifiers.jsonl (codes, part/policy/invoice numbers, names that
+  appear once; ``bench/data/make_identifier_set.py``);
+* ``zh``: bench/data/zh_eval.jsonl (Chinese passages and questions, some in English);
+* ``offtopic``: bench/data/offtopic.jsonl, questions about none of them, asked of the SQuAD
+  collection: no recall, but the best chunk's cosine (what a "not found" threshold sees).
 
-    python bench/retrieval_quality.py --squad /path/to/dev-v1.1.json --json /tmp/rq.json
-    python bench/retrieval_quality.py --squad /path/to/dev-v1.1.json --data-dir /tmp/rq
-    python bench/retrieval_quality.py --queries 500          # a fixed sample of 500 questions
-    python bench/retrieval_quality.py --docs 5 --queries 10  # smoke: 5 paragraphs, 10 questions
+Modes: ``vector`` (HNSW only), ``hybrid`` (vector + full text, reciprocal rank fusion),
+``hybrid+rerank`` (the hybrid top 4 x top_k reordered by ``bench/mock_rerank.py``, a lexical-
+overlap mock: it shows the plumbing and an upper-bound-ish effect of a lexical reranker, not
+what a cross-encoder would do). For the Chinese set the lexical index is also rebuilt with
+character bigrams (``hybrid bigrams``) to compare with jieba words. Hits are deduplicated by
+source (a question is found at rank r when its paragraph is the r-th distinct source)::
 
-``--squad`` defaults to the small sample vendored in ``tests/data/squad``.
+    python bench/retrieval_quality.py --json /tmp/rq.json
+    python bench/retrieval_quality.py --sets squad --squad path/to/dev-v1.1.json
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
+import asyncio
 import random
+import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import numpy as np
+import httpx
 
 from _common import (
-    Paragraph,
-    Question,
     TimedEmbedder,
     TimedStore,
+    add_database_args,
     add_squad_arg,
     bench_database,
-    bench_parser,
-    embedder_info,
     format_table,
-    latency_summary,
     load_now,
     load_squad,
     local_embedder,
     machine_info,
-    machine_line,
-    run_kb_benchmark,
-    vector_stats,
+    read_jsonl,
+    write_json,
 )
+from mock_rerank import create_app
 from ragserve.db.pool import Database
 from ragserve.kb.chunking import Chunker
-from ragserve.kb.embeddings import warm_up
-from ragserve.kb.ingest import DocumentResult, IngestItem, Ingestor
+from ragserve.kb.embeddings import Embedder, warm_up
+from ragserve.kb.ingest import IngestItem, Ingestor
+from ragserve.kb.lexical import Segmentation
+from ragserve.kb.store import FUSION, RRF_K, VECTOR_WEIGHT, KnowledgeStore
+from ragserve.rag.rerank import HttpReranker
 from ragserve.rag.retrieval import Retriever
 from ragserve.settings import Settings
 
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+SQUAD_SAMPLE = ROOT / "tests" / "data" / "squad"
 KS = (1, 5, 10)
+SETS = ("squad", "identifiers", "zh", "offtopic")
 
 
-@dataclass
-class RecordingEmbedder(TimedEmbedder):
-    """Also keeps every query vector, for the exact-search control."""
-
-    query_vectors: list[list[float]] = field(default_factory=list)
-
-    async def embed_query(self, text: str) -> list[float]:
-        vector = await super().embed_query(text)
-        self.query_vectors.append(vector)
-        return vector
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-def first_rank(sources: Sequence[str], gold: str, *, dedupe: bool) -> int | None:
-    """1-based rank of ``gold`` in ``sources`` (by distinct source when ``dedupe``), or None."""
+def first_rank(sources: Sequence[str], gold: str) -> int | None:
+    """1-based rank of ``gold`` among the distinct ``sources``, or None."""
     seen: list[str] = []
-    for index, source in enumerate(sources):
-        if dedupe:
-            if source in seen:
-                continue
+    for source in sources:
+        if source not in seen:
             seen.append(source)
         if source == gold:
-            return len(seen) if dedupe else index + 1
+            return len(seen)
     return None
 
 
@@ -98,208 +87,209 @@ def rank_metrics(ranks: Sequence[int | None]) -> dict[str, float]:
     return out
 
 
-# --------------------------------------------------------------------------- phases
+def load_set(
+    name: str, args: argparse.Namespace
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(passages with id/text, questions with question/doc_id) of one set."""
+    if name == "squad":
+        squad = load_squad(args.squad)
+        corpus = [{"id": p.id, "title": p.title, "text": p.text} for p in squad.paragraphs]
+        queries = [
+            {"id": q.id, "question": q.question, "doc_id": q.doc_id} for q in squad.questions
+        ]
+        if args.queries and args.queries < len(queries):
+            queries = random.Random(args.seed).sample(queries, args.queries)
+        return corpus, queries
+    rows = read_jsonl(
+        HERE / "data" / ("identifiers.jsonl" if name == "identifiers" else "zh_eval.jsonl")
+    )
+    return [r for r in rows if r["kind"] == "passage"], [r for r in rows if r["kind"] == "query"]
 
 
-async def ingest_corpus(
-    ingestor: Ingestor, collection: str, corpus: Sequence[Paragraph]
-) -> dict[str, Any]:
-    items = [IngestItem(source=p.id, text=p.text, metadata={"title": p.title}) for p in corpus]
-    statuses: collections.Counter[str] = collections.Counter()
-    chunks = 0
+async def ingest(ingestor: Ingestor, collection: str, corpus: list[dict[str, Any]]) -> float:
     start = time.perf_counter()
-
-    def progress(result: DocumentResult) -> None:
-        nonlocal chunks
-        statuses[result.status] += 1
-        chunks += result.chunks
-        done = sum(statuses.values())
-        if done % 100 == 0 or done == len(items):
-            rate = chunks / (time.perf_counter() - start)
-            print(
-                f"  ingested {done}/{len(items)} docs, {chunks} chunks ({rate:.1f}/s)"
-                f" load {load_now()}",
-                file=sys.stderr,
-            )
-
-    await ingestor.ingest(collection, items, on_document=progress)
-    return {
-        "seconds": time.perf_counter() - start,
-        "documents": dict(statuses),
-        "chunks_written": chunks,
-    }
+    items = [IngestItem(source=row["id"], text=row["text"]) for row in corpus]
+    await ingestor.ingest(collection, items)
+    seconds = time.perf_counter() - start
+    print(
+        f"  {collection}: {len(items)} passages in {seconds:.0f}s, load {load_now()}",
+        file=sys.stderr,
+    )
+    return seconds
 
 
-async def run_questions(
-    retriever: Retriever, collection: str, queries: Sequence[Question], top_k: int
-) -> tuple[list[int | None], list[int | None], float]:
-    doc_ranks: list[int | None] = []
-    chunk_ranks: list[int | None] = []
-    start = time.perf_counter()
-    for index, question in enumerate(queries, 1):
-        hits = await retriever.retrieve(question.question, collection=collection, top_k=top_k)
-        sources = [hit.source for hit in hits]
-        doc_ranks.append(first_rank(sources, question.doc_id, dedupe=True))
-        chunk_ranks.append(first_rank(sources, question.doc_id, dedupe=False))
-        if index % 1000 == 0:
-            print(f"  {index}/{len(queries)} questions, load {load_now()}", file=sys.stderr)
-    return doc_ranks, chunk_ranks, time.perf_counter() - start
-
-
-async def exact_ranks(
-    db: Database, collection: str, query_vectors: list[list[float]], gold: list[str], top_k: int
-) -> tuple[list[int | None], dict[str, float]]:
-    """The same stored chunk vectors ranked by exact cosine (numpy): the no-index control.
-
-    Also describes the vectors (``vector_stats``): the synthetic data of
-    ``bench/retrieval_latency.py`` is calibrated on these figures."""
-    async with db.connection() as conn:
-        rows = await (
-            await conn.execute(
-                "SELECT source, embedding FROM chunks WHERE collection = %s", (collection,)
-            )
-        ).fetchall()
-    sources = np.asarray([r["source"] for r in rows])
-    matrix = np.stack([r["embedding"].to_numpy().astype(np.float32) for r in rows])
-    queries = np.asarray(query_vectors, dtype=np.float32)
+async def ranks_of(
+    retriever: Retriever, collection: str, queries: list[dict[str, Any]], top_k: int
+) -> tuple[list[int | None], list[float]]:
     ranks: list[int | None] = []
-    for start in range(0, len(queries), 1024):
-        scores = queries[start : start + 1024] @ matrix.T
-        top = np.argsort(-scores, axis=1)[:, :top_k]
-        for offset, row in enumerate(top):
-            ranks.append(first_rank(list(sources[row]), gold[start + offset], dedupe=True))
-    stats = vector_stats(matrix, queries, np.random.default_rng(0))
-    return ranks, {"chunks": float(len(rows)), **stats}
+    seconds: list[float] = []
+    for row in queries:
+        start = time.perf_counter()
+        hits = await retriever.retrieve(row["question"].strip(), collection=collection, top_k=top_k)
+        seconds.append(time.perf_counter() - start)
+        ranks.append(first_rank([h.source for h in hits], row["doc_id"]))
+    return ranks, seconds
 
 
-# --------------------------------------------------------------------------- main
+async def reindex_lexical(
+    db: Database, collection: str, segmentation: Segmentation
+) -> KnowledgeStore:
+    """Rebuild ``collection``'s full-text column with another segmentation; its store."""
+    store = KnowledgeStore(db, segmentation=segmentation)
+    async with db.connection() as conn:
+        await conn.execute("UPDATE chunks SET tsv = NULL WHERE collection = %s", (collection,))
+    await store.backfill_lexical()
+    return store
+
+
+async def evaluate_set(
+    name: str, args: argparse.Namespace, db: Database, embedder: Embedder, reranker: HttpReranker
+) -> dict[str, Any]:
+    corpus, queries = load_set(name, args)
+    store = TimedStore(db)
+    chunker = Chunker(Settings().chunk_size, Settings().chunk_overlap)
+    out: dict[str, Any] = {"passages": len(corpus), "questions": len(queries)}
+    out["ingest_s"] = await ingest(Ingestor(store, embedder, chunker), name, corpus)
+    runs: list[tuple[str, Retriever]] = [
+        ("vector", Retriever(store, embedder, mode="vector")),
+        (
+            f"hybrid ({FUSION} {VECTOR_WEIGHT if FUSION == 'convex' else RRF_K}, default)",
+            Retriever(store, embedder, mode="hybrid"),
+        ),
+        ("hybrid+rerank", Retriever(store, embedder, mode="hybrid", reranker=reranker)),
+    ]
+    for spec in args.fusions:  # other fusions, for the record
+        fusion, _, weight = spec.partition(":")
+        other = KnowledgeStore(db, fusion=fusion, vector_weight=float(weight or VECTOR_WEIGHT))  # type: ignore[arg-type]
+        runs.append((f"hybrid ({fusion} {weight or RRF_K})", Retriever(other, embedder)))
+    kinds = [row["doc_id"].rsplit("-", 1)[0] for row in queries]  # identifiers: error-007
+    for label, retriever in runs:
+        ranks, seconds = await ranks_of(retriever, name, queries, args.top_k)
+        out[label] = rank_metrics(ranks)
+        out[label]["retrieve_ms_mean"] = 1000 * statistics.fmean(seconds)
+        if name == "identifiers":
+            out.setdefault("recall@5 by kind", {})[label] = {
+                kind: rank_metrics([r for r, k in zip(ranks, kinds, strict=True) if k == kind])[
+                    "recall@5"
+                ]
+                for kind in sorted(set(kinds))
+            }
+    if name == "zh":
+        for segmentation in ("bigrams", "jieba"):  # jieba last: leaves the index as shipped
+            other = await reindex_lexical(db, name, segmentation)
+            ranks, _ = await ranks_of(
+                Retriever(other, embedder, mode="hybrid"), name, queries, args.top_k
+            )
+            out[f"hybrid {segmentation}"] = rank_metrics(ranks)
+    return out
+
+
+async def evaluate_offtopic(db: Database, embedder: Embedder, collection: str) -> dict[str, Any]:
+    """The best chunk's cosine for off-topic questions (and for on-topic ones, to compare)."""
+    store = KnowledgeStore(db)
+    out: dict[str, Any] = {}
+    off = [r["question"] for r in read_jsonl(HERE / "data" / "offtopic.jsonl")]
+    on = [q.question for q in load_squad(SQUAD_SAMPLE).questions][: len(off) * 4]
+    for label, questions in (("offtopic", off), ("squad sample", on)):
+        for mode in ("vector", "hybrid"):
+            retriever = Retriever(store, embedder, mode=mode)  # type: ignore[arg-type]
+            best = [
+                (await retriever.retrieve(q, collection=collection, top_k=1))[0].score
+                for q in questions
+            ]
+            out[f"{label} {mode}"] = {
+                "n": len(best),
+                "top1_cos_mean": statistics.fmean(best),
+                "top1_cos_max": max(best),
+                "top1_cos_min": min(best),
+            }
+    return out
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    squad = load_squad(args.squad)
-    if args.docs:  # a smaller corpus, for trying the script out: its first N paragraphs
-        squad = squad.first(args.docs)
-    corpus, queries = squad.paragraphs, squad.questions
-    if args.queries and args.queries < len(queries):
-        queries = random.Random(args.seed).sample(queries, args.queries)
     settings = Settings()
-    chunker = Chunker(settings.chunk_size, settings.chunk_overlap)
-    results: dict[str, Any] = {"machine": machine_info(), "chunker": repr(chunker)}
+    results: dict[str, Any] = {"machine": machine_info(), "sets": {}}
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app()), timeout=10)
+    reranker = HttpReranker("http://mock-rerank/v1", client=client)
     async with bench_database(args) as db:
-        embedder = RecordingEmbedder(local_embedder(settings))
-        results["embedder"] = embedder_info(embedder.inner)
-        start = time.perf_counter()
+        embedder = TimedEmbedder(local_embedder(settings))
         await warm_up(embedder.inner)
-        results["model_load_s"] = time.perf_counter() - start
-        store = TimedStore(db)
         try:
-            ingest = await ingest_corpus(
-                Ingestor(store, embedder, chunker), args.collection, corpus
-            )
-            ingest["embed_seconds"] = embedder.documents.seconds
-            ingest["chunks_embedded"] = embedder.documents.items
-            results["ingest"] = ingest
-            results["load_after_ingest"] = load_now()
-            retriever = Retriever(store, embedder)
-            doc_ranks, chunk_ranks, wall = await run_questions(
-                retriever, args.collection, queries, args.top_k
-            )
-            gold = [question.doc_id for question in queries]
-            exact, stats = await exact_ranks(
-                db, args.collection, embedder.query_vectors, gold, args.top_k
-            )
+            for name in args.sets:
+                if name == "offtopic":
+                    if "squad" not in args.sets:
+                        sys.exit("the offtopic set is asked of the squad collection: add squad")
+                    results["offtopic"] = await evaluate_offtopic(db, embedder, "squad")
+                    continue
+                print(f"set {name} ...", file=sys.stderr)
+                results["sets"][name] = await evaluate_set(name, args, db, embedder, reranker)
         finally:
             await embedder.aclose()
-    results["questions"] = {
-        "n": len(queries),
-        "seconds": wall,
-        "embed_query_seconds": embedder.queries.seconds,
-        "search_seconds": sum(store.search_seconds),
-        "search_latency": latency_summary(store.search_seconds),
-        "retriever_hnsw": rank_metrics(doc_ranks),
-        "retriever_hnsw_chunk_rank": rank_metrics(chunk_ranks),
-        "exact_same_vectors": rank_metrics(exact),
-    }
-    results["chunks"] = int(stats.pop("chunks"))
-    results["vectors"] = stats
+            await reranker.aclose()
+    results["rerank_failures"] = reranker.failures
     results["load_at_end"] = load_now()
     return results
 
 
-def ingest_rows(ing: dict[str, Any]) -> list[list[Any]]:
-    wall_s, embed_s, n = ing["seconds"], ing["embed_seconds"], ing["chunks_embedded"]
-    label = f"ingest, wall (documents {ing['documents']})"
-    if n == 0:  # everything was already there (--data-dir of an earlier run)
-        return [[label, wall_s, "nothing embedded", ""]]
-    return [
-        [label, wall_s, f"{1000 * wall_s / n:.0f} ms/chunk", f"{n / wall_s:.2f} chunks/s"],
-        [
-            "  of which embed_documents",
-            embed_s,
-            f"{1000 * embed_s / n:.0f} ms/chunk",
-            f"{n / embed_s:.2f} chunks/s",
-        ],
-    ]
-
-
 def report(results: dict[str, Any]) -> str:
-    q = results["questions"]
-    rows = [
-        [name, q["n"], *(q[key][f"recall@{k}"] for k in KS), q[key]["mrr@10"]]
-        for name, key in (
-            ("Retriever (HNSW), distinct sources", "retriever_hnsw"),
-            ("Retriever (HNSW), chunk rank", "retriever_hnsw_chunk_rank"),
-            ("exact cosine on the same vectors", "exact_same_vectors"),
-        )
-    ]
-    quality = format_table(["ranking", "questions", "R@1", "R@5", "R@10", "MRR@10"], rows)
-    lat = q["search_latency"]
-    timing = format_table(
-        ["phase", "seconds", "per item", "rate"],
-        [
-            *ingest_rows(results["ingest"]),
-            [
-                "questions, wall",
-                q["seconds"],
-                f"{1000 * q['seconds'] / q['n']:.1f} ms/q",
-                f"{q['n'] / q['seconds']:.1f} q/s",
-            ],
-            [
-                "  of which embed_query",
-                q["embed_query_seconds"],
-                f"{1000 * q['embed_query_seconds'] / q['n']:.1f} ms/q",
-                "",
-            ],
-            [
-                "  of which store.search",
-                q["search_seconds"],
-                f"p50 {lat['p50_ms']:.1f} / p99 {lat['p99_ms']:.1f} ms",
-                "",
-            ],
-        ],
-    )
-    machine = machine_line(
-        results["machine"],
-        after_ingest=results["load_after_ingest"],
-        at_end=results["load_at_end"],
-    )
+    rows = []
+    for name, r in results["sets"].items():
+        for label, m in r.items():
+            if isinstance(m, dict) and "recall@1" in m:
+                rows.append(
+                    [
+                        name,
+                        label,
+                        r["questions"],
+                        *(m[f"recall@{k}"] for k in KS),
+                        m["mrr@10"],
+                        f"{m['retrieve_ms_mean']:.0f}" if "retrieve_ms_mean" in m else "",
+                    ]
+                )
+    text = format_table(["set", "mode", "questions", "R@1", "R@5", "R@10", "MRR@10", "ms/q"], rows)
+    for name, r in results["sets"].items():
+        if "recall@5 by kind" in r:
+            by_kind = r["recall@5 by kind"]
+            kinds = sorted(next(iter(by_kind.values())))
+            text += f"\n\n{name}, recall@5 by kind:\n" + format_table(
+                ["mode", *kinds], [[label, *(v[k] for k in kinds)] for label, v in by_kind.items()]
+            )
+    if "offtopic" in results:
+        off = [
+            [k, v["n"], v["top1_cos_mean"], v["top1_cos_min"], v["top1_cos_max"]]
+            for k, v in results["offtopic"].items()
+        ]
+        text += "\n\n" + format_table(["questions", "n", "top-1 cos mean", "min", "max"], off)
+    m = results["machine"]
     return (
-        f"{quality}\n\n{timing}\n\nchunks in the collection: {results['chunks']}"
-        f" ({results['chunker']})"
-        f"; model load {results['model_load_s']:.2f}s\nembedder: {results['embedder']}"
-        f"\nvectors: { {k: round(v, 3) for k, v in results['vectors'].items()} }\n{machine}"
+        f"{text}\n\npassages: { {k: v['passages'] for k, v in results['sets'].items()} }"
+        f"; rerank failures {results['rerank_failures']}\nmachine: {m['cpus']} CPUs,"
+        f" load at start {m['loadavg']}, at end {results['load_at_end']}; {m['date']}"
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = bench_parser(__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, of {SETS}")
     add_squad_arg(parser)
-    parser.add_argument("--queries", type=int, default=0, help="a fixed sample of N questions")
+    parser.add_argument(
+        "--queries", type=int, default=0, help="a fixed sample of N SQuAD questions"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--docs", type=int, default=0, help="only the first N paragraphs (trial)")
     parser.add_argument("--top-k", type=int, default=10)
-    parser.add_argument("--collection", default="squad-dev")
-    return run_kb_benchmark(parser, run, report, argv)
+    parser.add_argument(
+        "--fusions", default="rrf,convex:0.3,convex:0.7", help="other fusions to measure too"
+    )
+    add_database_args(parser)
+    args = parser.parse_args(argv)
+    args.sets = [s for s in args.sets.split(",") if s]
+    args.fusions = [s for s in args.fusions.split(",") if s]
+    if unknown := set(args.sets) - set(SETS):
+        parser.error(f"unknown sets {sorted(unknown)}")
+    results = asyncio.run(run(args))
+    print(report(results))
+    write_json(args.json, results)
+    return 0
 
 
 if __name__ == "__main__":

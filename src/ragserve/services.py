@@ -29,6 +29,7 @@ from ragserve.kb.store import KnowledgeStore
 from ragserve.rag.answerers import answerer_from_settings
 from ragserve.rag.answerers.base import Answerer
 from ragserve.rag.pipeline import build_answer_pipeline
+from ragserve.rag.rerank import reranker_from_settings
 from ragserve.rag.retrieval import Retriever
 from ragserve.settings import Settings
 
@@ -52,10 +53,19 @@ async def open_services(settings: Settings, *, migrate: bool = True) -> AsyncIte
     await db.open(migrate=migrate)
     embedder = build_embedder(settings)
     answerer = answerer_from_settings(settings)
+    reranker = reranker_from_settings(settings)
     try:
         await warm_up(embedder)
         store = KnowledgeStore(db)
-        retriever = Retriever(store, embedder)
+        if migrate:  # chunks written before the lexical index existed (idempotent, batched)
+            await store.backfill_lexical()
+        retriever = Retriever(
+            store,
+            embedder,
+            mode=settings.retrieval,
+            reranker=reranker,
+            rerank_candidates=settings.rerank_candidates,
+        )
         yield Services(
             settings=settings,
             db=db,
@@ -69,6 +79,8 @@ async def open_services(settings: Settings, *, migrate: bool = True) -> AsyncIte
             pipeline=build_answer_pipeline(retriever, answerer),
         )
     finally:
+        if reranker is not None:
+            await reranker.aclose()
         await answerer.aclose()
         await embedder.aclose()
         await db.close()

@@ -109,6 +109,18 @@ class Settings(BaseSettings):
         default="stable",
         description="Which queues this worker serves: the stable ones or the canary ones.",
     )
+    retrieval: Literal["vector", "hybrid"] = Field(
+        default="hybrid", description="vector, or vector + full-text fused (docs/RETRIEVAL.md)."
+    )
+    rerank_base_url: str | None = Field(
+        default=None, description="Base URL of a /rerank endpoint; unset = no reranking."
+    )
+    rerank_model: str | None = None
+    rerank_api_key: SecretStr | None = None
+    rerank_timeout_s: float = Field(default=2.0, gt=0)
+    rerank_candidates: int = Field(
+        default=4, ge=1, description="Chunks sent to the reranker, as a multiple of top_k."
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -117,7 +129,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with postgresql:// (or be unset for the embedded server)")
         return value
 
-    @field_validator("llm_base_url", "embeddings_base_url", "url")
+    @field_validator("llm_base_url", "embeddings_base_url", "url", "rerank_base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

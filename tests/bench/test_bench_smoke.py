@@ -71,6 +71,15 @@ def row(output: str, label: str, sep: str = "|") -> list[str]:
     raise AssertionError(f"no row {label!r} in:\n{output}")
 
 
+def table_rows(output: str) -> list[list[str]]:
+    """The cells of every Markdown table row in ``output``."""
+    return [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in output.splitlines()
+        if line.startswith("|")
+    ]
+
+
 def fractions(cells: list[str]) -> list[float]:
     values = [float(cell) for cell in cells]
     assert all(0.0 <= v <= 1.0 for v in values), cells
@@ -81,16 +90,21 @@ def fractions(cells: list[str]) -> list[float]:
 
 
 def test_retrieval_quality(squad: Path, tmp_path: Path) -> None:
-    out = bench("retrieval_quality.py", "--squad", squad, "--queries", 10, cwd=tmp_path)
-    cells = row(out, "Retriever (HNSW), distinct sources")
-    assert cells[1] == "10"
-    r1, r5, r10, mrr = fractions(cells[2:6])
-    assert r1 <= r5 <= r10 and r1 <= mrr <= r10
-    assert r5 >= 0.8, out  # six distinct paragraphs: e5 finds (nearly) every one
-    # At this size the search is exact: the numpy control gives the same recall@10.
-    assert fractions(row(out, "exact cosine on the same vectors")[2:6])[2] == r10
-    assert f"chunks in the collection: {PARAGRAPHS} " in out
-    assert re.search(rf"ingest, wall \(documents \{{'ingested': {PARAGRAPHS}\}}\)", out), out
+    out = bench(
+        "retrieval_quality.py",
+        *("--squad", squad, "--queries", 10, "--sets", "squad", "--fusions", "rrf"),
+        cwd=tmp_path,
+    )
+    rows = {cells[1]: cells for cells in table_rows(out) if cells[0] == "squad"}
+    modes = set(rows)
+    assert {"vector", "hybrid (convex 0.5, default)", "hybrid+rerank"} <= modes, out
+    assert any("rrf" in mode for mode in modes), out  # the fusion asked for with --fusions
+    for cells in rows.values():
+        assert cells[2] == "10", out
+        r1, r5, r10, mrr = fractions(cells[3:7])
+        assert r1 <= r5 <= r10 and r1 <= mrr <= r10
+        assert r5 >= 0.8, out  # six distinct paragraphs: e5 finds (nearly) every one
+    assert f"'squad': {PARAGRAPHS}" in out, out
 
 
 def test_retrieval_latency(squad: Path, tmp_path: Path) -> None:

@@ -1,20 +1,46 @@
-"""All SQL of the knowledge base: collections, documents, chunks and vector search."""
+"""All SQL of the knowledge base: collections, documents, chunks, vector and hybrid search."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from psycopg.types.json import Jsonb
 
 from ragserve.db.pool import HNSW_EF_SEARCH, Connection, Database
 from ragserve.errors import InvalidInput, NotFound
+from ragserve.kb.lexical import SEGMENTATION, TS_CONFIG, Segmentation, lexical_text
 from ragserve.kb.types import RetrievedChunk
 from ragserve.names import check_collection_name, is_uuid
 
 _INDEX_LOCK_KEY = 0x7261_6769  # serialises CREATE INDEX for a new dimension
+
+log = logging.getLogger(__name__)
+
+RetrievalMode = Literal["vector", "hybrid"]
+
+Fusion = Literal["rrf", "convex"]
+
+FUSION: Fusion = "convex"
+"""How the two rankings become one (measured, docs/RETRIEVAL.md): ``rrf`` (reciprocal rank
+fusion: sum of 1 / (RRF_K + rank)) or ``convex`` (VECTOR_WEIGHT x the cosine, scaled to 0..1
+over the candidates, + the rest x the lexical score over the best lexical score)."""
+
+RRF_K = 60
+VECTOR_WEIGHT = 0.5
+
+FUSION_DEPTH = 40
+"""Candidates each half of a hybrid search contributes to the fusion (at least top_k)."""
+
+LEXICAL_DF_CAP = 1000
+"""A query word found in more chunks than this carries no weight (nor cost): it is as good as
+a stop word, in any language. Rarer words weigh by BM25's IDF."""
+
+BACKFILL_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -35,8 +61,24 @@ class StoredDocument:
 class KnowledgeStore:
     """Reads and writes the knowledge base tables. Holds no state but the database."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        segmentation: Segmentation = SEGMENTATION,
+        fusion: Fusion = FUSION,
+        vector_weight: float = VECTOR_WEIGHT,
+    ) -> None:
         self.db = db
+        self.segmentation = segmentation
+        self.fusion: Fusion = fusion
+        self.vector_weight = vector_weight
+
+    def lexical_text(self, text: str) -> str:
+        return lexical_text(text, self.segmentation)
+
+    def lexical_texts(self, texts: Sequence[str]) -> list[str]:
+        return [lexical_text(text, self.segmentation) for text in texts]
 
     # -- collections -------------------------------------------------------------------
 
@@ -131,6 +173,8 @@ class KnowledgeStore:
         new ones, never a mix.
         """
         dim = collection.embedding_dim
+        # Chinese segmentation is CPU work (about a millisecond per chunk): off the event loop.
+        lexical = await asyncio.to_thread(self.lexical_texts, texts)
         async with self.db.transaction() as conn:
             row = await (
                 await conn.execute(
@@ -149,7 +193,8 @@ class KnowledgeStore:
             async with conn.cursor() as cur:
                 await cur.executemany(
                     "INSERT INTO chunks (document_id, collection, source, ordinal, text,"
-                    " metadata, embedding_dim, embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    " metadata, embedding_dim, embedding, tsv)"
+                    f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, to_tsvector('{TS_CONFIG}', %s))",
                     [
                         (
                             document_id,
@@ -164,8 +209,11 @@ class KnowledgeStore:
                             ),
                             dim,
                             np.asarray(vector, dtype=np.float32),
+                            words,
                         )
-                        for ordinal, (text, vector) in enumerate(zip(texts, vectors, strict=True))
+                        for ordinal, (text, vector, words) in enumerate(
+                            zip(texts, vectors, lexical, strict=True)
+                        )
                     ],
                 )
             await self._bump_generation(conn, collection.name)
@@ -203,6 +251,35 @@ class KnowledgeStore:
             (collection,),
         )
 
+    # -- lexical index ---------------------------------------------------------------
+
+    async def backfill_lexical(self, *, batch: int = BACKFILL_BATCH) -> int:
+        """Fill the lexical index of chunks written before it existed; return how many.
+
+        Idempotent and safe to run from several processes at once (each batch locks its rows,
+        SKIP LOCKED); run at every start-up, it finds nothing to do once done.
+        """
+        filled = 0
+        while True:
+            async with self.db.transaction() as conn:
+                rows = await (
+                    await conn.execute(
+                        "SELECT id, text FROM chunks WHERE tsv IS NULL"
+                        " LIMIT %s FOR UPDATE SKIP LOCKED",
+                        (batch,),
+                    )
+                ).fetchall()
+                if not rows:
+                    return filled
+                words = await asyncio.to_thread(self.lexical_texts, [r["text"] for r in rows])
+                await conn.execute(
+                    f"UPDATE chunks c SET tsv = to_tsvector('{TS_CONFIG}', u.words)"
+                    " FROM unnest(%s::uuid[], %s::text[]) AS u(id, words) WHERE c.id = u.id",
+                    ([r["id"] for r in rows], words),
+                )
+            filled += len(rows)
+            log.info("lexical index: filled %d older chunks", filled)
+
     # -- search ------------------------------------------------------------------------
 
     async def search(
@@ -211,16 +288,22 @@ class KnowledgeStore:
         query_vector: Sequence[float],
         *,
         top_k: int,
+        query_text: str | None = None,
         document_scope: Sequence[str] | None = None,
         filters: dict[str, Any] | None = None,
         ef_search: int | None = None,
     ) -> list[RetrievedChunk]:
-        """The ``top_k`` chunks nearest to ``query_vector`` by cosine distance.
+        """The ``top_k`` best chunks for a query, best first.
+
+        Without ``query_text``: the chunks nearest to ``query_vector`` by cosine distance. With
+        it (hybrid): the vector ranking and a lexical ranking of the same chunks (full-text
+        index, words weighted by rarity) fused (``fusion``), in one statement. Either
+        way ``score`` is the chunk's cosine similarity to the query; the order is the ranking's.
 
         ``document_scope`` holds document ids or sources; ``filters`` are equality tests on
-        metadata (JSONB containment). The inner query uses the HNSW index (same expression and
-        predicate as the index); the outer one re-sorts, since iterative scans may return rows
-        slightly out of order.
+        metadata (JSONB containment); both restrict both halves. The vector query uses the HNSW
+        index (same expression and predicate as the index) and is re-sorted outside, since
+        iterative scans may return rows slightly out of order.
         """
         dim = int(collection.embedding_dim)
         where = ["collection = %(collection)s", f"embedding_dim = {dim}"]
@@ -237,19 +320,22 @@ class KnowledgeStore:
         if filters:
             where.append("metadata @> %(filters)s")
             params["filters"] = Jsonb(filters)
-        sql = (
-            "WITH nearest AS MATERIALIZED ("
-            " SELECT id, document_id, source, text, metadata,"
-            f" embedding::vector({dim}) <=> %(query)s::vector({dim}) AS distance"
-            f" FROM chunks WHERE {' AND '.join(where)}"
-            f" ORDER BY embedding::vector({dim}) <=> %(query)s::vector({dim})"
-            " LIMIT %(top_k)s)"
-            " SELECT id::text AS chunk_id, document_id::text, source, text, metadata,"
-            " 1 - distance AS score FROM nearest ORDER BY distance"
-        )
+        if query_text is None:
+            sql = _vector_sql(dim, " AND ".join(where))
+            candidates = top_k
+        else:
+            candidates = max(FUSION_DEPTH, top_k)
+            params |= {
+                "candidates": candidates,
+                "words": await asyncio.to_thread(self.lexical_text, query_text),
+                "df_cap": LEXICAL_DF_CAP,
+                "rrf_k": RRF_K,
+                "vector_weight": self.vector_weight,
+            }
+            sql = _hybrid_sql(dim, " AND ".join(where), self.fusion)
         # Never a prepared statement: a generic plan ignores which collection is searched and
         # can sort a whole large collection instead of using its index (10x slower, measured).
-        ef = max(ef_search or HNSW_EF_SEARCH, top_k)  # no fewer candidates than answers
+        ef = max(ef_search or HNSW_EF_SEARCH, candidates)  # no fewer candidates than answers
         if ef == HNSW_EF_SEARCH:  # the connection's setting: no transaction needed
             async with self.db.connection() as conn:
                 rows = await (await conn.execute(sql, params, prepare=False)).fetchall()
@@ -268,3 +354,75 @@ class KnowledgeStore:
             )
             for r in rows
         ]
+
+
+def _vector_sql(dim: int, where: str) -> str:
+    return (
+        "WITH nearest AS MATERIALIZED ("
+        " SELECT id, document_id, source, text, metadata,"
+        f" embedding::vector({dim}) <=> %(query)s::vector({dim}) AS distance"
+        f" FROM chunks WHERE {where}"
+        f" ORDER BY embedding::vector({dim}) <=> %(query)s::vector({dim})"
+        " LIMIT %(top_k)s)"
+        " SELECT id::text AS chunk_id, document_id::text, source, text, metadata,"
+        " 1 - distance AS score FROM nearest ORDER BY distance"
+    )
+
+
+def _hybrid_sql(dim: int, where: str, fusion: Fusion) -> str:
+    """Vector top-N and lexical top-N under the same ``where``, fused, in one statement.
+
+    The lexical half looks each query word up in the GIN index on its own, reading at most
+    ``df_cap + 1`` postings per word: a word with more is dropped (too common to tell chunks
+    apart, and costly to read), the others weigh BM25's IDF, ln(1 + (N - df + 0.5) / (df +
+    0.5)), N being the collection's chunk count (from ``documents``, a small table). A chunk's
+    lexical score is the sum of the weights of the query words it contains.
+    """
+    halves = (
+        "WITH nearest AS MATERIALIZED ("
+        f" SELECT id, embedding::vector({dim}) <=> %(query)s::vector({dim}) AS distance"
+        f" FROM chunks WHERE {where}"
+        f" ORDER BY embedding::vector({dim}) <=> %(query)s::vector({dim})"
+        " LIMIT %(candidates)s),"
+        f" words AS (SELECT DISTINCT lexeme FROM unnest(to_tsvector('{TS_CONFIG}', %(words)s))),"
+        " postings AS MATERIALIZED (SELECT w.lexeme, m.id FROM words w CROSS JOIN LATERAL"
+        f" (SELECT id FROM chunks WHERE {where}"
+        " AND tsv @@ quote_literal(w.lexeme)::tsquery LIMIT %(df_cap)s + 1) m),"
+        " size AS (SELECT greatest(coalesce(sum(chunk_count), 0), 1)::float8 AS n"
+        " FROM documents WHERE collection = %(collection)s),"
+        " weights AS (SELECT lexeme,"
+        " ln(1 + (max(size.n) - count(*) + 0.5) / (count(*) + 0.5)) AS idf"
+        " FROM postings, size GROUP BY lexeme HAVING count(*) <= %(df_cap)s),"
+        " lexical AS (SELECT p.id, sum(w.idf) AS score,"
+        " row_number() OVER (ORDER BY sum(w.idf) DESC, p.id) AS rank"
+        " FROM postings p JOIN weights w USING (lexeme) GROUP BY p.id"
+        " ORDER BY rank LIMIT %(candidates)s),"
+    )
+    if fusion == "rrf":
+        return halves + (
+            " vector AS (SELECT id, row_number() OVER (ORDER BY distance) AS rank FROM nearest),"
+            " fused AS (SELECT id, sum(1.0 / (%(rrf_k)s + rank)) AS fused FROM"
+            " (SELECT id, rank FROM vector UNION ALL SELECT id, rank FROM lexical) r"
+            " GROUP BY id ORDER BY fused DESC, id LIMIT %(top_k)s)"
+            " SELECT c.id::text AS chunk_id, c.document_id::text, c.source, c.text, c.metadata,"
+            f" 1 - (c.embedding::vector({dim}) <=> %(query)s::vector({dim})) AS score"
+            " FROM fused f JOIN chunks c ON c.id = f.id ORDER BY f.fused DESC, f.id"
+        )
+    # Convex combination of the two scores, each in 0..1: the cosine scaled over the
+    # candidates, the lexical score as the share of the question's word weight the chunk
+    # holds (so matching only common words counts little, even when nothing better matches).
+    # A lexical-only candidate gets its exact cosine, a vector-only one a lexical score of 0.
+    return halves + (
+        " candidates AS (SELECT id FROM nearest UNION SELECT id FROM lexical),"
+        " scored AS (SELECT c.id, c.document_id, c.source, c.text, c.metadata,"
+        f" 1 - (c.embedding::vector({dim}) <=> %(query)s::vector({dim})) AS score,"
+        " coalesce(l.score, 0) AS lexical FROM candidates k JOIN chunks c ON c.id = k.id"
+        " LEFT JOIN lexical l ON l.id = k.id),"
+        " fused AS (SELECT *, %(vector_weight)s * coalesce((score - min(score) OVER ())"
+        " / nullif(max(score) OVER () - min(score) OVER (), 0), 1)"
+        " + (1 - %(vector_weight)s)"
+        " * coalesce(lexical / nullif((SELECT sum(idf) FROM weights), 0), 0)"
+        " AS fused FROM scored)"
+        " SELECT id::text AS chunk_id, document_id::text, source, text, metadata, score"
+        " FROM fused ORDER BY fused DESC, id LIMIT %(top_k)s"
+    )
