@@ -109,6 +109,15 @@ class Settings(BaseSettings):
         default="stable",
         description="Which queues this worker serves: the stable ones or the canary ones.",
     )
+    breaker_failures: int = Field(
+        default=5, ge=1, description="Consecutive transient model failures that open a circuit."
+    )
+    breaker_open_s: float = Field(
+        default=10.0, gt=0, description="First open period of a circuit before a probe call."
+    )
+    breaker_max_open_s: float = Field(
+        default=120.0, gt=0, description="Longest open period (it doubles while probes fail)."
+    )
 
     @field_validator("database_url")
     @classmethod
