@@ -55,3 +55,16 @@ class TransientProviderError(ProviderError):
 
 class JobCancelled(RagserveError):
     """The job was cancelled while running."""
+
+
+class CircuitOpen(TransientProviderError):
+    """A model endpoint's circuit breaker is open: the call was not made (or just tripped it).
+
+    The worker parks the job: re-queued after ``retry_after_s``, the attempt given back, since
+    the job did nothing wrong and the endpoint is known to be down.
+    """
+
+    def __init__(self, provider: str, retry_after_s: float) -> None:
+        self.provider = provider
+        self.retry_after_s = retry_after_s
+        super().__init__(f"{provider} circuit is open; retry in {retry_after_s:.1f} s")

@@ -22,6 +22,7 @@ from ragserve.jobs.service import JobService
 from ragserve.jobs.store import JobStore
 from ragserve.jobs.version import pipeline_version
 from ragserve.jobs.worker import Worker
+from ragserve.kb.breaker import breakers_of
 from ragserve.kb.chunking import Chunker
 from ragserve.kb.embeddings import Embedder, build_embedder, warm_up
 from ragserve.kb.ingest import Ingestor
@@ -112,4 +113,5 @@ def build_worker(services: Services) -> Worker:
     version = pipeline_version(
         services.settings, answerer=services.answerer.name, embedder=services.embedder.name
     )
-    return Worker(services.db, store, runner, services.settings, version=version)
+    breakers = breakers_of(services.answerer, services.embedder)
+    return Worker(services.db, store, runner, services.settings, version=version, breakers=breakers)

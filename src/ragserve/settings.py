@@ -121,6 +121,15 @@ class Settings(BaseSettings):
     rerank_candidates: int = Field(
         default=4, ge=1, description="Chunks sent to the reranker, as a multiple of top_k."
     )
+    breaker_failures: int = Field(
+        default=5, ge=1, description="Consecutive transient model failures that open a circuit."
+    )
+    breaker_open_s: float = Field(
+        default=10.0, gt=0, description="First open period of a circuit before a probe call."
+    )
+    breaker_max_open_s: float = Field(
+        default=120.0, gt=0, description="Longest open period (it doubles while probes fail)."
+    )
 
     @field_validator("database_url")
     @classmethod

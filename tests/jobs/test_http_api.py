@@ -413,7 +413,10 @@ def test_hundred_concurrent_jobs_all_succeed(api: httpx.Client, mock_llm: MockLL
 def test_health_ready_metrics(api: httpx.Client) -> None:
     assert api.get("/healthz").json() == {"status": "ok"}
     ready = api.get("/readyz")
-    assert ready.status_code == 200 and ready.json() == {
+    body = ready.json()
+    circuits = body.pop("circuits")  # informative, not a check; see tests/jobs/test_breaker.py
+    assert {provider: c["state"] for provider, c in circuits.items()} == {"llm": "closed"}
+    assert ready.status_code == 200 and body == {
         "ready": True,
         "checks": {
             "draining": False,
@@ -428,6 +431,7 @@ def test_health_ready_metrics(api: httpx.Client) -> None:
     assert 'ragserve_jobs{status="succeeded"}' in metrics
     assert 'ragserve_jobs{status="cancelled"}' in metrics  # every status, zeros included
     assert "ragserve_jobs_submitted_total" in metrics
+    assert 'ragserve_circuit_state{provider="llm"} 0.0' in metrics
 
 
 def test_openapi_documents_every_response_with_the_contract_fields(api: httpx.Client) -> None:
@@ -451,7 +455,7 @@ def test_openapi_documents_every_response_with_the_contract_fields(api: httpx.Cl
     assert body("/v1/collections", "get", "200") == {"collections"}
     assert body("/v1/collections/{name}/documents", "get", "200") == {"collection", "documents"}
     assert body("/v1/jobs/{job_id}", "get", "404") == {"error"}
-    assert body("/readyz", "get", "503") == {"ready", "checks"}
+    assert body("/readyz", "get", "503") == {"ready", "checks", "circuits"}
     # What the service really sends matches what it documents.
     collections = api.get("/v1/collections").json()["collections"]
     summary = schemas["CollectionSummary"]["properties"]

@@ -112,3 +112,7 @@ class ReadinessChecks(BaseModel):
 class Readiness(BaseModel):
     ready: bool
     checks: ReadinessChecks
+    circuits: dict[str, dict[str, object]] = Field(
+        default_factory=dict,
+        description="Circuit breaker of each model endpoint (informative: not a readiness check).",
+    )

@@ -9,7 +9,9 @@ refreshes the readiness checks every ``CHECK_S``; the thread only reads those va
 - ``/healthz``: 200 unless the loop has not ticked for ``RAGSERVE_HEALTH_LOOP_STALL_S`` or the
   database has been unreachable for ``RAGSERVE_HEALTH_DB_LOST_S`` (a restart may then help).
 - ``/readyz``: 200 when the database answers, the schema is current, the embedding model is
-  loaded and works, and the worker is taking jobs (not draining, queue connected).
+  loaded and works, and the worker is taking jobs (not draining, queue connected). The model
+  endpoints' circuits are reported under ``circuits`` but do not decide readiness: a worker
+  whose circuit is open is healthy, it parks jobs until the endpoint is back.
 
 Plain ``http.server``: a bare worker loads no web framework.
 """
@@ -29,6 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from ragserve.db.migrate import schema_is_current
 from ragserve.db.pool import Database
 from ragserve.jobs.worker import Worker
+from ragserve.kb.breaker import describe_circuits
 from ragserve.kb.readiness import EmbedderCheck
 from ragserve.settings import Settings
 
@@ -125,7 +128,12 @@ class WorkerHealth:
         # Checks a stalled loop could not refresh are stale: not ready either.
         fresh = time.monotonic() - self.last_tick < self.loop_stall_s
         ready = checks.ready and fresh
-        return ready, {"ready": ready, "checks": {**asdict(checks), "fresh": fresh}}
+        return ready, {
+            "ready": ready,
+            "checks": {**asdict(checks), "fresh": fresh},
+            # Read from the probe thread: a snapshot of a few attributes, good enough here.
+            "circuits": describe_circuits(self.worker.breakers),
+        }
 
 
 class HealthServer:

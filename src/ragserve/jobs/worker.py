@@ -6,6 +6,8 @@
 - Cancel: a NOTIFY on ``ragserve_job_cancel`` cancels the local task within milliseconds.
 - Drain (SIGTERM): stop taking jobs, give running ones ``drain_s``, then hand the rest back
   to the queue at once, with the attempt refunded, so another worker starts them immediately.
+- Park: a model endpoint's circuit is open (``CircuitOpen``): the job goes back to the queue
+  for the circuit's remaining open time, attempt refunded, instead of failing an attempt.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
@@ -28,7 +31,7 @@ from pgqueuer.models import Job as QueueEntry
 
 from ragserve import __version__
 from ragserve.db.pool import Database
-from ragserve.errors import DatabaseError, RagserveError
+from ragserve.errors import CircuitOpen, DatabaseError, RagserveError
 from ragserve.jobs.housekeeping import Housekeeping
 from ragserve.jobs.metrics import JobMetrics, Outcome
 from ragserve.jobs.monitoring import BUILT_IN_QUEUES
@@ -38,12 +41,14 @@ from ragserve.jobs.queue import CANCEL_CHANNEL
 from ragserve.jobs.routing import queue_name
 from ragserve.jobs.runner import AttemptReport, JobFenced, JobRunner
 from ragserve.jobs.store import Attempt, JobStore, WorkerIdentity
+from ragserve.kb.breaker import CircuitBreaker
 from ragserve.settings import Settings
 
 log = logging.getLogger(__name__)
 
 StopReason = Literal["cancel", "hand_back"]
 RECONNECT_MAX_S = 10.0  # longest pause between two tries to reach a lost database
+PARK_MIN_S = 0.2  # a parked job comes back no sooner, so a busy probe is not polled hot
 
 
 @dataclass
@@ -79,14 +84,18 @@ class Worker:
         settings: Settings,
         *,
         version: str = __version__,
+        breakers: Sequence[CircuitBreaker] = (),
     ) -> None:
-        """``version``: what runs the attempts (``ragserve.jobs.version.pipeline_version``)."""
+        """``version``: what runs the attempts (``ragserve.jobs.version.pipeline_version``);
+        ``breakers``: the circuits of this process's model endpoints (for readiness, metrics).
+        """
         self.db = db
         self.jobs = jobs
         self.runner = runner
         self.settings = settings
         self.identity = WorkerIdentity(str(uuid.uuid4()), version)
-        self.metrics = JobMetrics(version)
+        self.breakers = list(breakers)
+        self.metrics = JobMetrics(version, self.breakers)
         self.track = settings.worker_track
         self.queues = [queue_name(kind, self.track) for kind in BUILT_IN_QUEUES]
         self.running: dict[str, RunningJob] = {}
@@ -243,6 +252,9 @@ class Worker:
             await self._stopped(running)
         except JobFenced as exc:
             log.info("job fenced", extra={"event": "job.fenced", **ctx, "reason": str(exc)})
+        except CircuitOpen as exc:
+            outcome = "parked"
+            await self._park(attempt, exc)
         except Exception as exc:
             outcome = "retried" if will_retry(attempt, exc) else "failed"
             await self._failed(attempt, exc)
@@ -265,6 +277,18 @@ class Worker:
         if await self.jobs.requeue(running.attempt, None, refund=True):
             log.info("job handed back", extra={"event": "job.handed_back", **ctx})
             raise RetryRequested(timedelta(0), reason="worker draining")
+
+    async def _park(self, attempt: Attempt, exc: CircuitOpen) -> None:
+        """Back to the queue until the circuit may let a probe through; attempt refunded."""
+        delay = max(PARK_MIN_S, exc.retry_after_s)
+        ctx = {"job_id": attempt.job_id, "attempt": attempt.number, "provider": exc.provider}
+        try:
+            parked = await self.jobs.requeue(attempt, None, refund=True)
+        except DatabaseError:
+            raise RetryRequested(timedelta(seconds=delay), reason="database unavailable") from None
+        if parked:
+            log.info("job parked", extra={"event": "job.parked", **ctx, "delay_s": round(delay, 3)})
+            raise RetryRequested(timedelta(seconds=delay), reason=str(exc))
 
     async def _failed(self, attempt: Attempt, exc: Exception) -> None:
         error = describe(exc)

@@ -30,6 +30,7 @@ import numpy as np
 from pydantic import SecretStr
 
 from ragserve.errors import InvalidInput, ProviderError, TransientProviderError
+from ragserve.kb.breaker import CircuitBreaker
 from ragserve.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -298,7 +299,8 @@ class OpenAIEmbedder:
     at a time (gentle on rate limits; the worker runs many jobs concurrently anyway). Errors are
     mapped once, here: 429, 408, 5xx, timeouts and connection failures are
     ``TransientProviderError`` (the job is retried); other 4xx are ``ProviderError`` (it is not).
-    There is no retry loop here, so a failure is not retried at two levels.
+    There is no retry loop here, so a failure is not retried at two levels. Requests pass
+    ``breaker``: while the endpoint is down they are refused with ``CircuitOpen``.
     """
 
     def __init__(
@@ -309,9 +311,11 @@ class OpenAIEmbedder:
         batch_size: int = 32,
         timeout_s: float = 60.0,
         http_client: httpx.AsyncClient | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        self.breaker = breaker or CircuitBreaker("embeddings")
         self.model = model
         self.name = f"openai:{model}@{_redact_url(base_url)}"
         self.dim: int | None = None
@@ -348,8 +352,16 @@ class OpenAIEmbedder:
             self._client = httpx.AsyncClient()
         where = _redact_url(self._url)
         body = {"model": self.model, "input": batch, "encoding_format": "float"}
+        async with self.breaker.guard():
+            resp = await self._post(self._client, body, where)
+        return self._parse(resp, len(batch), where)
+
+    async def _post(
+        self, client: httpx.AsyncClient, body: dict[str, Any], where: str
+    ) -> httpx.Response:
+        """The response of one request; HTTP and transport failures raised as typed errors."""
         try:
-            resp = await self._client.post(
+            resp = await client.post(
                 self._url, json=body, headers=self._headers, timeout=self._timeout
             )
         except httpx.UnsupportedProtocol as exc:  # a misconfigured URL: retrying cannot help
@@ -364,7 +376,7 @@ class OpenAIEmbedder:
             if status in (408, 429) or status >= 500:
                 raise TransientProviderError(detail)
             raise ProviderError(detail)
-        return self._parse(resp, len(batch), where)
+        return resp
 
     def _parse(self, resp: httpx.Response, expected: int, where: str) -> list[list[float]]:
         try:
@@ -407,6 +419,7 @@ def build_embedder(settings: Settings) -> Embedder:
             api_key=_secret(settings.embeddings_api_key or settings.llm_api_key),
             batch_size=settings.embeddings_batch_size,
             timeout_s=settings.llm_timeout_s,
+            breaker=CircuitBreaker.from_settings("embeddings", settings),
         )
     # Small local batches: the engine's cost per text does not depend on the batch size, and
     # between batches the embedding thread can serve the questions of waiting answer jobs.

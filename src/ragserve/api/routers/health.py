@@ -13,6 +13,7 @@ from ragserve.api.schemas import Health, Readiness, ReadinessChecks
 from ragserve.api.state import AppState
 from ragserve.db.migrate import schema_is_current
 from ragserve.jobs.monitoring import read_facts
+from ragserve.kb.breaker import breakers_of, describe_circuits
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,8 @@ async def check_readiness(state: AppState) -> Readiness:
         listener=state.hub.healthy,
         worker=None if state.worker_task is None else not state.worker_task.done(),
     )
-    return Readiness(ready=checks.ready, checks=checks)
+    breakers = breakers_of(state.services.answerer, state.services.embedder)
+    return Readiness(ready=checks.ready, checks=checks, circuits=describe_circuits(breakers))
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

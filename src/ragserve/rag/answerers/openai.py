@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from ragserve.errors import InvalidInput, ProviderError, TransientProviderError
+from ragserve.kb.breaker import CircuitBreaker
 from ragserve.kb.types import RetrievedChunk
 from ragserve.rag.prompts import PROMPT_VERSION, build_messages
 from ragserve.settings import Settings
@@ -35,6 +36,9 @@ class OpenAIChatAnswerer:
     next piece of the stream (so a stalled stream fails after ``timeout_s`` without tokens,
     however long the whole answer takes; the job timeout bounds the total). Connecting is
     capped at 10 s so an unreachable host fails fast and the attempt can be retried.
+
+    Every request passes ``breaker`` (see ``ragserve.kb.breaker``): while the endpoint is down,
+    requests are refused with ``CircuitOpen`` instead of being sent.
     """
 
     def __init__(
@@ -46,6 +50,7 @@ class OpenAIChatAnswerer:
         temperature: float = 0.0,
         max_tokens: int = 512,
         http_client: httpx.AsyncClient | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise InvalidInput(f"LLM base URL must be http(s)://.../v1, got {base_url!r}")
@@ -64,6 +69,7 @@ class OpenAIChatAnswerer:
         self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, _CONNECT_TIMEOUT_CAP_S))
         self._owns_client = http_client is None
         self._client = http_client or httpx.AsyncClient(timeout=self._timeout)
+        self.breaker = breaker or CircuitBreaker("llm")
 
     @classmethod
     def from_settings(
@@ -80,6 +86,7 @@ class OpenAIChatAnswerer:
             temperature=settings.llm_temperature,
             max_tokens=settings.llm_max_tokens,
             http_client=http_client,
+            breaker=CircuitBreaker.from_settings("llm", settings),
         )
 
     def _payload(self, question: str, chunks: Sequence[RetrievedChunk]) -> dict[str, Any]:
@@ -94,6 +101,11 @@ class OpenAIChatAnswerer:
     async def stream(self, question: str, chunks: Sequence[RetrievedChunk]) -> AsyncIterator[str]:
         """Yield content pieces as the endpoint produces them (see :class:`Answerer`)."""
         payload = self._payload(question, chunks)
+        async with self.breaker.guard():
+            async for piece in self._request(payload):
+                yield piece
+
+    async def _request(self, payload: dict[str, Any]) -> AsyncIterator[str]:
         try:
             async with self._client.stream(
                 "POST", self._url, json=payload, headers=self._headers, timeout=self._timeout
