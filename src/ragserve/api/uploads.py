@@ -18,7 +18,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from ragserve.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from ragserve.jobs.models import IngestRequest
+from ragserve.jobs.models import IngestRequest, storable
 from ragserve.jobs.store import UploadedFile
 from ragserve.kb.loaders import SUPPORTED_EXTENSIONS
 from ragserve.settings import Settings
@@ -112,6 +112,10 @@ async def _read_form(form: FormData) -> list[UploadedFile]:
     if not uploads:
         raise InvalidInput("multipart field 'files' must hold at least one file")
     names = [u.filename or f"upload-{i}" for i, u in enumerate(uploads)]
+    try:
+        storable([names, metadata])
+    except ValueError as exc:
+        raise InvalidInput(f"file names and metadata: {exc}") from None
     for name in names:
         check_supported(name)
     return [
