@@ -21,6 +21,14 @@ class InvalidInput(RagserveError):
     """The request or document is malformed; retrying will not help."""
 
 
+class PayloadTooLarge(InvalidInput):
+    """A request exceeds a size or count limit (``RAGSERVE_MAX_UPLOAD_MB`` and friends)."""
+
+
+class UnsupportedMediaType(InvalidInput):
+    """An uploaded file is of a type no loader reads."""
+
+
 class ConfigurationError(RagserveError):
     """A ``RAGSERVE_*`` setting is invalid; the message is one line naming the variable."""
 

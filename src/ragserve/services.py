@@ -26,6 +26,7 @@ from ragserve.kb.breaker import breakers_of
 from ragserve.kb.chunking import Chunker
 from ragserve.kb.embeddings import Embedder, build_embedder, warm_up
 from ragserve.kb.ingest import Ingestor
+from ragserve.kb.loaders import DocumentLimits
 from ragserve.kb.store import KnowledgeStore
 from ragserve.rag.answerers import answerer_from_settings
 from ragserve.rag.answerers.base import Answerer
@@ -73,7 +74,10 @@ async def open_services(settings: Settings, *, migrate: bool = True) -> AsyncIte
             store=store,
             embedder=embedder,
             ingestor=Ingestor(
-                store, embedder, Chunker(settings.chunk_size, settings.chunk_overlap)
+                store,
+                embedder,
+                Chunker(settings.chunk_size, settings.chunk_overlap),
+                DocumentLimits(settings.max_document_chars, settings.max_document_pages),
             ),
             retriever=retriever,
             answerer=answerer,

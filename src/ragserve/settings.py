@@ -130,6 +130,22 @@ class Settings(BaseSettings):
     breaker_max_open_s: float = Field(
         default=120.0, gt=0, description="Longest open period (it doubles while probes fail)."
     )
+    max_upload_mb: float = Field(
+        default=50.0,
+        gt=0,
+        description="Largest request body of an upload, in MB; a larger one gets 413 unread.",
+    )
+    max_files_per_upload: int = Field(
+        default=100, ge=1, description="Most files in one upload request; more get 413."
+    )
+    max_document_chars: int = Field(
+        default=5_000_000,
+        ge=1,
+        description="Most characters of text in one document; a longer one fails on its own.",
+    )
+    max_document_pages: int = Field(
+        default=2000, ge=1, description="Most pages of one PDF; a longer one fails on its own."
+    )
 
     @field_validator("database_url")
     @classmethod

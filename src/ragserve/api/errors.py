@@ -15,7 +15,9 @@ from ragserve.errors import (
     DocumentError,
     InvalidInput,
     NotFound,
+    PayloadTooLarge,
     RagserveError,
+    UnsupportedMediaType,
 )
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,8 @@ RETRY_AFTER_S = 2
 STATUS_BY_ERROR: list[tuple[type[RagserveError], int]] = [
     (NotFound, 404),
     (Conflict, 409),
+    (PayloadTooLarge, 413),
+    (UnsupportedMediaType, 415),
     (InvalidInput, 422),
     (DocumentError, 422),
     (DatabaseError, 503),

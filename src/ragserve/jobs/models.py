@@ -26,6 +26,29 @@ class JobStatus(StrEnum):
 JobKind = Literal["answer", "ingest"]
 
 
+def storable(value: Any) -> Any:
+    """``value`` unchanged if PostgreSQL can store every string in it, else ``ValueError``.
+
+    PostgreSQL text and jsonb hold no NUL character, and UTF-8 has no lone surrogates (which
+    JSON's ``\\udXXX`` escapes can produce): either would fail the insert as a server error.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text must not contain NUL (\\u0000) characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text must be valid Unicode (no lone surrogates)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            storable(key)
+            storable(item)
+    elif isinstance(value, list):
+        for item in value:
+            storable(item)
+    return value
+
+
 class AnswerRequest(BaseModel):
     """Body of ``POST /v1/jobs``."""
 
@@ -44,6 +67,8 @@ class AnswerRequest(BaseModel):
             raise ValueError("query must contain text")
         return value
 
+    _storable = field_validator("query", "document_scope", "filters")(storable)
+
 
 class AskRequest(AnswerRequest):
     """Body of ``POST /v1/ask``: an answer request plus how long to wait for it."""
@@ -57,6 +82,8 @@ class TextDocument(BaseModel):
     text: str = Field(min_length=1)
     source: str = Field(min_length=1, max_length=1000)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    _storable = field_validator("text", "source", "metadata")(storable)
 
 
 class IngestRequest(BaseModel):

@@ -19,7 +19,8 @@ from typing import Any, Literal
 from ragserve.errors import DocumentError, InvalidInput, RagserveError
 from ragserve.kb.chunking import Chunker
 from ragserve.kb.embeddings import Embedder
-from ragserve.kb.loaders import load_document
+from ragserve.kb.loaders import DocumentLimits, load_document
+from ragserve.kb.loaders.limits import check_chars
 from ragserve.kb.loaders.markdown import MARKDOWN_EXTENSIONS, markdown_items
 from ragserve.kb.loaders.structure import build_blocks
 from ragserve.kb.store import Collection, KnowledgeStore
@@ -61,18 +62,19 @@ class DocumentResult:
 ProgressCallback = Callable[[DocumentResult], Awaitable[None] | None]
 
 
-def _load(item: IngestItem) -> LoadedDocument:
+def _load(item: IngestItem, limits: DocumentLimits) -> LoadedDocument:
     if item.path is not None:
         try:
             data = item.path.read_bytes()
         except OSError as exc:
             raise DocumentError(f"cannot read file: {exc.strerror or exc}") from exc
-        return load_document(data, item.source, item.metadata)
+        return load_document(data, item.source, item.metadata, limits)
     if item.data is not None:
-        return load_document(item.data, item.source, item.metadata)
+        return load_document(item.data, item.source, item.metadata, limits)
     text = (item.text or "").strip()
     if not text:
         raise DocumentError("empty document: no text")
+    check_chars(text, limits)
     # Text sent as Markdown gets its heading paths, as an uploaded .md file would.
     markdown = Path(item.source).suffix.lower() in MARKDOWN_EXTENSIONS
     blocks = build_blocks(markdown_items(text), keep_indent=True) if markdown else ()
@@ -94,7 +96,14 @@ async def _read(loading: Awaitable[LoadedDocument]) -> LoadedDocument:
 class Ingestor:
     """Runs the pipeline for one batch at a time; built once per process and shared."""
 
-    def __init__(self, store: KnowledgeStore, embedder: Embedder, chunker: Chunker) -> None:
+    def __init__(
+        self,
+        store: KnowledgeStore,
+        embedder: Embedder,
+        chunker: Chunker,
+        limits: DocumentLimits | None = None,
+    ) -> None:
+        self.limits = limits or DocumentLimits()
         self.store = store
         self.embedder = embedder
         self.chunker = chunker
@@ -127,12 +136,14 @@ class Ingestor:
         target = await self._collection(collection)
         results: list[DocumentResult] = []
         # Parse one document ahead, so CPU-bound loading overlaps embedding.
-        pending = asyncio.ensure_future(asyncio.to_thread(_load, items[0]))
+        pending = asyncio.ensure_future(asyncio.to_thread(_load, items[0], self.limits))
         try:
             for index, item in enumerate(items):
                 loading = pending
                 if index + 1 < len(items):
-                    pending = asyncio.ensure_future(asyncio.to_thread(_load, items[index + 1]))
+                    pending = asyncio.ensure_future(
+                        asyncio.to_thread(_load, items[index + 1], self.limits)
+                    )
                 result = await self._ingest_one(target, item, loading)
                 results.append(result)
                 if on_document is not None:

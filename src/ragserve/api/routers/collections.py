@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
 
 from ragserve.api.deps import Jobs, Kb, State
 from ragserve.api.schemas import UNAVAILABLE, Accepted, CollectionList, DocumentList, error_doc
 from ragserve.api.submissions import ACCEPTED_DOCS, IdempotencyKey, accepted
+from ragserve.api.uploads import files_from_form, files_from_json
 from ragserve.errors import InvalidInput
-from ragserve.jobs.models import IngestRequest
-from ragserve.jobs.store import UploadedFile
 from ragserve.names import check_collection_name
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"], responses={**UNAVAILABLE})
@@ -54,7 +49,11 @@ async def delete_document(name: str, document_id: str, kb: Kb) -> Response:
     "/{name}/documents",
     status_code=202,
     response_model=Accepted,
-    responses={**ACCEPTED_DOCS},
+    responses={
+        **ACCEPTED_DOCS,
+        413: error_doc("Over RAGSERVE_MAX_UPLOAD_MB, _MAX_FILES_PER_UPLOAD or _MAX_DOCUMENT_CHARS"),
+        415: error_doc("A file of a type no loader reads"),
+    },
     summary="Add documents: multipart files (field 'files'), or JSON {'documents': [...]}",
 )
 async def add_documents(
@@ -66,37 +65,14 @@ async def add_documents(
 ) -> JSONResponse:
     check_collection_name(name)
     content_type = request.headers.get("content-type", "")
+    settings = state.services.settings
     if content_type.startswith("multipart/form-data"):
-        files = await _files_from_form(request)
+        files = await files_from_form(request, settings)
     elif content_type.startswith("application/json"):
-        files = await _files_from_json(request)
+        try:
+            files = await files_from_json(request, settings)
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors(include_url=False), body=None) from None
     else:
         raise InvalidInput("send multipart/form-data files or application/json documents")
     return accepted(await jobs.submit_ingest(name, files, idempotency_key), state)
-
-
-async def _files_from_form(request: Request) -> list[UploadedFile]:
-    form = await request.form()
-    metadata: dict[str, Any] = {}
-    if raw := form.get("metadata"):
-        try:
-            metadata = json.loads(str(raw))
-        except ValueError:
-            raise InvalidInput("form field 'metadata' must be a JSON object") from None
-        if not isinstance(metadata, dict):
-            raise InvalidInput("form field 'metadata' must be a JSON object")
-    uploads = [v for v in form.getlist("files") if isinstance(v, UploadFile)]
-    if not uploads:
-        raise InvalidInput("multipart field 'files' must hold at least one file")
-    return [
-        UploadedFile(source=u.filename or f"upload-{i}", data=await u.read(), metadata=metadata)
-        for i, u in enumerate(uploads)
-    ]
-
-
-async def _files_from_json(request: Request) -> list[UploadedFile]:
-    try:
-        body = IngestRequest.model_validate_json(await request.body())
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False), body=None) from None
-    return [UploadedFile(source=d.source, text=d.text, metadata=d.metadata) for d in body.documents]

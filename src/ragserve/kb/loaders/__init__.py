@@ -17,17 +17,26 @@ from typing import Any
 from ragserve.errors import DocumentError
 from ragserve.kb.loaders.docx import load_docx
 from ragserve.kb.loaders.html import load_html
+from ragserve.kb.loaders.limits import DocumentLimits, check_chars, check_raw
 from ragserve.kb.loaders.markdown import MARKDOWN_EXTENSIONS, load_markdown
 from ragserve.kb.loaders.pdf import load_pdf
 from ragserve.kb.loaders.structure import Extracted
 from ragserve.kb.loaders.text import decode_text, load_text, normalize_text
 from ragserve.kb.types import LoadedDocument
 
-__all__ = ["SUPPORTED_EXTENSIONS", "decode_text", "load_document", "load_path", "normalize_text"]
+__all__ = [
+    "SUPPORTED_EXTENSIONS",
+    "DocumentLimits",
+    "decode_text",
+    "load_document",
+    "load_path",
+    "normalize_text",
+]
 
 # A loader returns the text and its metadata, and, when it sees pages or headings, the text
 # cut by location (see ragserve.kb.loaders.structure.Extracted).
 _Loader = Callable[[bytes], tuple[str, dict[str, Any]] | Extracted]
+
 
 _LOADERS: dict[str, _Loader] = {
     ".pdf": load_pdf,
@@ -48,15 +57,20 @@ _HINTS = {
 
 
 def load_document(
-    data: bytes, filename: str, metadata: dict[str, Any] | None = None
+    data: bytes,
+    filename: str,
+    metadata: dict[str, Any] | None = None,
+    limits: DocumentLimits | None = None,
 ) -> LoadedDocument:
     """Extract the text of one file, chosen by its extension.
 
     Loader metadata (``format``, ``pages``, ...) is merged under the caller's ``metadata``, so
     a user can override anything. PDF, Markdown, HTML and DOCX documents come with ``blocks``:
     their text cut where the page or the heading path changes, and around tables.
-    Raises :class:`DocumentError` for unsupported, corrupt, encrypted or empty files.
+    Raises :class:`DocumentError` for unsupported, corrupt, encrypted or empty files, and for
+    files over ``limits`` (see :mod:`ragserve.kb.loaders.limits`).
     """
+    limits = limits or DocumentLimits()
     extension = Path(filename).suffix.lower()
     loader = _LOADERS.get(extension)
     if loader is None:
@@ -68,7 +82,11 @@ def load_document(
     if not data or not data.strip():
         raise DocumentError("empty document: the file is empty")
     try:
-        extracted = loader(data)
+        check_raw(data, extension, limits)
+        # Only a PDF's page count is known before its text is extracted.
+        extracted = (
+            load_pdf(data, max_pages=limits.max_pages) if loader is load_pdf else loader(data)
+        )
     except DocumentError:
         raise
     except Exception as exc:  # a bug or library surprise still reads as a per-file failure
@@ -76,6 +94,7 @@ def load_document(
             f"cannot read {extension[1:]} file: {type(exc).__name__}: {exc}"
         ) from exc
     text, found = extracted[0], extracted[1]
+    check_chars(text, limits)
     blocks = extracted.blocks if isinstance(extracted, Extracted) else ()
     if not text.strip():
         hint = " (a scanned PDF? text inside images is not read)" if extension == ".pdf" else ""
@@ -85,10 +104,12 @@ def load_document(
     )
 
 
-def load_path(path: Path, metadata: dict[str, Any] | None = None) -> LoadedDocument:
+def load_path(
+    path: Path, metadata: dict[str, Any] | None = None, limits: DocumentLimits | None = None
+) -> LoadedDocument:
     """Load a file from disk; ``source`` is the path as given (how the user named it)."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise DocumentError(f"cannot read file: {exc.strerror or exc}") from exc
-    return load_document(data, str(path), metadata)
+    return load_document(data, str(path), metadata, limits)

@@ -8,6 +8,7 @@ from typing import Any
 
 from ragserve.errors import DocumentError
 from ragserve.kb.loaders.chrome import content_root, has_ancestor, remove_chrome
+from ragserve.kb.loaders.limits import check_html_depth
 from ragserve.kb.loaders.structure import Extracted, Heading, Item, Paragraph, Table, build_blocks
 from ragserve.kb.loaders.text import decode_text, normalize_text
 
@@ -40,6 +41,7 @@ def load_html(data: bytes) -> Extracted:
         root = content_root(tree)
         if root is None:
             raise DocumentError("empty document: no HTML body")
+        check_html_depth(tree.root or root)
         remove_chrome(root)
         marked = render_marked(root)
     except DocumentError:

@@ -27,11 +27,12 @@ _ZH_LEVEL = {"章": 1, "节": 2, "条": 3}
 _TITLE_LENGTH = 60
 
 
-def load_pdf(data: bytes) -> Extracted:
+def load_pdf(data: bytes, *, max_pages: int | None = None) -> Extracted:
     """All pages' text, pages separated by a blank line; one block per page, with its number.
 
     pypdf is lenient (``strict=False``): it repairs small damage such as a wrong xref table,
-    and we only fail when nothing usable comes out.
+    and we only fail when nothing usable comes out. More than ``max_pages`` pages fail before
+    any page's text is extracted.
     """
     from pypdf import PdfReader
     from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
@@ -42,6 +43,11 @@ def load_pdf(data: bytes) -> Extracted:
         reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
             _decrypt_pdf(reader)
+        if max_pages is not None and len(reader.pages) > max_pages:
+            raise DocumentError(
+                f"document too large: {len(reader.pages)} pages; "
+                f"RAGSERVE_MAX_DOCUMENT_PAGES is {max_pages}"
+            )
         pages = [page.extract_text() or "" for page in reader.pages]
     except DocumentError:
         raise
