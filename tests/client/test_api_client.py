@@ -124,7 +124,8 @@ class ScriptedService:
 
     Job ids pick the behaviour of ``/events``: ``<script>`` streams a script whole;
     ``drop-<script>`` breaks the TCP connection mid-event after 3 events on the first
-    connection; ``eof-<script>`` ends the body cleanly after 2 events (the job is still
+    connection; ``eof-<script>`` (and ``drained-<script>``, whose job reads as over) ends the
+    body cleanly after 2 events (for ``eof-`` the job is still
     running); ``slow-<script>`` stalls after 2 events on the first connection; ``bytes-<script>``
     sends CRLF line ends one byte per chunk, with comments and an event without data;
     ``dead`` always breaks; ``over`` ends at once (the job has finished); ``html`` answers 200
@@ -209,7 +210,7 @@ class ScriptedService:
         frames = frames_of(name)[int(last) if last else 0 :]
         if mode == "drop" and first_connection:
             return sse(self._then_break(frames[:3], partial=frames[3][:15]))
-        if mode == "eof" and first_connection:
+        if mode in ("eof", "drained") and first_connection:
             frames = frames[:2]
         if mode == "slow" and first_connection:
             return sse(self._then_stall(frames[:2]))
@@ -350,7 +351,18 @@ def test_stream_ends_when_resumed_after_terminal_event(
     client: ApiClient, service: tuple[str, ScriptedService]
 ) -> None:
     assert list(client.stream_events("over", last_event_id="7")) == []
-    assert service[1].resume_headers["over"] == ["7"]
+    # The job is over, so the client reads once more from the same id, then stops.
+    assert service[1].resume_headers["over"] == ["7", "7"]
+
+
+def test_stream_cut_by_a_drain_after_the_job_ended_still_delivers_the_final_event(
+    client: ApiClient, service: tuple[str, ScriptedService]
+) -> None:
+    # A draining replica ends streams without their final event; meanwhile the job finished
+    # (``drained-*`` jobs read as succeeded). The final event must still come, from a resume.
+    events = list(client.stream_events("drained-plain"))
+    assert ids(events) == ALL_IDS and events[-1].terminal
+    assert service[1].resume_headers["drained-plain"] == [None, "2"]
 
 
 def test_stream_ends_at_cancelled_status(client: ApiClient) -> None:

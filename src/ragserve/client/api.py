@@ -273,6 +273,7 @@ class ApiClient:
         """
         retrying: Retrying | None = None
         retry_ms: int | None = None
+        job_over = False
         while True:
             try:
                 for sse in self._open_stream(job_id, last_event_id):
@@ -290,8 +291,14 @@ class ApiClient:
                     yield event
                     if event.terminal:
                         return
+                if job_over:
+                    return  # read again after the job ended: the server has nothing more
                 if self._finished(job_id):
-                    return  # resumed after the terminal event: the server has nothing more
+                    # The job ended while this stream was cut (a draining replica ends streams
+                    # without their final event): read once more from Last-Event-ID, which
+                    # brings the final event, or nothing if it was already delivered.
+                    job_over = True
+                    continue
                 error: ClientError = TransportFailure(
                     f"event stream of job {job_id} ended before its last event"
                 )
