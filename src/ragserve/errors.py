@@ -37,6 +37,26 @@ class NotFound(RagserveError):
     """A collection, document or job does not exist."""
 
 
+class Unauthorized(RagserveError):
+    """A request without a valid API key (``401``)."""
+
+
+class Forbidden(RagserveError):
+    """A valid key asked for something only an admin key may do (``403``)."""
+
+
+class TooManyRequests(RagserveError):
+    """A limit refuses the request for now (``429``); ``retry_after_s`` says when to retry."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+class TenantQueueFull(TooManyRequests):
+    """The tenant already has ``RAGSERVE_MAX_QUEUED_PER_TENANT`` jobs queued or running."""
+
+
 class Conflict(RagserveError):
     """The request contradicts existing state (for example an idempotency key reused)."""
 

@@ -1,4 +1,4 @@
-"""Names and ids that several layers check: collection names and UUIDs.
+"""Names and ids that several layers check: collection and tenant names, and UUIDs.
 
 A leaf module: it imports nothing from ragserve but ``errors``, so the API, the job service and
 the knowledge base can all use it without depending on each other.
@@ -20,6 +20,23 @@ def check_collection_name(name: str) -> str:
     if not COLLECTION_NAME.match(name):
         raise InvalidInput(
             f"invalid collection name {name!r}: use 1-64 letters, digits, '_', '.' or '-'"
+        )
+    return name
+
+
+DEFAULT_TENANT = "default"
+"""The tenant of every request while authentication is off, and of all data written before
+tenants existed (migration 0007)."""
+
+TENANT_NAME = COLLECTION_NAME
+"""Tenant names follow the rules of collection names (no '/', which joins the two in storage)."""
+
+
+def check_tenant_name(name: str) -> str:
+    """``name`` if it is a valid tenant name; else ``InvalidInput`` saying what is allowed."""
+    if not TENANT_NAME.match(name):
+        raise InvalidInput(
+            f"invalid tenant name {name!r}: use 1-64 letters, digits, '_', '.' or '-'"
         )
     return name
 

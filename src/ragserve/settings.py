@@ -7,6 +7,7 @@ pydantic's multi-line report.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal, Self
 
@@ -146,6 +147,20 @@ class Settings(BaseSettings):
     max_document_pages: int = Field(
         default=2000, ge=1, description="Most pages of one PDF; a longer one fails on its own."
     )
+    auth: Literal["off", "api_key"] | None = Field(
+        default=None,
+        description="api_key: every /v1 request needs a key; unset acts as off, on loopback only.",
+    )
+    auth_cache_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="Seconds a process trusts a verified key; a revocation takes this long.",
+    )
+    max_queued_per_tenant: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most queued+running jobs of one tenant; beyond it 429. Unset: no limit.",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -178,6 +193,30 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return self.database_url is None
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth == "api_key"
+
+    def check_listener(self, host: str) -> None:
+        """Refuse to serve the API on a non-loopback ``host`` without authentication, unless
+        ``RAGSERVE_AUTH=off`` says so explicitly (``ConfigurationError``, one line)."""
+        if self.auth is None and not is_loopback(host):
+            raise ConfigurationError(
+                f"refusing to listen on {host} without authentication: set RAGSERVE_AUTH=api_key"
+                " (and create keys with `ragserve keys create`), or RAGSERVE_AUTH=off to serve"
+                " without keys on purpose"
+            )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or name to listen on) is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # another host name: it may resolve to anything
+        return False
 
 
 def load_settings() -> Settings:

@@ -10,10 +10,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ragserve import __version__
+from ragserve.api.auth import protected
 from ragserve.api.errors import install_error_handlers
 from ragserve.api.metrics import HttpMetricsMiddleware, Metrics
 from ragserve.api.routers import collections, health, jobs
 from ragserve.api.state import AppState
+from ragserve.db.api_keys import ApiKeyStore, KeyVerifier
 from ragserve.jobs.notify import NotificationHub
 from ragserve.jobs.service import EVENTS_CHANNEL
 from ragserve.kb.readiness import EmbedderCheck
@@ -38,6 +40,11 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
                 hub=hub,
                 metrics=metrics,
                 models=EmbedderCheck(services.embedder),
+                keys=(
+                    KeyVerifier(ApiKeyStore(services.db), settings.auth_cache_s)
+                    if settings.auth_enabled
+                    else None
+                ),
             )
             if run_worker:
                 state.worker = build_worker(services)
@@ -60,8 +67,9 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
-    app.include_router(jobs.router)
-    app.include_router(collections.router)
+    # Every router needs an API key (when RAGSERVE_AUTH=api_key) but the health one.
+    app.include_router(jobs.router, **protected())
+    app.include_router(collections.router, **protected())
     app.include_router(health.router)
     return app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,10 +14,13 @@ from ragserve.errors import (
     Conflict,
     DatabaseError,
     DocumentError,
+    Forbidden,
     InvalidInput,
     NotFound,
     PayloadTooLarge,
     RagserveError,
+    TooManyRequests,
+    Unauthorized,
     UnsupportedMediaType,
 )
 
@@ -27,6 +31,9 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_S = 2
 
 STATUS_BY_ERROR: list[tuple[type[RagserveError], int]] = [
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (TooManyRequests, 429),
     (NotFound, 404),
     (Conflict, 409),
     (PayloadTooLarge, 413),
@@ -49,8 +56,19 @@ async def _ragserve_error(request: Request, exc: Exception) -> JSONResponse:
             "request failed",
             extra={"event": "http.error", "path": request.url.path, "error": str(exc)},
         )
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.retryable and status == 503 else None
-    return JSONResponse(error_body(exc.type, str(exc)), status_code=status, headers=headers)
+    return JSONResponse(
+        error_body(exc.type, str(exc)), status_code=status, headers=_headers(exc, status)
+    )
+
+
+def _headers(exc: RagserveError, status: int) -> dict[str, str] | None:
+    if isinstance(exc, Unauthorized):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, TooManyRequests):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+    if exc.retryable and status == 503:
+        return {"Retry-After": str(RETRY_AFTER_S)}
+    return None
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

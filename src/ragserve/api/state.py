@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from ragserve.api.metrics import Metrics
+from ragserve.db.api_keys import KeyVerifier
 from ragserve.jobs.notify import NotificationHub
 from ragserve.jobs.service import JobService
 from ragserve.jobs.worker import Worker
@@ -20,6 +21,8 @@ class AppState:
     hub: NotificationHub
     metrics: Metrics
     models: EmbedderCheck
+    keys: KeyVerifier | None = None
+    """Checks API keys; None while RAGSERVE_AUTH is off."""
     worker: Worker | None = None
     worker_task: asyncio.Task[None] | None = None
     draining: bool = field(default=False)

@@ -1,7 +1,8 @@
 """The ``ragserve`` command. Each command builds what it needs from ``Settings`` and runs it.
 
 Exit codes: 0 success; 1 a failure of the work itself (a file that could not be ingested, a
-job that failed, a bad request); 2 nothing listening at the API URL.
+job that failed, a bad request); 2 nothing listening at the API URL, or ``serve``/``api``
+refusing a non-loopback address without authentication.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ app = typer.Typer(
 )
 jobs_app = typer.Typer(no_args_is_help=True, help="Inspect and steer jobs (HTTP client).")
 db_app = typer.Typer(no_args_is_help=True, help="Database administration.")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys (in-process on the database).")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
@@ -82,7 +85,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     from ragserve.server import run_server
 
     configure_logging()
-    _run(run_server(_settings(), host=host, port=port, run_worker=True))
+    _run(run_server(_listening_settings(host), host=host, port=port, run_worker=True))
 
 
 @app.command()
@@ -91,7 +94,19 @@ def api(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     from ragserve.server import run_server
 
     configure_logging()
-    _run(run_server(_settings(), host=host, port=port, run_worker=False))
+    _run(run_server(_listening_settings(host), host=host, port=port, run_worker=False))
+
+
+def _listening_settings(host: str) -> Settings:
+    """Settings of an API about to listen on ``host``; exit 2 if that would expose it
+    without authentication (RAGSERVE_AUTH unset and ``host`` not loopback)."""
+    settings = _settings()
+    try:
+        settings.check_listener(host)
+    except ConfigurationError as exc:
+        errors.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    return settings
 
 
 @app.command()
@@ -144,6 +159,38 @@ def db_migrate() -> None:
     configure_logging("WARNING")
     applied = _run(go())
     console.print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="The tenant the key acts for.")],
+    admin: Annotated[
+        bool, typer.Option("--admin", help="The key sees and manages every tenant.")
+    ] = False,
+) -> None:
+    """Create an API key; prints it once, alone on the last line (only its hash is kept)."""
+    from ragserve.cli.keys import create_key
+
+    configure_logging("WARNING")
+    _run(create_key(_settings(), tenant, admin, console))
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List API keys: id, tenant, admin, prefix, created, revoked (never the key)."""
+    from ragserve.cli.keys import list_keys
+
+    configure_logging("WARNING")
+    _run(list_keys(_settings(), console))
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (keys list).")]) -> None:
+    """Revoke an API key; every API process refuses it within RAGSERVE_AUTH_CACHE_S."""
+    from ragserve.cli.keys import revoke_key
+
+    configure_logging("WARNING")
+    _run(revoke_key(_settings(), key_id, console))
 
 
 # -- clients of the HTTP API -------------------------------------------------------------
