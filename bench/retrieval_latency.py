@@ -61,6 +61,7 @@ from _common import (
 from ragserve.db.pool import Connection, Database
 from ragserve.kb.lexical import TS_CONFIG
 from ragserve.kb.store import Collection, KnowledgeStore
+from ragserve.names import DEFAULT_TENANT
 
 DIM = 384
 INDEX = f"chunks_embedding_{DIM}_hnsw"
@@ -369,7 +370,9 @@ async def run_size(
     async with db.connection() as conn:
         await conn.execute("VACUUM ANALYZE chunks")
     start = time.perf_counter()
-    collection = await KnowledgeStore(db).ensure_collection(args.collection, EMBEDDER, DIM)
+    collection = await KnowledgeStore(db).ensure_collection(
+        args.collection, EMBEDDER, DIM, tenant=DEFAULT_TENANT
+    )
     out["index_build_s"] = time.perf_counter() - start
     out["index_mb"] = await index_size(db) / 2**20
     truth = exact_top_k(vectors, recall_queries, 10)
@@ -415,7 +418,9 @@ async def run_small(
     chunk_ids = await bulk_load(db, name, vectors, texts, max(1, args.documents // 10))
     async with db.connection() as conn:
         await conn.execute("ANALYZE chunks")
-    collection = await KnowledgeStore(db).ensure_collection(name, EMBEDDER, DIM)
+    collection = await KnowledgeStore(db).ensure_collection(
+        name, EMBEDDER, DIM, tenant=DEFAULT_TENANT
+    )
     truth = exact_top_k(vectors, recall_queries, 10)
     out: dict[str, Any] = {"chunks": m, "by_ef_search": {}}
     fresh = Database(db.url, max_size=1)

@@ -101,6 +101,7 @@ def build_job_service(services: Services, hub: NotificationHub | None) -> JobSer
         embedder_name=services.embedder.name,
         max_attempts=services.settings.max_attempts,
         router=CanaryRouter(services.settings.canary_percent),
+        max_queued_per_tenant=services.settings.max_queued_per_tenant,
     )
 
 

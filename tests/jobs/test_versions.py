@@ -66,18 +66,18 @@ def test_version_is_release_plus_pipeline_hash() -> None:
 async def test_each_attempt_records_its_version(db: Database) -> None:
     store = JobStore(db)
     job_id = await new_job(db, store)
-    queued = await store.get(job_id)
+    queued = await store.get(job_id, tenant=None)
     assert queued is not None and queued.version is None  # never run
 
     first = await store.start_attempt(job_id, STABLE)
     assert first is not None and first.version == STABLE.version
-    job = await store.get(job_id)
+    job = await store.get(job_id, tenant=None)
     assert job is not None and job.version == STABLE.version
     assert await store.requeue(first, {"type": "Boom", "message": "transient"})
 
     second = await store.start_attempt(job_id, CANARY)
     assert second is not None and second.number == 2
-    job = await store.get(job_id)
+    job = await store.get(job_id, tenant=None)
     assert job is not None and job.version == CANARY.version  # the latest attempt's
     assert await store.succeed(second, {"answer": "a", "sources": []})
 
@@ -92,7 +92,7 @@ async def test_each_attempt_records_its_version(db: Database) -> None:
         {"status": "running", "attempt": 1, "version": STABLE.version},
         {"status": "running", "attempt": 2, "version": CANARY.version},
     ]
-    listed = {j.job_id: j for j in await store.newest(None, 10)}
+    listed = {j.job_id: j for j in await store.newest(None, 10, tenant=None)}
     assert listed[job_id].version == CANARY.version
 
 
@@ -136,7 +136,7 @@ async def test_an_older_release_shows_no_version_rather_than_a_stale_one(db: Dat
     assert await store.requeue(first, {"type": "Boom", "message": "transient"})
     old = await store.start_attempt(job_id)  # as the old code does: no identity
     assert old is not None and old.number == 2
-    job = await store.get(job_id)
+    job = await store.get(job_id, tenant=None)
     assert job is not None and job.version is None
     assert [r["attempt"] for r in await attempts_of(db, job_id)] == [1]
 

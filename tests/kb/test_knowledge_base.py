@@ -22,11 +22,13 @@ async def test_identical_content_is_unchanged_and_not_reembedded(
 ) -> None:
     first = await ingestor.ingest("c1", [text("a.txt", "Alpha is the first letter.")])
     assert first[0].status == "ingested" and first[0].chunks == 1
-    generation = (await kb.require_collection("c1")).generation
+    generation = (await kb.require_collection("c1", tenant="default")).generation
     again = await ingestor.ingest("c1", [text("a.txt", "Alpha is the first letter.")])
     assert again[0].status == "unchanged"
     assert again[0].document_id == first[0].document_id
-    assert (await kb.require_collection("c1")).generation == generation  # nothing written
+    assert (
+        await kb.require_collection("c1", tenant="default")
+    ).generation == generation  # nothing written
 
 
 async def test_changed_content_replaces_old_chunks_under_same_id(
@@ -36,7 +38,7 @@ async def test_changed_content_replaces_old_chunks_under_same_id(
     second = await ingestor.ingest("c2", [text("p.md", "The office opens at 10am now.")])
     assert second[0].status == "ingested"
     assert second[0].document_id == first[0].document_id
-    docs = await kb.list_documents("c2")
+    docs = await kb.list_documents("c2", tenant="default")
     assert len(docs) == 1 and docs[0]["chunks"] == 1
     retriever = Retriever(kb, embedder)
     hits = await retriever.retrieve("When does the office open?", collection="c2", top_k=10)
@@ -49,13 +51,13 @@ async def test_delete_document_removes_its_chunks(
     results = await ingestor.ingest(
         "c3", [text("keep.txt", "Cats sleep a lot."), text("drop.txt", "Dogs bark loudly.")]
     )
-    await kb.delete_document("c3", results[1].document_id or "")
+    await kb.delete_document("c3", results[1].document_id or "", tenant="default")
     hits = await Retriever(kb, embedder).retrieve("dogs", collection="c3", top_k=10)
     assert {h.source for h in hits} == {"keep.txt"}
     with pytest.raises(NotFound):
-        await kb.delete_document("c3", results[1].document_id or "")
+        await kb.delete_document("c3", results[1].document_id or "", tenant="default")
     with pytest.raises(NotFound):
-        await kb.delete_document("c3", "not-a-uuid")
+        await kb.delete_document("c3", "not-a-uuid", tenant="default")
 
 
 async def test_bad_file_fails_alone_and_batch_goes_on(ingestor: Ingestor, tmp_path: Path) -> None:

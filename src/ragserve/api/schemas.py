@@ -57,6 +57,7 @@ class JobList(BaseModel):
 
 class CollectionSummary(BaseModel):
     name: str
+    tenant: str = Field(default="default", description="The tenant that owns the collection.")
     embedder: str = Field(description="The embedding model that filled the collection.")
     embedding_dim: int
     generation: int = Field(description="Bumped by every change to the collection's documents.")

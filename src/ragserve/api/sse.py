@@ -35,12 +35,17 @@ def format_event(event: JobEvent, *, retry_ms: int | None = None) -> str:
 
 
 async def job_event_stream(
-    jobs: JobService, job_id: str, last_event_id: int, closing: asyncio.Event
+    jobs: JobService,
+    job_id: str,
+    last_event_id: int,
+    closing: asyncio.Event,
+    *,
+    tenant: str | None,
 ) -> AsyncIterator[str]:
     """Replay from ``last_event_id``, then follow live, until the job's terminal event, or
     until ``closing`` is set (the process is shutting down) or the database is lost: then the
     stream just ends and the client resumes elsewhere."""
-    events = aiter(jobs.events(job_id, last_event_id, idle_s=KEEPALIVE_S))
+    events = aiter(jobs.events(job_id, last_event_id, idle_s=KEEPALIVE_S, tenant=tenant))
     retry_ms: int | None = RECONNECT_MS
     try:
         while True:

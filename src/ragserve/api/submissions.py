@@ -16,6 +16,7 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_lengt
 ACCEPTED_DOCS: Responses = {
     202: {"headers": LOCATION_HEADER},
     409: error_doc("The Idempotency-Key was used before with a different request"),
+    429: error_doc("Over RAGSERVE_MAX_QUEUED_PER_TENANT; retry after Retry-After seconds"),
 }
 
 

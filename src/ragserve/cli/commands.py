@@ -134,13 +134,14 @@ def ingest(
     metadata: Annotated[
         str | None, typer.Option(help="JSON object stored with every document.")
     ] = None,
+    tenant: Annotated[str, typer.Option(help="The tenant that owns the collection.")] = "default",
 ) -> None:
     """Ingest files straight into the database (no upload, no service needed)."""
     from ragserve.cli.ingest import ingest_paths
 
     configure_logging("WARNING")
     extra = _json_object(metadata, "--metadata")
-    failed = _run(ingest_paths(_settings(), paths, collection, extra, console))
+    failed = _run(ingest_paths(_settings(), paths, collection, extra, console, tenant))
     raise typer.Exit(1 if failed else 0)
 
 

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ragserve.kb.ingest import DocumentResult, IngestItem
 from ragserve.kb.loaders import SUPPORTED_EXTENSIONS
+from ragserve.names import DEFAULT_TENANT
 from ragserve.services import open_services
 from ragserve.settings import Settings
 
@@ -35,6 +36,7 @@ async def ingest_paths(
     collection: str,
     metadata: dict[str, Any],
     console: Console,
+    tenant: str = DEFAULT_TENANT,
 ) -> int:
     """Ingest; print one line per file; return how many failed."""
     items = [IngestItem(source=str(p), path=p, metadata=metadata) for p in iter_files(paths)]
@@ -55,7 +57,9 @@ async def ingest_paths(
             def advance(result: DocumentResult) -> None:
                 progress.update(task, advance=1, description=Path(result.source).name)
 
-            results = await services.ingestor.ingest(collection, items, on_document=advance)
+            results = await services.ingestor.ingest(
+                collection, items, on_document=advance, tenant=tenant
+            )
     print_summary(results, console)
     return sum(r.status == "failed" for r in results)
 

@@ -9,6 +9,7 @@ import unicodedata
 from typing import Any
 
 from ragserve.jobs.models import AnswerRequest
+from ragserve.names import DEFAULT_TENANT
 
 _SPACES = re.compile(r"\s+")
 _TRAILING = re.compile(r"[\s?!.。？！]+$")
@@ -26,9 +27,15 @@ def stable_hash(value: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def answer_cache_key(request: AnswerRequest, answerer: str, embedder: str) -> str:
+def answer_cache_key(request: AnswerRequest, answerer: str, embedder: str, *, tenant: str) -> str:
+    """The key of an answer in the cache, and of its computation in flight (coalescing): it
+    names the tenant, so neither is ever shared between tenants. The tenant ``default`` is
+    left out, so its keys are those of releases before tenants (a rolling upgrade keeps
+    sharing their cache and computations)."""
+    owner = {} if tenant == DEFAULT_TENANT else {"tenant": tenant}
     return stable_hash(
         {
+            **owner,
             "q": normalise_question(request.query),
             "collection": request.collection,
             "scope": sorted(set(request.document_scope)) if request.document_scope else None,

@@ -103,6 +103,7 @@ class Job(BaseModel):
     """A job as the API shows it."""
 
     job_id: str
+    tenant: str = Field(default="default", description="The tenant the job belongs to.")
     kind: JobKind
     status: JobStatus
     query: str | None
@@ -123,6 +124,7 @@ class Job(BaseModel):
     def from_row(cls, row: dict[str, Any]) -> Job:
         return cls(
             job_id=str(row["id"]),
+            tenant=row["tenant"],
             kind=row["kind"],
             status=row["status"],
             query=row["query"],

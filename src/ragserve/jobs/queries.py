@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Final
 
 _JOB_FIELDS = (
-    "id, kind, status, collection, query, request, attempts, max_attempts, cached,"
+    "id, tenant, kind, status, collection, query, request, attempts, max_attempts, cached,"
     " cache_key, idempotency_key, request_hash, result, error,"
     " created_at, started_at, finished_at"
 )
@@ -40,11 +40,12 @@ that PostgreSQL reads both the same way.
 """
 
 _NEW_JOB_COLUMNS = (
-    "kind, collection, query, request, request_hash, max_attempts, cache_key, idempotency_key"
+    "tenant, kind, collection, query, request, request_hash, max_attempts, cache_key,"
+    " idempotency_key"
 )
 _NEW_JOB_VALUES = (
-    "%(kind)s, %(collection)s, %(query)s, %(request)s, %(request_hash)s, %(max_attempts)s,"
-    " %(cache_key)s, %(idempotency_key)s"
+    "%(tenant)s, %(kind)s, %(collection)s, %(query)s, %(request)s, %(request_hash)s,"
+    " %(max_attempts)s, %(cache_key)s, %(idempotency_key)s"
 )
 
 # -- creating ------------------------------------------------------------------------------
@@ -77,20 +78,26 @@ SELECT_FILES: Final = (
     "SELECT source, data, text, metadata FROM job_files WHERE job_id = %(job_id)s ORDER BY ordinal"
 )
 
-SELECT_JOB: Final = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %(id)s"
+_IN_SCOPE = "(%(tenant)s::text IS NULL OR tenant = %(tenant)s)"
+"""The job belongs to ``tenant``, or ``tenant`` is null (an admin reading every tenant's)."""
+
+SELECT_JOB: Final = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %(id)s AND {_IN_SCOPE}"
 
 SELECT_JOB_BY_IDEMPOTENCY_KEY: Final = (
-    f"SELECT {JOB_COLUMNS}, body_hash FROM jobs JOIN job_idempotency_keys ON job_id = id"
-    " WHERE key = %(idempotency_key)s"
+    f"SELECT {JOB_COLUMNS}, k.body_hash FROM jobs JOIN (SELECT job_id, body_hash"
+    " FROM job_idempotency_keys WHERE key = %(idempotency_key)s) k ON k.job_id = jobs.id"
+    " WHERE jobs.tenant = %(tenant)s"
     " UNION ALL"  # keys stored on the job row itself, before migration 0005
     f" SELECT {JOB_COLUMNS}, request_hash FROM jobs WHERE idempotency_key = %(idempotency_key)s"
+    " AND tenant = %(tenant)s"
     " LIMIT 1"
 )
-"""The job an ``Idempotency-Key`` names, with the hash of the body first sent with it."""
+"""The job of ``tenant`` an ``Idempotency-Key`` names, with the hash of the body first sent
+with it (``idempotency_key`` is the stored form, see ``JobStore.stored_key``)."""
 
 INSERT_IDEMPOTENCY_KEY: Final = (
-    "INSERT INTO job_idempotency_keys (key, job_id, body_hash)"
-    " VALUES (%(idempotency_key)s, %(job_id)s, %(body_hash)s)"
+    "INSERT INTO job_idempotency_keys (key, job_id, body_hash, tenant)"
+    " VALUES (%(idempotency_key)s, %(job_id)s, %(body_hash)s, %(tenant)s)"
 )
 
 SELECT_JOB_IN_FLIGHT: Final = (
@@ -99,13 +106,24 @@ SELECT_JOB_IN_FLIGHT: Final = (
 
 # Two statements rather than one with "(%(status)s IS NULL OR status = ...)": a prepared
 # generic plan of that one could not use the (status, created_at) index.
-LIST_JOBS: Final = (
-    f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
+# The same holds for the tenant: one statement per combination, each with its index.
+_NEWEST = " ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
+LIST_JOBS: Final = f"SELECT {JOB_COLUMNS} FROM jobs{_NEWEST}"
+LIST_JOBS_WITH_STATUS: Final = f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = %(status)s{_NEWEST}"
+LIST_TENANT_JOBS: Final = f"SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = %(tenant)s{_NEWEST}"
+LIST_TENANT_JOBS_WITH_STATUS: Final = (
+    f"SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = %(tenant)s AND status = %(status)s{_NEWEST}"
 )
-LIST_JOBS_WITH_STATUS: Final = (
-    f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = %(status)s"
-    " ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
+
+COUNT_ACTIVE_OF_TENANT: Final = (
+    "SELECT count(*)::int AS n FROM jobs"
+    " WHERE tenant = %(tenant)s AND status IN ('queued', 'running')"
 )
+"""Jobs of ``tenant`` queued or running (``RAGSERVE_MAX_QUEUED_PER_TENANT``)."""
+
+LOCK_TENANT_SUBMISSIONS: Final = "SELECT pg_advisory_xact_lock(%(lock)s, hashtext(%(tenant)s))"
+"""Serialises one tenant's submissions while a queue limit is checked (the count and the
+insert then commit before the next submission counts)."""
 
 COUNT_BY_STATUS: Final = "SELECT status, count(*)::int AS n FROM jobs GROUP BY status"
 
@@ -131,7 +149,7 @@ START_ATTEMPT: Final = (
     " job AS (UPDATE jobs j SET status = 'running', attempts = j.attempts + 1,"
     " event_seq = j.event_seq + 1, started_at = coalesce(j.started_at, now()),"
     " updated_at = now() FROM before WHERE j.id = before.id"
-    " RETURNING j.id, j.attempts, j.max_attempts, j.kind, j.collection, j.request,"
+    " RETURNING j.id, j.tenant, j.attempts, j.max_attempts, j.kind, j.collection, j.request,"
     " j.cache_key, j.event_seq, before.status AS previous, before.updated_at AS queued_at),"
     " attempt AS (INSERT INTO job_attempts (job_id, attempt, version, worker_id)"
     " SELECT id, attempts, %(version)s, %(worker_id)s FROM job"
@@ -144,7 +162,7 @@ START_ATTEMPT: Final = (
     " jsonb_strip_nulls(jsonb_build_object('status', 'running', 'attempt', attempts,"
     " 'version', %(version)s::text, 'took_over', nullif(previous = 'running', false)))"
     " FROM job)"
-    " SELECT id::text, attempts, max_attempts, kind, collection, request, cache_key,"
+    " SELECT id::text, tenant, attempts, max_attempts, kind, collection, request, cache_key,"
     " CASE WHEN previous = 'queued' THEN greatest(0, extract(epoch FROM now()"
     " - greatest(queued_at, %(eligible_at)s::timestamptz)))::float8 END AS waited_s"
     " FROM job"
@@ -180,9 +198,9 @@ SUCCEED: Final = (
     " event AS (INSERT INTO job_events (job_id, seq, attempt, type, data)"
     " SELECT id, event_seq, attempts, 'done', %(done)s FROM job),"
     " cached AS (INSERT INTO answer_cache (cache_key, collection, generation,"
-    " job_id, result, expires_at) SELECT %(cache_key)s, %(collection)s,"
+    " job_id, result, expires_at, tenant) SELECT %(cache_key)s, %(collection)s,"
     " %(generation)s, id, %(result)s,"
-    " now() + make_interval(secs => %(ttl_s)s) FROM job"
+    " now() + make_interval(secs => %(ttl_s)s), %(tenant)s FROM job"
     " WHERE %(cache_key)s::text IS NOT NULL"
     " ON CONFLICT (cache_key) DO UPDATE SET collection = excluded.collection,"
     " generation = excluded.generation, job_id = excluded.job_id,"

@@ -88,12 +88,12 @@ class JobRunner:
     async def _answer(self, attempt: Attempt) -> AttemptReport:
         # Read the generation before retrieving: a change during the job leaves the cached
         # answer already stale, never wrongly fresh.
-        collection = await self.kb.require_collection(attempt.collection)
+        collection = await self.kb.require_collection(attempt.collection, tenant=attempt.tenant)
         events = EventWriter(self.jobs, attempt)
         result: dict[str, Any] | None = None
         asked_at = time.monotonic()
         first_token_s: float | None = None
-        async for event in self.pipeline.astream(attempt.request):
+        async for event in self.pipeline.astream({**attempt.request, "tenant": attempt.tenant}):
             if event["type"] == "sources":
                 await events.emit("sources", {"sources": event["sources"]})
                 asked_at = time.monotonic()
@@ -106,7 +106,7 @@ class JobRunner:
         await events.flush()
         if result is None:
             raise RagserveError("the answer pipeline ended without an answer")
-        cache = (collection.name, collection.generation, self.cache_ttl_s)
+        cache = (collection.key, collection.generation, self.cache_ttl_s)
         if not await self.jobs.succeed(attempt, result, cache=cache if self.cache_ttl_s else None):
             raise JobFenced("the job changed hands before its result was stored")
         return AttemptReport("succeeded", first_token_s)
@@ -132,7 +132,9 @@ class JobRunner:
                 },
             )
 
-        results = await self.ingestor.ingest(attempt.collection, items, on_document=progress)
+        results = await self.ingestor.ingest(
+            attempt.collection, items, on_document=progress, tenant=attempt.tenant
+        )
         result = {"documents": [r.as_dict() for r in results]}
         report: AttemptReport
         if all(r.status == "failed" for r in results):

@@ -1,6 +1,11 @@
 """The job service: what the API (and anything else) calls to create, read and steer jobs.
 
 Callers use this class only; its store, queue and notification hub are its own business.
+
+Every method names the tenant it acts for (keyword-only, required): submissions create the
+tenant's jobs on the tenant's collections; reads and steering see only the tenant's jobs
+(``tenant=None``: every tenant's, for admins). Another tenant's job is ``NotFound``, exactly as
+a job that does not exist.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 import psycopg
 
 from ragserve.db.pool import Connection, Database
-from ragserve.errors import Conflict, NotFound
+from ragserve.errors import Conflict, NotFound, TenantQueueFull
 from ragserve.jobs import queue
 from ragserve.jobs.cache import answer_cache_key, stable_hash
 from ragserve.jobs.models import AnswerRequest, Job, JobEvent, JobStatus
@@ -27,6 +32,12 @@ from ragserve.names import check_collection_name
 log = logging.getLogger(__name__)
 
 EVENTS_CHANNEL = "ragserve_job_events"
+
+QUEUE_LIMIT_LOCK = 0x7274_716C  # "rtql": first half of the per-tenant submission lock
+
+QUEUE_FULL_RETRY_AFTER_S = 30.0
+"""``Retry-After`` of a submission over ``RAGSERVE_MAX_QUEUED_PER_TENANT`` while no estimate of
+the queue's wait is known (a conservative constant; see ``JobService.retry_after_s``)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,7 @@ class JobService:
         embedder_name: str,
         max_attempts: int,
         router: CanaryRouter | None = None,
+        max_queued_per_tenant: int | None = None,
     ) -> None:
         self._db = db
         self._router = router or CanaryRouter(percent=0)
@@ -57,16 +69,19 @@ class JobService:
         self.answerer_name = answerer_name
         self.embedder_name = embedder_name
         self.max_attempts = max_attempts
+        self.max_queued_per_tenant = max_queued_per_tenant
 
     # -- submitting ------------------------------------------------------------------
 
     async def submit_answer(
-        self, request: AnswerRequest, idempotency_key: str | None = None
+        self, request: AnswerRequest, idempotency_key: str | None = None, *, tenant: str
     ) -> Submission:
-        """Cache hit: a job already succeeded. Same question in flight: that job. Else a new one."""
+        """Cache hit: a job already succeeded. Same question in flight: that job. Else a new one.
+        All three within ``tenant``: its collection, its cache, its jobs in flight."""
         body = request.model_dump(mode="json")
-        cache_key = answer_cache_key(request, self.answerer_name, self.embedder_name)
+        cache_key = answer_cache_key(request, self.answerer_name, self.embedder_name, tenant=tenant)
         new = NewJob(
+            tenant=tenant,
             kind="answer",
             collection=request.collection,
             query=request.query,
@@ -91,6 +106,8 @@ class JobService:
         collection: str,
         files: Sequence[UploadedFile],
         idempotency_key: str | None = None,
+        *,
+        tenant: str,
     ) -> Submission:
         check_collection_name(collection)
         request = {
@@ -105,6 +122,7 @@ class JobService:
             ],
         }
         new = NewJob(
+            tenant=tenant,
             kind="ingest",
             collection=collection,
             query=None,
@@ -132,12 +150,12 @@ class JobService:
                     key = new.idempotency_key
                     if key is None:
                         return await attempt(conn)
-                    existing = await self._store.by_idempotency_key(conn, key)
+                    existing = await self._store.by_idempotency_key(conn, key, tenant=new.tenant)
                     if existing is not None:
                         return self._replay(existing, new)
                     submission = await attempt(conn)
                     await self._store.remember_key(
-                        conn, key, submission.job.job_id, new.request_hash
+                        conn, key, submission.job.job_id, new.request_hash, tenant=new.tenant
                     )
                     return submission
             except psycopg.errors.UniqueViolation:
@@ -161,28 +179,50 @@ class JobService:
                 raise psycopg.errors.UniqueViolation("in-flight job vanished; try again")
             return Submission(Job.from_row(row), created=False, coalesced=True)
         job_id = str(row["id"])
+        await self._check_queue_limit(conn, new.tenant)
         await queue.enqueue(conn, await self._router.queue_for(conn, new.kind), job_id)
         log.info("job queued", extra={"event": "job.queued", "job_id": job_id, "kind": new.kind})
         return Submission(Job.from_row(row), created=True)
 
+    async def _check_queue_limit(self, conn: Connection, tenant: str) -> None:
+        """After inserting a new job: if that puts ``tenant`` over its limit, refuse it (the
+        transaction, and with it the job, is rolled back). Coalesced and cached submissions
+        add no work, so they are never refused."""
+        limit = self.max_queued_per_tenant
+        if limit is None:
+            return
+        active = await self._store.active_count(conn, tenant, lock=QUEUE_LIMIT_LOCK)
+        if active > limit:
+            raise TenantQueueFull(
+                f"tenant {tenant!r} has {active - 1} jobs queued or running, the most"
+                f" RAGSERVE_MAX_QUEUED_PER_TENANT ({limit}) allows; retry later",
+                retry_after_s=self.retry_after_s(tenant),
+            )
+
+    def retry_after_s(self, tenant: str) -> float:
+        """When a refused submission should come back. A constant until the queue's wait is
+        estimated (``estimated_start_s``); the hook for that estimate."""
+        return QUEUE_FULL_RETRY_AFTER_S
+
     # -- reading and steering --------------------------------------------------------
 
-    async def get(self, job_id: str) -> Job:
-        job = await self._store.get(job_id)
+    async def get(self, job_id: str, *, tenant: str | None) -> Job:
+        """The job, if it is ``tenant``'s (any tenant's when None); else ``NotFound``."""
+        job = await self._store.get(job_id, tenant=tenant)
         if job is None:
             raise NotFound(f"job {job_id!r} not found")
         return job
 
-    async def list(self, status: JobStatus | None, limit: int) -> list[Job]:
-        return await self._store.newest(status, limit)
+    async def list(self, status: JobStatus | None, limit: int, *, tenant: str | None) -> list[Job]:
+        return await self._store.newest(status, limit, tenant=tenant)
 
     async def count_by_status(self) -> dict[JobStatus, int]:
         """How many jobs are in each status (every status, zeros included)."""
         counts = await self._store.count_by_status()
         return {status: counts.get(status.value, 0) for status in JobStatus}
 
-    async def cancel(self, job_id: str) -> Job:
-        await self.get(job_id)
+    async def cancel(self, job_id: str, *, tenant: str | None) -> Job:
+        await self.get(job_id, tenant=tenant)
         async with self._db.transaction() as conn:
             before = await self._store.cancel(conn, job_id)
             if before is not None:
@@ -192,19 +232,19 @@ class JobService:
                     await queue.signal_cancel(conn, job_id)
         if before is not None:
             log.info("job cancelled", extra={"event": "job.cancelled", "job_id": job_id})
-        return await self.get(job_id)
+        return await self.get(job_id, tenant=tenant)
 
-    async def retry(self, job_id: str) -> Job:
-        job = await self.get(job_id)
+    async def retry(self, job_id: str, *, tenant: str | None) -> Job:
+        job = await self.get(job_id, tenant=tenant)
         async with self._db.transaction() as conn:
             if not await self._store.reopen(conn, job_id, self.max_attempts):
                 raise Conflict(f"job {job_id} is {job.status}: only failed or cancelled jobs retry")
             await queue.enqueue(conn, await self._router.queue_for(conn, job.kind), job_id)
         log.info("job retried", extra={"event": "job.retried", "job_id": job_id})
-        return await self.get(job_id)
+        return await self.get(job_id, tenant=tenant)
 
     async def events(
-        self, job_id: str, after: int, *, idle_s: float
+        self, job_id: str, after: int, *, idle_s: float, tenant: str | None
     ) -> AsyncIterator[JobEvent | None]:
         """The job's events after ``after``: stored ones first, then live ones, until the
         terminal one. ``None`` after each ``idle_s`` without news (for keep-alives).
@@ -212,6 +252,7 @@ class JobService:
         Never loses an event: we subscribe before reading, and every wake-up re-reads the
         table from the last event seen.
         """
+        await self.get(job_id, tenant=tenant)  # NotFound before anything is read
         last = after
         async with self._watch(job_id) as wake:
             while True:
@@ -224,7 +265,7 @@ class JobService:
                         return
                 if events:
                     continue
-                if (await self.get(job_id)).status.terminal:
+                if (await self.get(job_id, tenant=tenant)).status.terminal:
                     # The terminal event commits with the status: read once more, in case it
                     # landed between our two reads; if nothing is new, the stream is over
                     # (a client resumed after the terminal event).
@@ -236,13 +277,13 @@ class JobService:
                 except TimeoutError:
                     yield None
 
-    async def wait(self, job_id: str, timeout_s: float) -> Job:
+    async def wait(self, job_id: str, timeout_s: float, *, tenant: str | None) -> Job:
         """The job once it is terminal, or as it is when ``timeout_s`` has passed."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         async with self._watch(job_id) as wake:
             while True:
-                job = await self.get(job_id)
+                job = await self.get(job_id, tenant=tenant)
                 remaining = deadline - loop.time()
                 if job.status.terminal or remaining <= 0:
                     return job

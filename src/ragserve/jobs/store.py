@@ -19,7 +19,17 @@ from psycopg.types.json import Jsonb
 from ragserve.db.pool import Connection, Database
 from ragserve.jobs import queries
 from ragserve.jobs.models import Job, JobEvent, JobStatus
-from ragserve.names import is_uuid
+from ragserve.names import DEFAULT_TENANT, is_uuid
+
+IDEMPOTENCY_KEY_SEPARATOR = "\n"
+"""Joins a tenant and its client's ``Idempotency-Key`` in storage. An HTTP header value cannot
+hold a newline, nor can a tenant name, so no two tenants' keys ever meet."""
+
+
+def stored_key(tenant: str, key: str) -> str:
+    """How ``tenant``'s ``Idempotency-Key`` is stored: as sent for the tenant ``default``
+    (keys stored before tenants existed stay valid), else prefixed with the tenant."""
+    return key if tenant == DEFAULT_TENANT else f"{tenant}{IDEMPOTENCY_KEY_SEPARATOR}{key}"
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,7 @@ class NewJob:
     max_attempts: int
     cache_key: str | None = None
     idempotency_key: str | None = None
+    tenant: str = DEFAULT_TENANT
 
 
 @dataclass(frozen=True)
@@ -43,11 +54,14 @@ class Attempt:
     max_attempts: int
     kind: str
     collection: str
+    """The collection's name, as its tenant calls it."""
     request: dict[str, Any]
     cache_key: str | None
     version: str | None = None
     waited_s: float | None = None
     """Seconds the job waited in the queue for this attempt; None for a takeover."""
+    tenant: str = DEFAULT_TENANT
+    """Whose job it is: its collection is that tenant's."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,7 @@ class UploadedFile:
 
 def _new_job_params(job: NewJob) -> dict[str, Any]:
     return {
+        "tenant": job.tenant,
         "kind": job.kind,
         "collection": job.collection,
         "query": job.query,
@@ -139,40 +154,66 @@ class JobStore:
 
     # -- reading ---------------------------------------------------------------------
 
-    async def get_row(self, job_id: str, conn: Connection | None = None) -> dict[str, Any] | None:
+    async def get_row(
+        self, job_id: str, *, tenant: str | None, conn: Connection | None = None
+    ) -> dict[str, Any] | None:
+        """The job, if it is ``tenant``'s (any tenant's when None)."""
         if not is_uuid(job_id):
             return None
+        params = {"id": job_id, "tenant": tenant}
         if conn is not None:
-            return await (await conn.execute(queries.SELECT_JOB, {"id": job_id})).fetchone()
+            return await (await conn.execute(queries.SELECT_JOB, params)).fetchone()
         async with self.db.connection() as own:
-            return await (await own.execute(queries.SELECT_JOB, {"id": job_id})).fetchone()
+            return await (await own.execute(queries.SELECT_JOB, params)).fetchone()
 
-    async def get(self, job_id: str) -> Job | None:
-        row = await self.get_row(job_id)
+    async def get(self, job_id: str, *, tenant: str | None) -> Job | None:
+        row = await self.get_row(job_id, tenant=tenant)
         return Job.from_row(row) if row else None
 
-    async def by_idempotency_key(self, conn: Connection, key: str) -> dict[str, Any] | None:
-        params = {"idempotency_key": key}
+    async def by_idempotency_key(
+        self, conn: Connection, key: str, *, tenant: str
+    ) -> dict[str, Any] | None:
+        params = {"idempotency_key": stored_key(tenant, key), "tenant": tenant}
         return await (await conn.execute(queries.SELECT_JOB_BY_IDEMPOTENCY_KEY, params)).fetchone()
 
-    async def remember_key(self, conn: Connection, key: str, job_id: str, body_hash: str) -> None:
+    async def remember_key(
+        self, conn: Connection, key: str, job_id: str, body_hash: str, *, tenant: str
+    ) -> None:
         """Make ``key`` name ``job_id``; a concurrent twin's insert raises UniqueViolation."""
-        params = {"idempotency_key": key, "job_id": job_id, "body_hash": body_hash}
+        params = {
+            "idempotency_key": stored_key(tenant, key),
+            "job_id": job_id,
+            "body_hash": body_hash,
+            "tenant": tenant,
+        }
         await conn.execute(queries.INSERT_IDEMPOTENCY_KEY, params)
+
+    async def active_count(self, conn: Connection, tenant: str, *, lock: int) -> int:
+        """``tenant``'s queued and running jobs, counted under a transaction-scoped advisory
+        lock (``lock``, ``tenant``) that serialises the tenant's submissions until commit."""
+        params = {"tenant": tenant, "lock": lock}
+        await conn.execute(queries.LOCK_TENANT_SUBMISSIONS, params)
+        row = await (await conn.execute(queries.COUNT_ACTIVE_OF_TENANT, params)).fetchone()
+        return int(row["n"]) if row else 0
 
     async def in_flight(self, conn: Connection, cache_key: str) -> dict[str, Any] | None:
         params = {"cache_key": cache_key}
         return await (await conn.execute(queries.SELECT_JOB_IN_FLIGHT, params)).fetchone()
 
-    async def newest(self, status: JobStatus | None, limit: int) -> list[Job]:
-        """Up to ``limit`` jobs (of ``status``, if given), newest first."""
+    async def newest(
+        self, status: JobStatus | None, limit: int, *, tenant: str | None
+    ) -> list[Job]:
+        """Up to ``limit`` jobs (of ``status``, if given; ``tenant``'s, or every tenant's when
+        None), newest first."""
+        params = {"limit": limit, "tenant": tenant, "status": status.value if status else None}
+        if tenant is None:
+            sql = queries.LIST_JOBS if status is None else queries.LIST_JOBS_WITH_STATUS
+        else:
+            sql = (
+                queries.LIST_TENANT_JOBS if status is None else queries.LIST_TENANT_JOBS_WITH_STATUS
+            )
         async with self.db.connection() as conn:
-            if status is None:
-                cur = await conn.execute(queries.LIST_JOBS, {"limit": limit})
-            else:
-                params = {"status": status.value, "limit": limit}
-                cur = await conn.execute(queries.LIST_JOBS_WITH_STATUS, params)
-            rows = await cur.fetchall()
+            rows = await (await conn.execute(sql, params)).fetchall()
         return [Job.from_row(r) for r in rows]
 
     async def count_by_status(self) -> dict[str, int]:
@@ -221,6 +262,7 @@ class JobStore:
             cache_key=row["cache_key"],
             version=worker.version if worker is not None else None,
             waited_s=row["waited_s"],
+            tenant=row["tenant"],
         )
 
     async def append_event(self, attempt: Attempt, type_: str, data: dict[str, Any]) -> bool:
@@ -234,7 +276,8 @@ class JobStore:
         result: dict[str, Any],
         cache: tuple[str, int, float] | None = None,
     ) -> bool:
-        """Record the result; with ``cache=(collection, generation, ttl_s)`` also cache it.
+        """Record the result; with ``cache=(collection key, generation, ttl_s)`` also cache it
+        (the key is ``Collection.key``, the stored name).
 
         One statement: the fenced update, the ``done`` event, the cache entry and the removal
         of the uploaded files commit together, in one round trip.
@@ -249,6 +292,7 @@ class JobStore:
             "collection": collection,
             "generation": generation,
             "ttl_s": ttl_s,
+            "tenant": attempt.tenant,
         }
         async with self.db.connection() as conn:
             row = await (await conn.execute(queries.SUCCEED, params)).fetchone()

@@ -25,7 +25,7 @@ from ragserve.kb.loaders.markdown import MARKDOWN_EXTENSIONS, markdown_items
 from ragserve.kb.loaders.structure import build_blocks
 from ragserve.kb.store import Collection, KnowledgeStore
 from ragserve.kb.types import LOCATION_KEY, Chunk, LoadedDocument
-from ragserve.names import check_collection_name
+from ragserve.names import DEFAULT_TENANT, check_collection_name
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +129,14 @@ class Ingestor:
         collection: str,
         items: Sequence[IngestItem],
         on_document: ProgressCallback | None = None,
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> list[DocumentResult]:
+        """Ingest ``items`` into ``tenant``'s ``collection`` (created if need be)."""
         check_collection_name(collection)
         if not items:
             raise InvalidInput("no documents to ingest")
-        target = await self._collection(collection)
+        target = await self._collection(collection, tenant)
         results: list[DocumentResult] = []
         # Parse one document ahead, so CPU-bound loading overlaps embedding.
         pending = asyncio.ensure_future(asyncio.to_thread(_load, items[0], self.limits))
@@ -154,11 +157,11 @@ class Ingestor:
             pending.cancel()
         return results
 
-    async def _collection(self, name: str) -> Collection:
+    async def _collection(self, name: str, tenant: str) -> Collection:
         dim = self.embedder.dim
         if dim is None:
             dim = len(await self.embedder.embed_query("dimension probe"))
-        return await self.store.ensure_collection(name, self.embedder.name, dim)
+        return await self.store.ensure_collection(name, self.embedder.name, dim, tenant=tenant)
 
     async def _ingest_one(
         self, collection: Collection, item: IngestItem, loading: Awaitable[LoadedDocument]
@@ -166,7 +169,7 @@ class Ingestor:
         try:
             doc = await _read(loading)
             digest = self.content_hash(doc)
-            existing = await self.store.find_document(collection.name, doc.source)
+            existing = await self.store.find_document(collection.key, doc.source)
             if existing is not None and existing.content_hash == digest:
                 return DocumentResult(doc.source, existing.id, "unchanged", 0)
             chunks = self.chunker.split_document(doc)

@@ -15,7 +15,7 @@ from ragserve.db.pool import HNSW_EF_SEARCH, Connection, Database
 from ragserve.errors import InvalidInput, NotFound
 from ragserve.kb.lexical import SEGMENTATION, TS_CONFIG, Segmentation, lexical_text
 from ragserve.kb.types import RetrievedChunk
-from ragserve.names import check_collection_name, is_uuid
+from ragserve.names import DEFAULT_TENANT, check_collection_name, is_uuid
 
 _INDEX_LOCK_KEY = 0x7261_6769  # serialises CREATE INDEX for a new dimension
 
@@ -43,12 +43,30 @@ a stop word, in any language. Rarer words weigh by BM25's IDF."""
 BACKFILL_BATCH = 500
 
 
+def collection_key(tenant: str, name: str) -> str:
+    """The stored name of ``tenant``'s collection ``name`` (``collections.name``, and the
+    ``collection`` of its documents and chunks): the name itself for the tenant ``default``
+    (so rows written before tenants existed are its own), else ``tenant/name`` ('/' is in
+    neither name, so two tenants' collections never share a key)."""
+    return name if tenant == DEFAULT_TENANT else f"{tenant}/{name}"
+
+
+def _shown_name(key: str) -> str:
+    return key.rpartition("/")[2]
+
+
 @dataclass(frozen=True)
 class Collection:
     name: str
     embedder: str
     embedding_dim: int
     generation: int
+    tenant: str = DEFAULT_TENANT
+
+    @property
+    def key(self) -> str:
+        """The stored name (see :func:`collection_key`)."""
+        return collection_key(self.tenant, self.name)
 
 
 @dataclass(frozen=True)
@@ -82,34 +100,37 @@ class KnowledgeStore:
 
     # -- collections -------------------------------------------------------------------
 
-    async def get_collection(self, name: str) -> Collection | None:
+    async def get_collection(self, name: str, *, tenant: str) -> Collection | None:
+        """``tenant``'s collection ``name``, if it exists."""
         async with self.db.connection() as conn:
             row = await (
                 await conn.execute(
-                    "SELECT name, embedder, embedding_dim, generation"
+                    "SELECT embedder, embedding_dim, generation, tenant"
                     " FROM collections WHERE name = %s",
-                    (name,),
+                    (collection_key(tenant, name),),
                 )
             ).fetchone()
-        return Collection(**row) if row else None
+        return Collection(name=name, **row) if row else None
 
-    async def require_collection(self, name: str) -> Collection:
-        found = await self.get_collection(name)
+    async def require_collection(self, name: str, *, tenant: str) -> Collection:
+        found = await self.get_collection(name, tenant=tenant)
         if found is None:
             raise NotFound(f"collection {name!r} does not exist")
         return found
 
-    async def ensure_collection(self, name: str, embedder: str, dim: int) -> Collection:
-        """Create the collection for this embedder, or check that it was made with it."""
+    async def ensure_collection(
+        self, name: str, embedder: str, dim: int, *, tenant: str
+    ) -> Collection:
+        """Create ``tenant``'s collection for this embedder, or check that it was made with it."""
         check_collection_name(name)
         async with self.db.connection() as conn:
             await conn.execute(
-                "INSERT INTO collections (name, embedder, embedding_dim) VALUES (%s, %s, %s)"
-                " ON CONFLICT (name) DO NOTHING",
-                (name, embedder, dim),
+                "INSERT INTO collections (name, tenant, embedder, embedding_dim)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO NOTHING",
+                (collection_key(tenant, name), tenant, embedder, dim),
             )
             await self._ensure_vector_index(conn, dim)
-        found = await self.require_collection(name)
+        found = await self.require_collection(name, tenant=tenant)
         if found.embedder != embedder:
             raise InvalidInput(
                 f"collection {name!r} was embedded with {found.embedder}, not {embedder}:"
@@ -128,22 +149,27 @@ class KnowledgeStore:
                 f" WHERE embedding_dim = {int(dim)}"
             )
 
-    async def list_collections(self) -> list[dict[str, Any]]:
+    async def list_collections(self, *, tenant: str | None) -> list[dict[str, Any]]:
+        """``tenant``'s collections (every tenant's when None), by tenant and name."""
         async with self.db.connection() as conn:
             rows = await (
                 await conn.execute(
-                    "SELECT c.name, c.embedder, c.embedding_dim, c.generation, c.created_at,"
-                    " c.updated_at, count(d.id)::int AS documents,"
+                    "SELECT c.name, c.tenant, c.embedder, c.embedding_dim, c.generation,"
+                    " c.created_at, c.updated_at, count(d.id)::int AS documents,"
                     " coalesce(sum(d.chunk_count), 0)::int AS chunks"
                     " FROM collections c LEFT JOIN documents d ON d.collection = c.name"
-                    " GROUP BY c.name ORDER BY c.name"
+                    " WHERE %(tenant)s::text IS NULL OR c.tenant = %(tenant)s"
+                    " GROUP BY c.name ORDER BY c.tenant, c.name",
+                    {"tenant": tenant},
                 )
             ).fetchall()
-        return rows
+        return [{**row, "name": _shown_name(row["name"])} for row in rows]
 
     # -- documents ---------------------------------------------------------------------
 
     async def find_document(self, collection: str, source: str) -> StoredDocument | None:
+        """The document of ``source`` in the collection of stored name ``collection``
+        (``Collection.key``)."""
         async with self.db.connection() as conn:
             row = await (
                 await conn.execute(
@@ -184,7 +210,7 @@ class KnowledgeStore:
                     " content_hash = excluded.content_hash, metadata = excluded.metadata,"
                     " chunk_count = excluded.chunk_count, updated_at = now()"
                     " RETURNING id",
-                    (collection.name, source, content_hash, Jsonb(metadata), len(texts)),
+                    (collection.key, source, content_hash, Jsonb(metadata), len(texts)),
                 )
             ).fetchone()
             assert row is not None  # INSERT ... RETURNING always returns the row
@@ -198,7 +224,7 @@ class KnowledgeStore:
                     [
                         (
                             document_id,
-                            collection.name,
+                            collection.key,
                             source,
                             ordinal,
                             text,
@@ -216,39 +242,40 @@ class KnowledgeStore:
                         )
                     ],
                 )
-            await self._bump_generation(conn, collection.name)
+            await self._bump_generation(conn, collection.key)
         return str(document_id)
 
-    async def delete_document(self, collection: str, document_id: str) -> None:
+    async def delete_document(self, collection: str, document_id: str, *, tenant: str) -> None:
+        missing = NotFound(f"document {document_id!r} not found in {collection!r}")
         if not is_uuid(document_id):
-            raise NotFound(f"document {document_id!r} not found in {collection!r}")
+            raise missing
+        key = collection_key(tenant, collection)
         async with self.db.transaction() as conn:
             cur = await conn.execute(
-                "DELETE FROM documents WHERE collection = %s AND id = %s",
-                (collection, document_id),
+                "DELETE FROM documents WHERE collection = %s AND id = %s", (key, document_id)
             )
             if cur.rowcount == 0:
-                raise NotFound(f"document {document_id!r} not found in {collection!r}")
-            await self._bump_generation(conn, collection)
+                raise missing
+            await self._bump_generation(conn, key)
 
-    async def list_documents(self, collection: str) -> list[dict[str, Any]]:
-        await self.require_collection(collection)
+    async def list_documents(self, collection: str, *, tenant: str) -> list[dict[str, Any]]:
+        found = await self.require_collection(collection, tenant=tenant)
         async with self.db.connection() as conn:
             return await (
                 await conn.execute(
                     "SELECT id::text AS document_id, source, content_hash, metadata,"
                     " chunk_count AS chunks, created_at, updated_at"
                     " FROM documents WHERE collection = %s ORDER BY source",
-                    (collection,),
+                    (found.key,),
                 )
             ).fetchall()
 
     @staticmethod
-    async def _bump_generation(conn: Connection, collection: str) -> None:
+    async def _bump_generation(conn: Connection, key: str) -> None:
         await conn.execute(
             "UPDATE collections SET generation = generation + 1, updated_at = now()"
             " WHERE name = %s",
-            (collection,),
+            (key,),
         )
 
     # -- lexical index ---------------------------------------------------------------
@@ -308,7 +335,7 @@ class KnowledgeStore:
         dim = int(collection.embedding_dim)
         where = ["collection = %(collection)s", f"embedding_dim = {dim}"]
         params: dict[str, Any] = {
-            "collection": collection.name,
+            "collection": collection.key,
             "query": np.asarray(query_vector, dtype=np.float32),
             "top_k": top_k,
         }

@@ -1,6 +1,7 @@
 """The answer pipeline as a LangChain Runnable that streams events.
 
-Input: ``{"query", "collection", "document_scope", "filters", "top_k"}``.
+Input: ``{"query", "collection", "document_scope", "filters", "top_k"}``, and ``"tenant"`` (the
+collection's owner; the worker adds it from the job, default ``default``).
 Output stream, in order: one ``{"type": "sources", "sources": [...]}``, any number of
 ``{"type": "token", "text": str}``, and one ``{"type": "answer", "answer": str, "sources": [...]}``.
 A worker drives it with ``astream``; a user can swap in any Runnable with the same contract.
@@ -13,6 +14,7 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableGenerator
 
+from ragserve.names import DEFAULT_TENANT
 from ragserve.rag.answerers.base import Answerer
 from ragserve.rag.retrieval import Retriever
 
@@ -26,6 +28,7 @@ def build_answer_pipeline(
         async for request in inputs:
             chunks = await retriever.retrieve(
                 request["query"],
+                tenant=request.get("tenant") or DEFAULT_TENANT,
                 collection=request.get("collection") or "default",
                 top_k=int(request.get("top_k") or 4),
                 document_scope=request.get("document_scope"),

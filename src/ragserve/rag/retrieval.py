@@ -10,7 +10,7 @@ from ragserve.errors import InvalidInput
 from ragserve.kb.embeddings import Embedder
 from ragserve.kb.store import KnowledgeStore, RetrievalMode
 from ragserve.kb.types import RetrievedChunk
-from ragserve.names import check_collection_name
+from ragserve.names import DEFAULT_TENANT, check_collection_name
 from ragserve.rag.rerank import HttpReranker
 
 
@@ -35,13 +35,14 @@ class Retriever:
         self,
         query: str,
         *,
+        tenant: str = DEFAULT_TENANT,
         collection: str = "default",
         top_k: int = 4,
         document_scope: Sequence[str] | None = None,
         filters: dict[str, Any] | None = None,
     ) -> list[RetrievedChunk]:
         check_collection_name(collection)
-        target = await self.store.require_collection(collection)
+        target = await self.store.require_collection(collection, tenant=tenant)
         if target.embedder != self.embedder.name:
             raise InvalidInput(
                 f"collection {collection!r} was embedded with {target.embedder};"

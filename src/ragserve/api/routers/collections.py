@@ -7,6 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from ragserve.api.auth import Caller
 from ragserve.api.deps import Jobs, Kb, State
 from ragserve.api.schemas import UNAVAILABLE, Accepted, CollectionList, DocumentList, error_doc
 from ragserve.api.submissions import ACCEPTED_DOCS, IdempotencyKey, accepted
@@ -18,8 +19,9 @@ router = APIRouter(prefix="/v1/collections", tags=["collections"], responses={**
 
 
 @router.get("", summary="List collections")
-async def list_collections(kb: Kb) -> CollectionList:
-    return CollectionList.model_validate({"collections": await kb.list_collections()})
+async def list_collections(kb: Kb, caller: Caller) -> CollectionList:
+    collections = await kb.list_collections(tenant=caller.scope)
+    return CollectionList.model_validate({"collections": collections})
 
 
 @router.get(
@@ -27,9 +29,9 @@ async def list_collections(kb: Kb) -> CollectionList:
     responses={404: error_doc("No such collection")},
     summary="List the documents of a collection",
 )
-async def list_documents(name: str, kb: Kb) -> DocumentList:
+async def list_documents(name: str, kb: Kb, caller: Caller) -> DocumentList:
     check_collection_name(name)
-    documents = await kb.list_documents(name)
+    documents = await kb.list_documents(name, tenant=caller.tenant)
     return DocumentList.model_validate({"collection": name, "documents": documents})
 
 
@@ -39,9 +41,9 @@ async def list_documents(name: str, kb: Kb) -> DocumentList:
     responses={404: error_doc("No such document in this collection")},
     summary="Delete a document and its chunks",
 )
-async def delete_document(name: str, document_id: str, kb: Kb) -> Response:
+async def delete_document(name: str, document_id: str, kb: Kb, caller: Caller) -> Response:
     check_collection_name(name)
-    await kb.delete_document(name, document_id)
+    await kb.delete_document(name, document_id, tenant=caller.tenant)
     return Response(status_code=204)
 
 
@@ -61,6 +63,7 @@ async def add_documents(
     request: Request,
     jobs: Jobs,
     state: State,
+    caller: Caller,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     check_collection_name(name)
@@ -75,4 +78,5 @@ async def add_documents(
             raise RequestValidationError(exc.errors(include_url=False), body=None) from None
     else:
         raise InvalidInput("send multipart/form-data files or application/json documents")
-    return accepted(await jobs.submit_ingest(name, files, idempotency_key), state)
+    submission = await jobs.submit_ingest(name, files, idempotency_key, tenant=caller.tenant)
+    return accepted(submission, state)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from ragserve.api.auth import Caller
 from ragserve.api.deps import Jobs, State
 from ragserve.api.schemas import (
     LOCATION_HEADER,
@@ -34,9 +35,14 @@ NO_SUCH_JOB: Responses = {404: error_doc("No job with this id")}
     summary="Submit a question as a job",
 )
 async def submit_job(
-    body: AnswerRequest, jobs: Jobs, state: State, idempotency_key: IdempotencyKey = None
+    body: AnswerRequest,
+    jobs: Jobs,
+    state: State,
+    caller: Caller,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    return accepted(await jobs.submit_answer(body, idempotency_key), state)
+    submission = await jobs.submit_answer(body, idempotency_key, tenant=caller.tenant)
+    return accepted(submission, state)
 
 
 @router.post(
@@ -50,15 +56,20 @@ async def submit_job(
             "description": "Still running after wait_s: follow it as after POST /v1/jobs",
         },
         409: ACCEPTED_DOCS[409],
+        429: ACCEPTED_DOCS[429],
     },
     summary="Submit a question and wait up to wait_s for the answer",
 )
 async def ask(
-    body: AskRequest, jobs: Jobs, state: State, idempotency_key: IdempotencyKey = None
+    body: AskRequest,
+    jobs: Jobs,
+    state: State,
+    caller: Caller,
+    idempotency_key: IdempotencyKey = None,
 ) -> Job | JSONResponse:
     request = AnswerRequest(**body.model_dump(exclude={"wait_s"}))
-    submission = await jobs.submit_answer(request, idempotency_key)
-    job = await jobs.wait(submission.job.job_id, body.wait_s)
+    submission = await jobs.submit_answer(request, idempotency_key, tenant=caller.tenant)
+    job = await jobs.wait(submission.job.job_id, body.wait_s, tenant=caller.tenant)
     if job.status.terminal:
         return job
     return accepted(submission, state)
@@ -67,22 +78,23 @@ async def ask(
 @router.get("/jobs", summary="List jobs, newest first")
 async def list_jobs(
     jobs: Jobs,
+    caller: Caller,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> JobList:
-    return JobList(jobs=await jobs.list(status, limit))
+    return JobList(jobs=await jobs.list(status, limit, tenant=caller.scope))
 
 
 @router.get("/jobs/{job_id}", responses={**NO_SUCH_JOB}, summary="Read one job")
-async def get_job(job_id: str, jobs: Jobs) -> Job:
-    return await jobs.get(job_id)
+async def get_job(job_id: str, jobs: Jobs, caller: Caller) -> Job:
+    return await jobs.get(job_id, tenant=caller.scope)
 
 
 @router.post(
     "/jobs/{job_id}/cancel", responses={**NO_SUCH_JOB}, summary="Cancel a queued or running job"
 )
-async def cancel_job(job_id: str, jobs: Jobs) -> Job:
-    return await jobs.cancel(job_id)
+async def cancel_job(job_id: str, jobs: Jobs, caller: Caller) -> Job:
+    return await jobs.cancel(job_id, tenant=caller.scope)
 
 
 @router.post(
@@ -91,8 +103,8 @@ async def cancel_job(job_id: str, jobs: Jobs) -> Job:
     responses={**NO_SUCH_JOB, 409: error_doc("The job is not failed or cancelled")},
     summary="Run a failed or cancelled job again",
 )
-async def retry_job(job_id: str, jobs: Jobs) -> Job:
-    return await jobs.retry(job_id)
+async def retry_job(job_id: str, jobs: Jobs, caller: Caller) -> Job:
+    return await jobs.retry(job_id, tenant=caller.scope)
 
 
 @router.get(
@@ -111,16 +123,17 @@ async def job_events(
     job_id: str,
     jobs: Jobs,
     state: State,
+    caller: Caller,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
-    await jobs.get(job_id)  # 404 before the stream starts
+    await jobs.get(job_id, tenant=caller.scope)  # 404 before the stream starts
     after = 0
     if last_event_id:
         if not last_event_id.strip().isdigit():
             raise InvalidInput("Last-Event-ID must be a non-negative integer")
         after = int(last_event_id)
     return StreamingResponse(
-        job_event_stream(jobs, job_id, after, state.streams_closing),
+        job_event_stream(jobs, job_id, after, state.streams_closing, tenant=caller.scope),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
