@@ -1,0 +1,228 @@
+"""API keys and tenants over real HTTP: two API processes, real PostgreSQL, the mock LLM.
+
+The 401 and cross-tenant tables are built from ``/openapi.json``, so a route added later is
+covered without touching this file (and must be listed here on purpose to be exempt).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from support import child_env, ragserve_command
+from tenants.helpers import DB_PASSWORD, LLM_KEY, Cluster
+
+OPEN_ROUTES = {"/healthz", "/readyz", "/metrics"}
+"""No key needed (docs/SECURITY.md says how to keep /metrics private)."""
+
+NOT_404_ACROSS_TENANTS = {
+    ("post", "/v1/collections/{name}/documents"): 422,
+}
+"""Routes that, given another tenant's collection name, rightly act on the caller's own
+collection of that name instead of answering 404: an upload creates it (called here without a
+body, it answers 422 for the missing documents)."""
+
+QUESTION = "How many days of paid annual leave do full-time employees get?"
+
+
+def operations(cluster: Cluster) -> list[tuple[str, str]]:
+    spec = httpx.get(f"{cluster.urls[0]}/openapi.json").raise_for_status().json()
+    return [(method, path) for path, item in spec["paths"].items() for method in item]
+
+
+def fill(path: str, values: dict[str, str]) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: values[m[1]], path)
+
+
+def call(client: httpx.Client, method: str, path: str) -> httpx.Response:
+    if method == "get" and path.endswith("/events"):  # a stream: only its status matters
+        with client.stream(method, path) as response:
+            return response
+    return client.request(method, path)
+
+
+def ask(client: httpx.Client, collection: str, query: str = QUESTION) -> dict[str, Any]:
+    response = client.post("/v1/ask", json={"query": query, "collection": collection, "wait_s": 30})
+    assert response.status_code == 200, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+def test_every_route_but_the_open_ones_needs_a_valid_key(cluster: Cluster) -> None:
+    ops = operations(cluster)
+    values = {"job_id": str(uuid.uuid4()), "document_id": str(uuid.uuid4()), "name": "hr"}
+    guarded = [(m, p) for m, p in ops if p not in OPEN_ROUTES]
+    assert len(guarded) >= 9, ops
+    for replica in (0, 1):
+        with cluster.client(None, replica) as anonymous, cluster.client(None, replica) as wrong:
+            wrong.headers["Authorization"] = "Bearer rsk_not-a-key"
+            for method, path in guarded:
+                for client in (anonymous, wrong):
+                    response = call(client, method, fill(path, values))
+                    assert response.status_code == 401, (method, path, response.text)
+                    assert response.headers["www-authenticate"] == "Bearer"
+                    if not path.endswith("/events"):
+                        assert response.json()["error"]["type"] == "Unauthorized"
+            for path in OPEN_ROUTES:
+                assert anonymous.get(path).status_code == 200, path
+
+
+def test_another_tenants_ids_and_collections_answer_404(cluster: Cluster) -> None:
+    seeded = cluster.seeded
+    values = {"job_id": seeded["a_job"], "document_id": seeded["a_document"], "name": "a-only"}
+    with_ids = [(m, p) for m, p in operations(cluster) if "{" in p]
+    assert {p for _, p in with_ids} >= {
+        "/v1/jobs/{job_id}",
+        "/v1/collections/{name}/documents/{document_id}",
+    }
+    with cluster.client("b") as b:
+        for method, path in with_ids:
+            expected = NOT_404_ACROSS_TENANTS.get((method, path), 404)
+            response = call(b, method, fill(path, values))
+            assert response.status_code == expected, (method, path, response.text)
+        # A question on another tenant's collection: that collection does not exist for b.
+        job = ask(b, "a-only", "What is the guest Wi-Fi called?")
+        assert (job["status"], job["error"]["type"]) == ("failed", "NotFound"), job
+        assert all(j["tenant"] == "b" for j in b.get("/v1/jobs").json()["jobs"])
+        assert "a-only" not in {c["name"] for c in b.get("/v1/collections").json()["collections"]}
+    with cluster.client("a") as a:  # nothing of a's was touched
+        assert a.get(f"/v1/jobs/{seeded['a_job']}").json()["status"] == "succeeded"
+        documents = a.get("/v1/collections/a-only/documents").json()["documents"]
+        assert [d["document_id"] for d in documents] == [seeded["a_document"]]
+
+
+def test_two_tenants_own_hr_and_never_share_answers(cluster: Cluster) -> None:
+    with cluster.client("a") as a, cluster.client("b", replica=1) as b:
+        first_a = ask(a, "hr")
+        assert first_a["status"] == "succeeded" and not first_a["cached"]
+        first_b = ask(b, "hr")  # the same question, after a's answer is cached
+        assert first_b["status"] == "succeeded" and not first_b["cached"], first_b
+        assert "25 days" in first_a["result"]["answer"]
+        assert "12 days" in first_b["result"]["answer"]
+        assert all("Tenant B" in s["text"] for s in first_b["result"]["sources"])
+        assert all("Tenant A" in s["text"] for s in first_a["result"]["sources"])
+        again_a = ask(a, "hr")
+        assert again_a["cached"] and again_a["result"] == first_a["result"]
+        again_b = ask(b, "hr")
+        assert again_b["cached"] and "12 days" in again_b["result"]["answer"]
+
+
+def owners(client: httpx.Client) -> set[tuple[str, str]]:
+    collections = client.get("/v1/collections").json()["collections"]
+    return {(c["tenant"], c["name"]) for c in collections}
+
+
+def test_an_admin_sees_every_tenant_and_can_act_as_one(cluster: Cluster) -> None:
+    with cluster.client("admin") as admin:
+        tenants = {
+            j["tenant"] for j in admin.get("/v1/jobs", params={"limit": 1000}).json()["jobs"]
+        }
+        assert {"a", "b"} <= tenants
+        assert admin.get(f"/v1/jobs/{cluster.seeded['a_job']}").status_code == 200
+        owned = {
+            (c["tenant"], c["name"]) for c in admin.get("/v1/collections").json()["collections"]
+        }
+        assert {("a", "hr"), ("b", "hr"), ("a", "a-only")} <= owned
+        admin.headers["X-Ragserve-Tenant"] = "b"
+        as_b = {
+            (c["tenant"], c["name"]) for c in admin.get("/v1/collections").json()["collections"]
+        }
+        assert as_b == {("b", "hr")}
+        assert admin.get(f"/v1/jobs/{cluster.seeded['a_job']}").status_code == 404
+        assert "12 days" in ask(admin, "hr")["result"]["answer"]
+    with cluster.client("a", **{"X-Ragserve-Tenant": "b"}) as a:
+        response = a.get("/v1/jobs")
+        assert response.status_code == 403 and response.json()["error"]["type"] == "Forbidden"
+
+
+def keys_cli(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        ragserve_command("keys", *args),
+        env=child_env({**cluster.env, "COLUMNS": "200"}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_keys_cli_and_revocation_within_seconds_on_every_replica(cluster: Cluster) -> None:
+    created = keys_cli(cluster, "create", "--tenant", "c")
+    key = created.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"rsk_[A-Za-z0-9_-]{43}", key), created.stdout
+    key_id = re.search(r"created key (\d+) for tenant 'c'", created.stdout)
+    assert key_id is not None, created.stdout
+    listed = keys_cli(cluster, "list").stdout
+    assert key not in listed and key[:12] in listed
+    assert not any(k in listed for k in cluster.keys.values())
+    clients = [
+        httpx.Client(base_url=u, headers={"Authorization": f"Bearer {key}"}) for u in cluster.urls
+    ]
+    try:
+        assert [c.get("/v1/jobs").status_code for c in clients] == [200, 200]  # now cached
+        keys_cli(cluster, "revoke", key_id[1])
+        revoked_at = time.monotonic()
+        refused_after: list[float] = []
+        for client in clients:
+            while client.get("/v1/jobs").status_code != 401:
+                assert time.monotonic() - revoked_at < 5, "still accepted 5 s after revocation"
+                time.sleep(0.05)
+            refused_after.append(time.monotonic() - revoked_at)
+        print(f"revocation refused after {refused_after} s (RAGSERVE_AUTH_CACHE_S=2)")
+    finally:
+        for client in clients:
+            client.close()
+    row = next(line for line in keys_cli(cluster, "list").stdout.splitlines() if key[:12] in line)
+    assert len(re.findall(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", row)) == 2, row  # created, revoked
+
+
+def test_secrets_never_reach_the_logs(cluster: Cluster) -> None:
+    with cluster.client("a") as a:
+        ask(a, "hr", "A question that reaches the LLM with its key?")
+        a.post("/v1/jobs", json={"query": ""})  # a 422
+    with cluster.client(None) as anonymous:
+        anonymous.get("/v1/jobs", headers={"Authorization": "Bearer rsk_guessed"})
+    for proc in cluster.procs:
+        log = proc.log()
+        assert "api ready" in log
+        for secret in [LLM_KEY, DB_PASSWORD, *cluster.keys.values(), "rsk_guessed"]:
+            assert secret not in log, f"{secret[:6]}... in the log of {proc.log_path.name}"
+
+
+def test_a_public_listener_needs_auth_or_an_explicit_off(cluster: Cluster) -> None:
+    env = {k: v for k, v in cluster.env.items() if k != "RAGSERVE_AUTH"}
+    for command in ("serve", "api"):
+        done = subprocess.run(
+            ragserve_command(command, "--host", "0.0.0.0", "--port", "1"),
+            env=child_env(env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, done
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "RAGSERVE_AUTH=api_key" in done.stderr and "RAGSERVE_AUTH=off" in done.stderr
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_loopback_needs_no_auth(host: str) -> None:
+    from ragserve.settings import Settings
+
+    Settings().check_listener(host)
+
+
+def test_explicit_off_allows_a_public_listener() -> None:
+    from ragserve.errors import ConfigurationError
+    from ragserve.settings import Settings
+
+    Settings(auth="off").check_listener("0.0.0.0")
+    Settings(auth="api_key").check_listener("0.0.0.0")
+    with pytest.raises(ConfigurationError, match="RAGSERVE_AUTH"):
+        Settings().check_listener("10.0.0.5")
