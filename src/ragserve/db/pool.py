@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from ragserve.db.embedded import start_embedded_server
 from ragserve.db.migrate import migrate as run_migrations
 from ragserve.errors import DatabaseError
+from ragserve.logs import redact_url
 from ragserve.settings import Settings
 
 Connection = psycopg.AsyncConnection[dict[str, Any]]
@@ -113,7 +113,7 @@ class Database:
     @property
     def safe_url(self) -> str:
         """The URL without its password, for messages and logs."""
-        return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", self.url)
+        return redact_url(self.url)
 
     async def close(self) -> None:
         await self.pool.close()

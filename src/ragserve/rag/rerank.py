@@ -18,6 +18,7 @@ import httpx
 
 from ragserve.errors import ProviderError
 from ragserve.kb.types import RetrievedChunk
+from ragserve.logs import redact_url
 from ragserve.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,8 @@ class HttpReranker:
             response.raise_for_status()
             payload = response.json()
         except (httpx.HTTPError, ValueError) as exc:
-            raise RerankError(f"rerank request to {self.url} failed: {exc!r}") from exc
+            where = redact_url(self.url)
+            raise RerankError(f"rerank request to {where} failed: {exc!r}") from exc
         return parse_scores(payload, len(texts))
 
     async def rerank(
