@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     retry_base_s: float = Field(default=1.0, ge=0, description="First retry delay; doubles.")
 
     url: str = Field(default="http://127.0.0.1:8000", description="API URL used by CLI clients.")
+    api_key: SecretStr | None = Field(
+        default=None, description="API key the CLI clients send (RAGSERVE_AUTH=api_key)."
+    )
 
     db_timeout_s: float = Field(
         default=3.0, gt=0, description="Longest wait for a database connection; then 503."

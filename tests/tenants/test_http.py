@@ -226,3 +226,19 @@ def test_explicit_off_allows_a_public_listener() -> None:
     Settings(auth="api_key").check_listener("0.0.0.0")
     with pytest.raises(ConfigurationError, match="RAGSERVE_AUTH"):
         Settings().check_listener("10.0.0.5")
+
+
+def test_cli_clients_send_ragserve_api_key(cluster: Cluster) -> None:
+    def jobs_list(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ragserve_command("jobs", "list", "--url", cluster.urls[1]),
+            env=child_env({**env, "COLUMNS": "200"}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    with_key = jobs_list(RAGSERVE_API_KEY=cluster.keys["b"])
+    assert with_key.returncode == 0, with_key.stderr
+    without = jobs_list()
+    assert without.returncode == 1 and "API key" in without.stderr, without

@@ -265,7 +265,9 @@ def demo(
 @contextmanager
 def _client(url: str | None) -> Iterator[ApiClient]:
     """An ``ApiClient`` whose errors become one line and the contract's exit codes."""
-    client = ApiClient(url or _settings().url)
+    settings = _settings()
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    client = ApiClient(url or settings.url, api_key=key)
     try:
         yield client
     except ServiceUnreachable as exc:

@@ -87,12 +87,15 @@ class ApiClient:
         *,
         retry: RetryPolicy | None = None,
         stream_read_timeout: float = 60,
+        api_key: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry_policy = retry or RetryPolicy()
         self.stream_read_timeout = stream_read_timeout
         self._timeout = timeout
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        # ``api_key``: sent on every request (RAGSERVE_AUTH=api_key on the service).
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
         self._reached = False  # any answer from the service yet (see RetryPolicy)
 
     def __enter__(self) -> ApiClient:
