@@ -14,12 +14,17 @@ than requests per second, and it says how many jobs per second each core could t
 ``--profile DIR`` records the API process with py-spy during each run and prints where its
 time goes.
 
+``--auth both`` measures the cost of an API key check: two API processes, one with
+``RAGSERVE_AUTH=off`` and one with ``RAGSERVE_AUTH=api_key`` (a key made with ``ragserve keys
+create``, sent as ``Authorization: Bearer`` on every request), loaded in turn, run by run.
+
 Run (about a minute)::
 
     apt-get install -y wrk
     python bench/ingress.py                            # 64 connections, 10 s, 2 runs
     python bench/ingress.py --connections 16 64 256 --profile /tmp/ingress-prof
     python bench/ingress.py --connections 4 --duration 1 --warmup 1 --repeat 1   # smoke
+    python bench/ingress.py --auth both --repeat 3     # key check on vs off
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -70,6 +76,7 @@ function setup(thread)
 end
 function init(args)
   run = args[1] or "0"
+  if args[2] then wrk.headers["Authorization"] = "Bearer " .. args[2] end
 end
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -95,6 +102,7 @@ end
 
 @dataclass
 class IngressResult:
+    auth: str
     client: str
     connections: int
     duration_s: float
@@ -113,7 +121,13 @@ class IngressResult:
 
 
 def run_wrk(
-    url: str, connections: int, duration: int, threads: int, script: Path, tag: str
+    url: str,
+    connections: int,
+    duration: int,
+    threads: int,
+    script: Path,
+    tag: str,
+    key: str | None = None,
 ) -> dict[str, float]:
     """One wrk run; the figures its ``done`` hook printed."""
     args = [
@@ -131,6 +145,7 @@ def run_wrk(
         url,
         "--",
         tag,
+        *([key] if key else []),
     ]
     done = subprocess.run(args, capture_output=True, text=True, check=False)
     match = re.search(r"^WRK_JSON (.*)$", done.stdout, re.M)
@@ -141,13 +156,14 @@ def run_wrk(
 
 
 async def run_python_client(
-    url: str, connections: int, duration: float, tag: str
+    url: str, connections: int, duration: float, tag: str, key: str | None = None
 ) -> dict[str, float]:
     """The same load from asyncio + httpx: ``connections`` loops, one request at a time each."""
     latencies: list[float] = []
     errors = 0
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as http:
+    headers = {"Authorization": f"Bearer {key}"} if key else None
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10, headers=headers) as http:
         start = time.perf_counter()
         deadline = start + duration
 
@@ -184,24 +200,53 @@ def jobs_created(api: Service) -> int:
     return int(float(match.group(1))) if match else 0
 
 
+@dataclass
+class Api:
+    """One API process under load: its auth mode, its data folder and the key it wants."""
+
+    auth: str
+    service: Service
+    data_dir: Path
+    key: str | None
+
+
+def start_api(args: argparse.Namespace, scratch: Path, auth: str) -> Api:
+    data_dir = data_folder(scratch, f"data-{auth}")
+    settings = {"db_pool_size": str(args.pool_size)} if args.pool_size else {}
+    api = start_ragserve("api", data_dir, scratch, name=f"api-{auth}", auth=auth, **settings)
+    key = None
+    if auth == "api_key":
+        created = subprocess.run(
+            [sys.executable, "-m", "ragserve", "keys", "create", "--tenant", "bench"],
+            env={**os.environ, "RAGSERVE_DATA_DIR": str(data_dir)},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        key = created.stdout.strip().splitlines()[-1]
+    return Api(auth, api, data_dir, key)
+
+
 def one_run(
-    args: argparse.Namespace, api: Service, connections: int, script: Path, tag: str
+    args: argparse.Namespace, target: Api, connections: int, script: Path, tag: str
 ) -> IngressResult:
+    api = target.service
     created_before = jobs_created(api)
     load_before = load_now()
     meter = CpuMeter(
-        {"api": processes(api.pid), "postgres": lambda: postgres_processes(args.data_dir)}
+        {"api": processes(api.pid), "postgres": lambda: postgres_processes(target.data_dir)}
     )
     meter.start()
     if args.client == "wrk":
-        stats = run_wrk(api.url, connections, args.duration, args.threads, script, tag)
+        stats = run_wrk(api.url, connections, args.duration, args.threads, script, tag, target.key)
     else:
-        stats = asyncio.run(run_python_client(api.url, connections, args.duration, tag))
+        stats = asyncio.run(run_python_client(api.url, connections, args.duration, tag, target.key))
     cpu = meter.stop()
     created = jobs_created(api) - created_before
     errors = int(sum(stats.get(k, 0) for k in ("connect", "read", "write", "status", "timeout")))
     seconds = stats["duration_us"] / 1e6
     return IngressResult(
+        auth=target.auth,
         client=args.client,
         connections=connections,
         duration_s=round(seconds, 2),
@@ -221,28 +266,34 @@ def one_run(
 
 
 def measure(args: argparse.Namespace, scratch: Path) -> list[IngressResult]:
-    data_dir = args.data_dir = data_folder(scratch, "data")
     script = scratch / "post_jobs.lua"
     script.write_text(WRK_SCRIPT)
-    settings = {"db_pool_size": str(args.pool_size)} if args.pool_size else {}
-    api = start_ragserve("api", data_dir, scratch, **settings)
+    modes = ["off", "api_key"] if args.auth == "both" else [args.auth]
+    apis: list[Api] = []
     results = []
     try:
+        for mode in modes:
+            apis.append(start_api(args, scratch, mode))
         warm = argparse.Namespace(**{**vars(args), "duration": args.warmup})
-        one_run(warm, api, min(args.connections), script, "warm-up")
+        for api in apis:
+            one_run(warm, api, min(args.connections), script, "warm-up")
         for connections in args.connections:
             for run in range(args.repeat):
-                name = f"api-c{connections}-{run + 1}.txt"
-                with profiled(api.pid, args.profile, name, top=25):
-                    result = one_run(args, api, connections, script, f"c{connections}-{run}")
-                print(
-                    f"{connections} connections, run {run + 1}: {result.requests_per_s} req/s"
-                    f", p99 {result.p99_ms} ms (load {result.load_before})",
-                    file=sys.stderr,
-                )
-                results.append(result)
+                for api in apis:  # in turn, so that a change of load hits both alike
+                    name = f"api-{api.auth}-c{connections}-{run + 1}.txt"
+                    with profiled(api.service.pid, args.profile, name, top=25):
+                        tag = f"{api.auth}-c{connections}-{run}"
+                        result = one_run(args, api, connections, script, tag)
+                    print(
+                        f"auth {api.auth}, {connections} connections, run {run + 1}:"
+                        f" {result.requests_per_s} req/s, p99 {result.p99_ms} ms"
+                        f" (load {result.load_before})",
+                        file=sys.stderr,
+                    )
+                    results.append(result)
     finally:
-        api.stop()
+        for api in apis:
+            api.service.stop()
     return results
 
 
@@ -259,6 +310,7 @@ def report(results: Sequence[IngressResult]) -> str:
             f"{r.p50_ms:g} / {r.p90_ms:g} / {r.p99_ms:g} / {r.max_ms:g}",
             f"{r.api_cpu_ms_per_req:g} / {r.postgres_cpu_ms_per_req:g}",
             r.load_before,
+            r.auth,
         ]
         for r in results
     ]
@@ -275,17 +327,22 @@ def report(results: Sequence[IngressResult]) -> str:
                 "latency p50 / p90 / p99 / max ms",
                 "CPU ms per job: API / PostgreSQL",
                 "load",
+                "auth",
             ],
             rows,
         )
     ]
-    for c in sorted({r.connections for r in results}):
-        rates = [r.requests_per_s for r in results if r.connections == c]
-        p99 = [r.p99_ms for r in results if r.connections == c]
-        lines.append(
-            f"{c} connections: req/s best / median {best_and_median(rates)};"
-            f" p99 best / median {best_and_median(p99, min)} ms"
-        )
+    for auth in sorted({r.auth for r in results}):
+        for c in sorted({r.connections for r in results}):
+            runs = [r for r in results if r.connections == c and r.auth == auth]
+            rates = [r.requests_per_s for r in runs]
+            p99 = [r.p99_ms for r in runs]
+            cpu = [r.api_cpu_ms_per_req for r in runs]
+            lines.append(
+                f"auth {auth}, {c} connections: req/s best / median {best_and_median(rates)};"
+                f" p99 best / median {best_and_median(p99, min)} ms;"
+                f" API CPU ms per job best / median {best_and_median(cpu, min)}"
+            )
     return "\n".join(lines)
 
 
@@ -304,6 +361,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--pool-size", type=int, help="RAGSERVE_DB_POOL_SIZE of the API (default: ragserve's)"
+    )
+    parser.add_argument(
+        "--auth",
+        choices=["off", "api_key", "both"],
+        default="off",
+        help="RAGSERVE_AUTH of the API; both: one API of each, measured in turn",
     )
     add_run_args(parser, profiled="the API")
     args = parser.parse_args(argv)
