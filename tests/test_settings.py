@@ -51,7 +51,8 @@ def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
         chunk_overlap="50",
         worker_concurrency="4",
     )
-    assert settings.database_url == "postgresql://u@db:5432/rag" and not settings.embedded
+    assert settings.database_url is not None and not settings.embedded
+    assert settings.database_url.get_secret_value() == "postgresql://u@db:5432/rag"
     assert (settings.chunk_size, settings.chunk_overlap, settings.worker_concurrency) == (
         400,
         50,

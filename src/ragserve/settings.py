@@ -26,8 +26,10 @@ class Settings(BaseSettings):
     # shell's ``export X=``) means "unset", not "the empty string".
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_ignore_empty=True)
 
-    database_url: str | None = Field(
-        default=None, description="PostgreSQL URL; unset starts the embedded server."
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL URL; unset starts the embedded server. Secret: it may hold a"
+        " password (shown only through ragserve.logs.redact_url).",
     )
     data_dir: Path = Field(default=Path(".ragserve"), description="Embedded server and files.")
     db_pool_size: int = Field(default=10, ge=1, description="Connections per process.")
@@ -167,8 +169,9 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _postgres_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        url = value.get_secret_value() if value is not None else None
+        if url is not None and not url.startswith(("postgresql://", "postgres://")):
             raise ValueError("must start with postgresql:// (or be unset for the embedded server)")
         return value
 

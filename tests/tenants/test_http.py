@@ -242,3 +242,16 @@ def test_cli_clients_send_ragserve_api_key(cluster: Cluster) -> None:
     assert with_key.returncode == 0, with_key.stderr
     without = jobs_list()
     assert without.returncode == 1 and "API key" in without.stderr, without
+
+
+def test_settings_never_show_secrets() -> None:
+    from ragserve.logs import redact_url
+    from ragserve.settings import Settings
+
+    url = "postgresql://app:pg-pw-1@db:5432/rag?sslmode=verify-full&sslpassword=pw-2"
+    settings = Settings(database_url=url, llm_api_key="sk-3", api_key="rsk_4")
+    shown = f"{settings!r} {settings}"
+    assert not any(secret in shown for secret in ("pg-pw-1", "pw-2", "sk-3", "rsk_4")), shown
+    redacted = redact_url(url)
+    assert "pg-pw-1" not in redacted and "pw-2" not in redacted
+    assert redacted.startswith("postgresql://app:***@db:5432/rag?sslmode=verify-full")

@@ -88,7 +88,7 @@ class Database:
 
     @classmethod
     async def from_settings(cls, settings: Settings) -> Database:
-        url = settings.database_url
+        url = settings.database_url.get_secret_value() if settings.database_url else None
         if url is None:
             url = await asyncio.to_thread(start_embedded_server, settings.data_dir)
         return cls(url, max_size=settings.db_pool_size, timeout_s=settings.db_timeout_s)
