@@ -21,8 +21,10 @@ from ragserve.jobs.apps import (
     App,
     AppRegistry,
     app_llm_settings,
+    declared_queues,
     load_runnable,
     parse_app_specs,
+    select_queues,
 )
 from ragserve.jobs.notify import NotificationHub
 from ragserve.jobs.routing import CanaryRouter
@@ -65,6 +67,7 @@ async def open_services(settings: Settings, *, migrate: bool = True) -> AsyncIte
     """Start (or join) the database, apply migrations, load the models; close all on exit."""
     # The apps first: a typo in RAGSERVE_APPS fails before anything starts.
     specs = parse_app_specs(settings.apps)
+    select_queues(declared_queues(s.name for s in specs), worker_queues(settings))
     runnables = {spec.name: load_runnable(spec.target) for spec in specs if not spec.built_in}
     db = await Database.from_settings(settings)
     await db.open(migrate=migrate)
@@ -122,6 +125,11 @@ async def open_services(settings: Settings, *, migrate: bool = True) -> AsyncIte
         await db.close()
 
 
+def worker_queues(settings: Settings) -> list[str]:
+    """``RAGSERVE_WORKER_QUEUES`` (``--queue``) as a list; empty: every queue."""
+    return [q.strip() for q in (settings.worker_queues or "").split(",") if q.strip()]
+
+
 def build_job_service(services: Services, hub: NotificationHub | None) -> JobService:
     """What the API calls to submit, read and steer jobs; ``hub`` wakes waiters on new events."""
     return JobService(
@@ -151,7 +159,6 @@ def build_worker(services: Services) -> Worker:
         services.settings, answerer=services.answerer.name, embedder=services.embedder.name
     )
     breakers = breakers_of(services.answerer, services.embedder)
-    wanted = [q.strip() for q in (services.settings.worker_queues or "").split(",") if q.strip()]
     return Worker(
         services.db,
         store,
@@ -159,5 +166,5 @@ def build_worker(services: Services) -> Worker:
         services.settings,
         version=version,
         breakers=breakers,
-        queues=services.apps.select_queues(wanted),
+        queues=select_queues(services.apps.queues(), worker_queues(services.settings)),
     )

@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -81,6 +81,29 @@ def parse_app_specs(text: str | None, flags: Iterable[str] = ()) -> list[AppSpec
     if RAG_APP in specs:
         raise ConfigurationError(f"RAGSERVE_APPS / --app: {RAG_APP!r} is the built-in app's name")
     return list(specs.values())
+
+
+def declared_queues(names: Iterable[str]) -> list[str]:
+    """The queues of a process serving the apps ``names`` (besides ``rag``): ``answer`` (the
+    app ``rag``), ``ingest``, then one per app, named like it."""
+    found = [ANSWER_QUEUE, INGEST_QUEUE]
+    return found + [name for name in names if name not in found and name != RAG_APP]
+
+
+def select_queues(declared: Sequence[str], wanted: Iterable[str]) -> list[str]:
+    """The queues a worker serves: ``wanted`` (queue names; ``rag`` means ``answer``), by
+    default every declared one; ``ConfigurationError`` for a queue no app here runs."""
+    chosen: list[str] = []
+    for name in wanted:
+        queue = ANSWER_QUEUE if name == RAG_APP else name
+        if queue not in declared:
+            raise ConfigurationError(
+                f"--queue {name}: no such queue here (queues: {', '.join(declared)});"
+                " declare its app with --app or RAGSERVE_APPS"
+            )
+        if queue not in chosen:
+            chosen.append(queue)
+    return chosen or list(declared)
 
 
 def load_runnable(target: str) -> Runnable[Any, Any]:
@@ -274,20 +297,4 @@ class AppRegistry:
 
     def queues(self) -> list[str]:
         """Every queue of this process's jobs: ``answer``, ``ingest`` and the apps' own."""
-        found = [ANSWER_QUEUE, INGEST_QUEUE]
-        found += [app.queue for app in self._apps.values() if app.queue not in found]
-        return found
-
-    def select_queues(self, wanted: Iterable[str]) -> list[str]:
-        """The queues a worker serves: ``wanted`` (queue or app names), default every one."""
-        chosen: list[str] = []
-        for name in wanted:
-            queue = self._apps[name].queue if name in self._apps else name
-            if queue not in self.queues():
-                raise ConfigurationError(
-                    f"--queue {name}: no such queue here (queues: {', '.join(self.queues())});"
-                    " declare its app with --app or RAGSERVE_APPS"
-                )
-            if queue not in chosen:
-                chosen.append(queue)
-        return chosen or self.queues()
+        return declared_queues(app.queue for app in self._apps.values())
