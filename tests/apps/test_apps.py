@@ -39,7 +39,15 @@ def service(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[httpx.Client]:
     env = {
-        **service_env(new_database_url(), retry_base_s=0.05, worker_concurrency=8),
+        # A short attempt limit (and two attempts) for the timeout test; every other app
+        # finishes well within it.
+        **service_env(
+            new_database_url(),
+            retry_base_s=0.05,
+            worker_concurrency=8,
+            job_timeout_s=3,
+            max_attempts=2,
+        ),
         **apps_env(APPS, OPENAI_BASE_URL=mock_llm.base_url, OPENAI_API_KEY="sk-test"),
     }
     with (
@@ -239,6 +247,18 @@ def test_cancel_reaches_the_running_chain(service: httpx.Client, llm: MockLLM) -
     assert (job["status"], job["result"]) == ("cancelled", None), job
     assert "done" not in [kind for kind, _ in events(service, job_id)]
     assert dropped_after < 3, dropped_after
+
+
+def test_attempt_timeout_reaches_the_running_chain(service: httpx.Client, llm: MockLLM) -> None:
+    """RAGSERVE_JOB_TIMEOUT_S ends each attempt's model request (the mock sees both dropped);
+    the job fails as JobTimeout after its two attempts, without a result."""
+    llm.configure(ttft=30.0)
+    llm.reset_stats()
+    job_id = submit(service, "prototype", "Who reimburses travel?")
+    job = wait_job(service, job_id, 20)
+    assert (job["status"], job["attempts"], job["result"]) == ("failed", 2, None), job
+    assert job["error"]["type"] == "JobTimeout"
+    _wait(lambda: llm.stats()["requests_cancelled"] == 2, 5, "both model requests dropped")
 
 
 def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
