@@ -50,6 +50,20 @@ CONFIG_KEYS: Final = frozenset(
 Adapter = Literal["answer", "runnable"]
 
 
+class InputRejected(InvalidInput):
+    """A submission's ``input`` or ``config`` fails its checks; ``errors`` in pydantic's shape
+    (``loc`` starting at the body's field, ``msg``, ``type``), for the API's usual 422."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
+        first = errors[0]
+        super().__init__(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+
+
+def _rejected(field_name: str, message: str, type_: str = "value_error") -> InputRejected:
+    return InputRejected([{"loc": ("config", field_name), "msg": message, "type": type_}])
+
+
 @dataclass(frozen=True)
 class AppSpec:
     name: str
@@ -230,7 +244,12 @@ class App:
         try:
             checked = self._input_model.model_validate(value)
         except ValidationError as exc:
-            raise InvalidInput(_first_error(exc)) from None
+            raise InputRejected(
+                [
+                    {"loc": ("input", *error["loc"]), "msg": error["msg"], "type": error["type"]}
+                    for error in exc.errors(include_url=False)
+                ]
+            ) from None
         except Exception:  # a schema that cannot validate: let the Runnable judge
             return value
         if self.adapter == "answer":
@@ -244,27 +263,20 @@ def check_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     unknown = sorted(set(config) - CONFIG_KEYS)
     if unknown:
-        raise InvalidInput(
-            f"config.{unknown[0]}: not allowed (allowed: {', '.join(sorted(CONFIG_KEYS))})"
-        )
+        allowed = ", ".join(sorted(CONFIG_KEYS))
+        raise _rejected(unknown[0], f"not allowed (allowed: {allowed})", "extra_forbidden")
     for key in ("metadata", "configurable"):
         if config.get(key) is not None and not isinstance(config[key], dict):
-            raise InvalidInput(f"config.{key}: must be an object")
+            raise _rejected(key, "must be an object")
     if config.get("tags") is not None and not (
         isinstance(config["tags"], list) and all(isinstance(t, str) for t in config["tags"])
     ):
-        raise InvalidInput("config.tags: must be a list of strings")
+        raise _rejected("tags", "must be a list of strings")
     for key in ("recursion_limit", "max_concurrency"):
         value = config.get(key)
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise InvalidInput(f"config.{key}: must be a positive integer")
+        if value is not None and (type(value) is not int or value < 1):
+            raise _rejected(key, "must be a positive integer")
     return dict(config)
-
-
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in ("input", *error["loc"]))
-    return f"{where}: {error['msg']}"
 
 
 class AppRegistry:
