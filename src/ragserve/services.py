@@ -21,10 +21,10 @@ from ragserve.jobs.apps import (
     App,
     AppRegistry,
     app_llm_settings,
-    declared_queues,
-    load_runnable,
+    load_apps,
     parse_app_specs,
     select_queues,
+    worker_queues,
 )
 from ragserve.jobs.notify import NotificationHub
 from ragserve.jobs.routing import CanaryRouter
@@ -67,8 +67,7 @@ async def open_services(settings: Settings, *, migrate: bool = True) -> AsyncIte
     """Start (or join) the database, apply migrations, load the models; close all on exit."""
     # The apps first: a typo in RAGSERVE_APPS fails before anything starts.
     specs = parse_app_specs(settings.apps)
-    select_queues(declared_queues(s.name for s in specs), worker_queues(settings))
-    runnables = {spec.name: load_runnable(spec.target) for spec in specs if not spec.built_in}
+    runnables = load_apps(settings)
     db = await Database.from_settings(settings)
     await db.open(migrate=migrate)
     embedder = build_embedder(settings)
@@ -123,11 +122,6 @@ async def open_services(settings: Settings, *, migrate: bool = True) -> AsyncIte
         await answerer.aclose()
         await embedder.aclose()
         await db.close()
-
-
-def worker_queues(settings: Settings) -> list[str]:
-    """``RAGSERVE_WORKER_QUEUES`` (``--queue``) as a list; empty: every queue."""
-    return [q.strip() for q in (settings.worker_queues or "").split(",") if q.strip()]
 
 
 def build_job_service(services: Services, hub: NotificationHub | None) -> JobService:

@@ -66,12 +66,20 @@ def _with_apps(
 ) -> Settings:
     """``--app`` flags join ``RAGSERVE_APPS``; ``--queue`` flags replace
     ``RAGSERVE_WORKER_QUEUES``."""
+    from ragserve.jobs.apps import load_apps  # not for every command: it loads LangChain
+
     update: dict[str, str] = {}
     if apps:
         update["apps"] = ";".join([settings.apps or "", *apps])
     if queues:
         update["worker_queues"] = ",".join(queues)
-    return settings.model_copy(update=update) if update else settings
+    settings = settings.model_copy(update=update) if update else settings
+    try:  # a typo in an app or a queue: one line, before anything starts
+        load_apps(settings)
+    except ConfigurationError as exc:
+        errors.print(f"invalid configuration: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    return settings
 
 
 def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

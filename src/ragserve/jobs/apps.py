@@ -139,6 +139,20 @@ def load_runnable(target: str) -> Runnable[Any, Any]:
     return value
 
 
+def worker_queues(settings: Settings) -> list[str]:
+    """``RAGSERVE_WORKER_QUEUES`` (``--queue``) as a list; empty: every queue."""
+    return [q.strip() for q in (settings.worker_queues or "").split(",") if q.strip()]
+
+
+def load_apps(settings: Settings) -> dict[str, Runnable[Any, Any]]:
+    """The Runnables of ``RAGSERVE_APPS`` by name (built-in instances left out), after checking
+    the declarations and ``RAGSERVE_WORKER_QUEUES``: every mistake is a one-line
+    ``ConfigurationError`` before anything starts."""
+    specs = parse_app_specs(settings.apps)
+    select_queues(declared_queues(spec.name for spec in specs), worker_queues(settings))
+    return {spec.name: load_runnable(spec.target) for spec in specs if not spec.built_in}
+
+
 def app_llm_settings(settings: Settings, name: str, environ: Mapping[str, str]) -> Settings:
     """``settings`` with ``RAGSERVE_APP_<NAME>_LLM_*`` in place of ``RAGSERVE_LLM_*``
     (``NAME`` upper-cased, ``-`` as ``_``): the model class of a built-in ``rag`` instance."""
