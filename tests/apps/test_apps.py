@@ -194,6 +194,19 @@ def test_config_keys_are_checked(service: httpx.Client) -> None:
     assert wait_job(service, job_id)["status"] == "succeeded"
 
 
+def test_idempotency_key_replays_the_same_app_job(service: httpx.Client) -> None:
+    def post(key: str, name: str) -> httpx.Response:
+        return service.post(
+            "/v1/apps/greet/jobs", json={"input": {"name": name}}, headers={"Idempotency-Key": key}
+        )
+
+    first, again = post("greet-k1", "Ada"), post("greet-k1", "Ada")
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.json()["job_id"] == first.json()["job_id"]
+    assert post("greet-k1", "Bob").status_code == 409  # same key, another body
+    assert post("greet-k2", "Ada").json()["job_id"] != first.json()["job_id"]
+
+
 def test_unknown_app_is_404(service: httpx.Client) -> None:
     response = service.post("/v1/apps/nope/jobs", json={"input": 1})
     assert response.status_code == 404
@@ -229,6 +242,10 @@ def test_permanent_error_fails_at_attempt_1(
     assert job["error"] == error  # type and message only: no stack trace in the API
     assert job["result"] is None
     assert events(service, job_id)[-1] == ("error", error)
+    # A manual retry puts it back on its app's queue: it runs (and fails) once more.
+    assert service.post(f"/v1/jobs/{job_id}/retry").status_code == 202
+    _wait(lambda: service.get(f"/v1/jobs/{job_id}").json()["attempts"] == 2, 10, "a rerun")
+    assert wait_job(service, job_id)["status"] == "failed"
 
 
 def test_cancel_reaches_the_running_chain(service: httpx.Client, llm: MockLLM) -> None:

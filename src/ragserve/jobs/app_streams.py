@@ -38,7 +38,7 @@ class Driven:
 
     output: Any
     first_token_s: float | None = None
-    """From the start of the model's request to its first token, when the driver knows."""
+    """From the (first) chat model's request to its first token; None without a model."""
 
 
 async def drive_answer(
@@ -67,7 +67,7 @@ async def drive_runnable(
     runnable: Runnable[Any, Any], value: Any, config: RunnableConfig, events: EventSink
 ) -> Driven:
     """Any Runnable: root chunks as ``chunk`` events, chat-model tokens as ``token`` events."""
-    started = time.monotonic()
+    asked_at: float | None = None  # the first chat model's request: first-token latency
     first_token_s: float | None = None
     output: Any = None
     last_chunk: Any = None
@@ -75,11 +75,13 @@ async def drive_runnable(
     async for event in runnable.astream_events(value, config, version="v2"):
         kind = event["event"]
         root = not event.get("parent_ids")
-        if kind == "on_chat_model_stream":
+        if kind == "on_chat_model_start" and asked_at is None:
+            asked_at = time.monotonic()
+        elif kind == "on_chat_model_stream":
             text = _text_of(event["data"].get("chunk"))
             if text:
-                if first_token_s is None:
-                    first_token_s = time.monotonic() - started
+                if first_token_s is None and asked_at is not None:
+                    first_token_s = time.monotonic() - asked_at
                 await events.token(text)
         elif root and kind.endswith("_stream"):
             last_chunk, streamed = event["data"].get("chunk"), True
