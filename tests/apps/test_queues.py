@@ -135,8 +135,9 @@ def test_a_flood_on_one_queue_does_not_delay_another(
 
     assert {j["status"] for j in done} == {"succeeded"}, done
     assert all("8 am" in j["result"]["output"]["answer"] for j in done), done
-    assert took < SLOW_TTFT_S, f"quick jobs took {took:.1f}s behind the flood"
-    assert len(large_waiting) >= 4, large_waiting  # the flood was still queued meanwhile
+    # Behind the flood on one queue they would wait for 8 slow answers, 2 at a time: 12 s.
+    assert took < 2 * SLOW_TTFT_S, f"quick jobs took {took:.1f}s behind the flood"
+    assert len(large_waiting) >= 2, large_waiting  # the flood was still queued meanwhile
     assert 'ragserve_queue_depth{queue="rag-large"}' in metrics
     assert 'ragserve_queue_depth{queue="rag-small"} 0.0' in metrics
     # Each class used its own model endpoint (per-app RAGSERVE_APP_<NAME>_LLM_*).
