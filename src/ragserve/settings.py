@@ -146,6 +146,14 @@ class Settings(BaseSettings):
     max_document_pages: int = Field(
         default=2000, ge=1, description="Most pages of one PDF; a longer one fails on its own."
     )
+    apps: str | None = Field(
+        default=None,
+        description="Apps served besides rag: NAME=module:attribute, ;-separated (docs/APPS.md).",
+    )
+    worker_queues: str | None = Field(
+        default=None,
+        description="Worker: the queues it serves, comma-separated; unset = every queue.",
+    )
 
     @field_validator("database_url")
     @classmethod
