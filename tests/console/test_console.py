@@ -399,3 +399,40 @@ def test_chinese_pages_and_a_narrow_screen(
         screenshots(page, "ops-390px-en")
     finally:
         narrow.close()
+
+
+def test_read_endpoints_page_filter_and_count(api: httpx.Client) -> None:
+    """The endpoints behind the pages: keyset pages cover every job once, in order; filters
+    hold; the per-minute figures add up to the jobs that finished."""
+    everything = api.get("/v1/jobs", params={"limit": 1000}).json()
+    assert everything["next_before"] is None
+    seen: list[str] = []
+    params: dict[str, Any] = {"limit": 3}
+    while True:
+        page = api.get("/v1/jobs", params=params).json()
+        seen += [job["job_id"] for job in page["jobs"]]
+        if page["next_before"] is None:
+            break
+        params["before"] = page["next_before"]
+    assert seen == [job["job_id"] for job in everything["jobs"]]
+    ingest = api.get("/v1/jobs", params={"kind": "ingest", "collection": COLLECTION}).json()
+    assert ingest["jobs"] and {job["kind"] for job in ingest["jobs"]} == {"ingest"}
+    ran = [job for job in everything["jobs"] if job["started_at"]]
+    assert all(job["worker_id"] and job["queue_wait_s"] is not None for job in ran)
+    unknown = "00000000-0000-0000-0000-000000000000"
+    assert api.get("/v1/jobs", params={"before": unknown}).json()["jobs"] == []
+    assert api.get("/v1/jobs", params={"before": "nope"}).status_code == 422
+    assert api.get(f"/v1/jobs/{unknown}/timeline").status_code == 404
+
+    buckets = api.get("/v1/ops/throughput", params={"minutes": 60}).json()["buckets"]
+    assert len(buckets) == 60
+    for status in ("succeeded", "failed", "cancelled"):
+        finished = [j for j in everything["jobs"] if j["status"] == status and not j["cached"]]
+        assert sum(b[status] for b in buckets) == len(finished), status
+    assert sum(b["submitted"] for b in buckets) == len(everything["jobs"])
+    overview = api.get("/v1/ops/overview").json()
+    counts = {
+        s: sum(1 for j in everything["jobs"] if j["status"] == s) for s in overview["statuses"]
+    }
+    assert overview["statuses"] == counts
+    assert [w["version"] for w in overview["workers"]] == [ran[0]["version"]]
