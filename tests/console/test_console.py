@@ -110,6 +110,8 @@ def page(browser: Browser, service: str) -> Iterator[Page]:
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    # Console errors include a blocked resource (Content-Security-Policy) or a failed request.
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("dialog", lambda dialog: dialog.accept())
     yield page
     context.close()
@@ -176,6 +178,8 @@ def test_root_redirects_to_the_console(api: httpx.Client) -> None:
     assert response.status_code == 200
     assert str(response.url).endswith("/ui/")
     assert 'type="module"' in response.text
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    assert response.headers["cache-control"] == "no-cache"
 
 
 def test_upload_two_files_and_a_bad_one(
