@@ -18,14 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, expect
 
 from support import ROOT, MockLLM, running_service, service_env, start_mock_llm
-
-CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)"
-)
 
 COLLECTION = "handbook"
 DOCS = [
@@ -44,6 +39,7 @@ LONG_TEXT = " ".join(f"word{i}" for i in range(400))
 """A document whose first sentence is long: its answer streams for many seconds."""
 
 SLOW_TPS = 12.0
+ContextFactory = Callable[..., BrowserContext]
 UPDATE_SCREENSHOTS = os.environ.get("RAGSERVE_UPDATE_SCREENSHOTS") == "1"
 DOCS_IMG = ROOT / "docs" / "img"
 
@@ -86,27 +82,9 @@ def api(service: str) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
-        )
-        yield browser
-        browser.close()
-
-
-def new_context(browser: Browser, service: str, locale: str, width: int = 1280) -> BrowserContext:
-    context = browser.new_context(
-        base_url=service, locale=locale, viewport={"width": width, "height": 860}
-    )
-    context.set_default_timeout(20_000)
-    return context
-
-
-@pytest.fixture(scope="module")
-def page(browser: Browser, service: str) -> Iterator[Page]:
+def page(new_context: ContextFactory, service: str) -> Iterator[Page]:
     """An English page (the browser's language decides the console's)."""
-    context = new_context(browser, service, "en-US")
+    context = new_context(service, "en-US")
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -366,11 +344,14 @@ def test_operations_queue_rises_and_falls(
 
 
 def test_chinese_pages_and_a_narrow_screen(
-    browser: Browser, service: str, api: httpx.Client, screenshots: Callable[[Page, str], None]
+    new_context: ContextFactory,
+    service: str,
+    api: httpx.Client,
+    screenshots: Callable[[Page, str], None],
 ) -> None:
     answered = api.get("/v1/jobs", params={"kind": "answer", "status": "succeeded"}).json()
     job_id = next(j["job_id"] for j in answered["jobs"] if j["query"].startswith("How many"))
-    context = new_context(browser, service, "zh-CN")
+    context = new_context(service, "zh-CN")
     page = context.new_page()
     pages = {
         "ask": f"#/ask?job={job_id}",
@@ -392,7 +373,7 @@ def test_chinese_pages_and_a_narrow_screen(
         expect(page.locator("nav")).to_contain_text("Operations")
     finally:
         context.close()
-    narrow = new_context(browser, service, "en-US", width=390)
+    narrow = new_context(service, "en-US", width=390)
     page = narrow.new_page()
     try:
         for route in pages.values():
