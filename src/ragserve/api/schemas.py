@@ -70,10 +70,8 @@ class JobListItem(Job):
 
 
 class JobList(BaseModel):
-    jobs: list[JobListItem]
-    next_before: str | None = Field(
-        default=None,
-        description="Pass as ?before= for the next (older) page; null on the last page.",
+    jobs: list[JobListItem] = Field(
+        description="Newest first. The next (older) page: ?before= the last one's job_id."
     )
 
 

@@ -77,7 +77,7 @@ async def list_jobs(
     kind: JobKind | None = None,
     collection: Annotated[str | None, Query(pattern=COLLECTION_NAME.pattern)] = None,
     before: Annotated[
-        str | None, Query(description="A job id: list the jobs older than it (next_before).")
+        str | None, Query(description="A job id: list the jobs older than it (the next page).")
     ] = None,
 ) -> JobList:
     if before is not None and not is_uuid(before):
@@ -85,9 +85,7 @@ async def list_jobs(
     listed = await ops.jobs_page(
         limit=limit, status=status, kind=kind, collection=collection, before=before
     )
-    items = [list_item(entry) for entry in listed]
-    next_before = items[-1].job_id if len(items) == limit else None
-    return JobList(jobs=items, next_before=next_before)
+    return JobList(jobs=[list_item(entry) for entry in listed])
 
 
 def list_item(entry: JobListing) -> JobListItem:

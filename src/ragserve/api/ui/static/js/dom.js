@@ -35,7 +35,12 @@ export function clear(el, ...children) {
   return el;
 }
 
-/** A table: headers (strings) and rows (arrays of cells); cells may be nodes. */
+/** A cell: a <td> as it is, anything else wrapped in one. */
+function cell(content) {
+  return content instanceof Node && content.tagName === "TD" ? content : h("td", {}, content);
+}
+
+/** A table: headers (strings) and rows (<tr> nodes, or arrays of cells). */
 export function table(caption, headers, rows, attrs = {}) {
   return h(
     "div",
@@ -45,7 +50,7 @@ export function table(caption, headers, rows, attrs = {}) {
       attrs,
       caption ? h("caption", { class: "visually-hidden" }, caption) : null,
       h("thead", {}, h("tr", {}, headers.map((name) => h("th", { scope: "col" }, name)))),
-      h("tbody", {}, rows.map((cells) => (cells instanceof Node ? cells : h("tr", {}, cells.map((c) => (c instanceof Node && c.tagName === "TD" ? c : h("td", {}, c))))))),
+      h("tbody", {}, rows.map((row) => (row instanceof Node ? row : h("tr", {}, row.map(cell))))),
     ),
   );
 }

@@ -1,5 +1,5 @@
 // Jobs: a live table (refreshed every 2 s on the newest page) with status and kind filters and
-// keyset paging (?before=<job id>, the API's next_before). Filters live in the URL.
+// keyset paging (?before=<the last job's id>). Filters live in the URL.
 
 import { api } from "../api.js";
 import { clear, dateTime, errorBox, h, seconds, shortId, statusBadge, table } from "../dom.js";
@@ -84,8 +84,8 @@ export async function render(main, route) {
       clear(
         pager,
         before ? h("a", { class: "button", href: hashWith([["status", status], ["kind", kind]]) }, t("jobs.newer")) : null,
-        page.next_before
-          ? h("a", { class: "button", id: "jobs-older", href: hashWith([["status", status], ["kind", kind], ["before", page.next_before]]) }, t("jobs.older"))
+        page.jobs.length === PAGE_SIZE
+          ? h("a", { class: "button", id: "jobs-older", href: hashWith([["status", status], ["kind", kind], ["before", page.jobs.at(-1).job_id]]) }, t("jobs.older"))
           : null,
       );
     } catch (error) {
