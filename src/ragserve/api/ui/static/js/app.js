@@ -55,6 +55,11 @@ function start() {
     forgetKey();
     show();
   });
+  // The skip link must not change the hash (the hash is the route).
+  document.querySelector(".skip").addEventListener("click", (event) => {
+    event.preventDefault();
+    document.getElementById("main").focus();
+  });
   document.addEventListener("ragserve:key", showKeyButton);
   showKeyButton();
   window.addEventListener("hashchange", () => {

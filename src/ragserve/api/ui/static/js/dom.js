@@ -101,3 +101,9 @@ export function toast(message) {
 export function errorBox(error) {
   return h("p", { class: "error", role: "alert" }, t("common.error", { message: error.message }));
 }
+
+/** Whether the keyboard focus is in a table: a refresh would then pull it away, so live
+ * pages skip their refresh until the focus moves on. */
+export function focusInTable() {
+  return Boolean(document.activeElement?.closest?.("table"));
+}

@@ -2,7 +2,7 @@
 // keyset paging (?before=<the last job's id>). Filters live in the URL.
 
 import { api } from "../api.js";
-import { clear, dateTime, errorBox, h, seconds, shortId, statusBadge, table } from "../dom.js";
+import { clear, dateTime, errorBox, focusInTable, h, seconds, shortId, statusBadge, table } from "../dom.js";
 import { t } from "../i18n.js";
 
 const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
@@ -95,7 +95,7 @@ export async function render(main, route) {
 
   await load();
   const timer = setInterval(() => {
-    if (live.checked && !document.hidden) load();
+    if (live.checked && !document.hidden && !focusInTable()) load();
   }, REFRESH_MS);
   route.signal.addEventListener("abort", () => clearInterval(timer));
 }

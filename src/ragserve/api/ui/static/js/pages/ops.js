@@ -4,7 +4,7 @@
 
 import { api } from "../api.js";
 import { lines, stackedBars } from "../charts.js";
-import { between, clear, dateTime, errorBox, h, seconds, shortId, statusBadge, table, toast } from "../dom.js";
+import { between, clear, dateTime, errorBox, focusInTable, h, seconds, shortId, statusBadge, table, toast } from "../dom.js";
 import { t } from "../i18n.js";
 
 const REFRESH_MS = 2000;
@@ -153,7 +153,7 @@ export async function render(main, route) {
 
   await load();
   const timer = setInterval(() => {
-    if (!document.hidden) load();
+    if (!document.hidden && !focusInTable()) load();
   }, REFRESH_MS);
   route.signal.addEventListener("abort", () => clearInterval(timer));
 }
