@@ -318,7 +318,7 @@ def test_operations_queue_rises_and_falls(
     depth = page.locator('#ops-queues tr[data-queue="answer"] td[data-field="depth"]')
     expect(depth).to_have_text("0")
     expect(page.locator("#ops-workers")).to_contain_text(":")
-    llm.configure(ttft=1.5, tps=200)
+    llm.configure(ttft=2.0, tps=200)
     try:
         for i in range(6):
             response = api.post(

@@ -1,6 +1,6 @@
 // Small DOM and formatting helpers. Text always goes in as text (never as HTML).
 
-import { language, t } from "./i18n.js";
+import { label, language, t } from "./i18n.js";
 
 /** h("a", {href: "#"}, "text", child, ...): an element; attributes starting with "on" are
  * listeners; null/false children are skipped. */
@@ -56,7 +56,7 @@ export function table(caption, headers, rows, attrs = {}) {
 }
 
 export function statusBadge(status) {
-  return h("span", { class: `badge status-${status}`, "data-status": status }, t(`status.${status}`));
+  return h("span", { class: `badge status-${status}`, "data-status": status }, label("status", status));
 }
 
 export function shortId(id) {

@@ -116,6 +116,13 @@ const STRINGS = {
     "kind.answer": "answer",
     "kind.ingest": "ingest",
     "kind.app": "app",
+    "outcome.succeeded": "succeeded",
+    "outcome.failed": "failed",
+    "outcome.retried": "retried",
+    "outcome.handed_back": "handed back",
+    "doc.ingested": "ingested",
+    "doc.unchanged": "unchanged",
+    "doc.failed": "failed",
     "ops.title": "Operations",
     "ops.queues": "Queues",
     "ops.queue": "Queue",
@@ -255,6 +262,13 @@ const STRINGS = {
     "kind.answer": "回答",
     "kind.ingest": "导入",
     "kind.app": "应用",
+    "outcome.succeeded": "成功",
+    "outcome.failed": "失败",
+    "outcome.retried": "已重试",
+    "outcome.handed_back": "已交回",
+    "doc.ingested": "已导入",
+    "doc.unchanged": "未变化",
+    "doc.failed": "失败",
     "ops.title": "运维",
     "ops.queues": "队列",
     "ops.queue": "队列",
@@ -311,6 +325,13 @@ export function setLanguage(lang) {
 export function t(key, vars = {}) {
   const text = STRINGS[current][key] ?? STRINGS.en[key] ?? key;
   return text.replace(/\{(\w+)\}/g, (_, name) => (name in vars ? String(vars[name]) : `{${name}}`));
+}
+
+/** The translation of a value the server names (a status, a kind, an outcome), or the value
+ * itself when the console has no string for it (a newer server may send new ones). */
+export function label(prefix, value) {
+  const key = `${prefix}.${value}`;
+  return key in STRINGS.en ? t(key) : String(value);
 }
 
 /** Translate the static parts of the page: ``data-i18n`` (text) and ``data-i18n-aria``. */

@@ -3,7 +3,7 @@
 
 import { api } from "../api.js";
 import { between, clear, dateTime, errorBox, h, seconds, statusBadge, table, toast } from "../dom.js";
-import { t } from "../i18n.js";
+import { label, t } from "../i18n.js";
 import { answerNodes, sourceList } from "./ask.js";
 
 const REFRESH_MS = 1500;
@@ -13,7 +13,7 @@ function eventText(event) {
   const data = event.data || {};
   switch (event.type) {
     case "status": {
-      const parts = [t("job.status_event", { status: t(`status.${data.status}`) })];
+      const parts = [t("job.status_event", { status: label("status", data.status) })];
       if (data.attempt) parts.push(`${t("job.attempt")} ${data.attempt}`);
       if (data.version) parts.push(data.version);
       if (data.error?.message) parts.push(`${data.error.type}: ${data.error.message}`);
@@ -50,7 +50,7 @@ function resultView(job) {
     return table(
       t("job.documents"),
       [t("docs.source"), t("jobs.status"), t("docs.chunks"), t("job.error")],
-      (job.result.documents || []).map((d) => [d.source, d.status, String(d.chunks), d.error ?? t("common.none")]),
+      (job.result.documents || []).map((d) => [d.source, label("doc", d.status), String(d.chunks), d.error ?? t("common.none")]),
     );
   }
   const sources = job.result.sources || [];
@@ -93,7 +93,7 @@ export async function render(main, route) {
         : null,
     );
     const details = [
-      [t("jobs.kind"), t(`kind.${job.kind}`)],
+      [t("jobs.kind"), label("kind", job.kind)],
       [t("job.collection"), job.collection],
       [t("job.query"), job.query ?? t("common.none")],
       [t("jobs.attempts"), String(job.attempts)],
@@ -144,7 +144,7 @@ export async function render(main, route) {
                 a.worker_host ? `${a.worker_host}:${a.worker_pid}` : a.worker_id.slice(0, 8),
                 dateTime(a.started_at),
                 seconds(between(a.started_at, a.finished_at)),
-                a.outcome ?? t("common.none"),
+                a.outcome ? label("outcome", a.outcome) : t("common.none"),
               ]),
             ),
           )

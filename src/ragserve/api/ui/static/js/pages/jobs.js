@@ -3,7 +3,7 @@
 
 import { api } from "../api.js";
 import { clear, dateTime, errorBox, focusInTable, h, seconds, shortId, statusBadge, table } from "../dom.js";
-import { t } from "../i18n.js";
+import { label, t } from "../i18n.js";
 
 const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
 const KINDS = ["answer", "ingest"];
@@ -34,7 +34,7 @@ export function jobRow(job) {
     "tr",
     { "data-job": job.job_id, "data-status": job.status },
     h("td", { class: "mono" }, h("a", { href: `#/jobs/${job.job_id}`, title: job.job_id }, shortId(job.job_id))),
-    h("td", {}, t(`kind.${job.kind}`)),
+    h("td", {}, label("kind", job.kind)),
     h("td", {}, statusBadge(job.status)),
     h("td", { class: "wrap" }, job.query ?? job.collection),
     h("td", { class: "num" }, String(job.attempts)),

@@ -5,7 +5,7 @@
 import { api } from "../api.js";
 import { lines, stackedBars } from "../charts.js";
 import { between, clear, dateTime, errorBox, focusInTable, h, seconds, shortId, statusBadge, table, toast } from "../dom.js";
-import { t } from "../i18n.js";
+import { label, t } from "../i18n.js";
 
 const REFRESH_MS = 2000;
 
@@ -68,7 +68,7 @@ export async function render(main, route) {
                 "td",
                 { class: "wrap-tight" },
                 w.jobs.length
-                  ? h("ul", { class: "plain" }, w.jobs.map((j) => h("li", {}, h("a", { href: `#/jobs/${j.job_id}` }, shortId(j.job_id)), ` ${t(`kind.${j.kind}`)}`)))
+                  ? h("ul", { class: "plain" }, w.jobs.map((j) => h("li", {}, h("a", { href: `#/jobs/${j.job_id}` }, shortId(j.job_id)), ` ${label("kind", j.kind)}`)))
                   : String(w.running),
               ),
             ]),
