@@ -431,3 +431,26 @@ def test_read_endpoints_page_filter_and_count(api: httpx.Client) -> None:
     }
     assert overview["statuses"] == counts
     assert [w["version"] for w in overview["workers"]] == [ran[0]["version"]]
+
+
+def test_key_prompt_keeps_the_key_for_the_tab_and_sends_it(page: Page) -> None:
+    """The client half of API keys, on this server without them: the prompt (which a 401
+    opens) stores the key in sessionStorage only, and every request then carries it."""
+    page.goto("/ui/#/jobs")
+    expect(page.locator("#jobs-table")).to_be_visible()
+    expect(page.get_by_role("button", name="Forget key")).to_be_hidden()
+    page.evaluate("import('/ui/js/api.js').then((api) => { window.keyAsked = api.askForKey(); })")
+    dialog = page.locator("#key-dialog")
+    expect(dialog).to_be_visible()
+    expect(page.get_by_label("API key", exact=True)).to_be_focused()
+    page.keyboard.type("test-key-1")
+    with page.expect_request(lambda r: "/v1/jobs?" in r.url) as sent:
+        page.keyboard.press("Enter")
+        page.evaluate("window.keyAsked")
+    assert sent.value.headers.get("authorization") == "Bearer test-key-1"
+    expect(dialog).to_be_hidden()
+    assert page.evaluate("sessionStorage.getItem('ragserve.apiKey')") == "test-key-1"
+    assert "test-key-1" not in page.evaluate("JSON.stringify(localStorage)")
+    page.get_by_role("button", name="Forget key").click()
+    assert page.evaluate("sessionStorage.getItem('ragserve.apiKey')") is None
+    expect(page.get_by_role("button", name="Forget key")).to_be_hidden()

@@ -61,7 +61,7 @@ def test_the_key_prompt_then_everything_works_with_the_key(
         page.goto("/ui/#/documents")  # the console itself loads without a key
         dialog = page.locator("#key-dialog")
         expect(dialog).to_be_visible()
-        page.get_by_label("API key").fill(key)
+        page.get_by_label("API key", exact=True).fill(key)
         page.get_by_role("button", name="Use this key").click()
         expect(dialog).to_be_hidden()
         # An upload (XHR) with the key.
