@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from ragserve import __version__
 from ragserve.api.errors import install_error_handlers
 from ragserve.api.metrics import HttpMetricsMiddleware, Metrics
-from ragserve.api.routers import apps, collections, health, jobs
+from ragserve.api.routers import apps, collections, health, jobs, ops
+from ragserve.api.routers.ui import mount_console
 from ragserve.api.state import AppState
 from ragserve.jobs.notify import NotificationHub
 from ragserve.jobs.service import EVENTS_CHANNEL
@@ -64,6 +65,8 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     app.include_router(collections.router)
     app.include_router(health.router)
     app.include_router(apps.router)
+    app.include_router(ops.router)
+    mount_console(app)
     return app
 
 
