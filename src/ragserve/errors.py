@@ -96,3 +96,10 @@ class CircuitOpen(TransientProviderError):
         self.provider = provider
         self.retry_after_s = retry_after_s
         super().__init__(f"{provider} circuit is open; retry in {retry_after_s:.1f} s")
+
+
+class PermanentError(RagserveError):
+    """Raised by an app (a user's Runnable): another attempt cannot succeed, fail the job now.
+
+    Subclass it, or set ``ragserve_permanent = True`` on any exception (docs/APPS.md).
+    """

@@ -166,6 +166,14 @@ class Settings(BaseSettings):
         ge=1,
         description="Most queued+running jobs of one tenant; beyond it 429. Unset: no limit.",
     )
+    apps: str | None = Field(
+        default=None,
+        description="Apps served besides rag: NAME=module:attribute, ;-separated (docs/APPS.md).",
+    )
+    worker_queues: str | None = Field(
+        default=None,
+        description="Worker: the queues it serves, comma-separated; unset = every queue.",
+    )
 
     @field_validator("database_url")
     @classmethod

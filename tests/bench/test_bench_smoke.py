@@ -292,3 +292,16 @@ def test_make_samples_regenerates_the_bundled_samples(tmp_path: Path) -> None:
             assert load_document(new, name).text == load_document(committed, name).text, name
         else:
             assert new == committed, name
+
+
+# --------------------------------------------------------------------------- apps
+
+
+def test_apps_overhead(tmp_path: Path) -> None:
+    out = bench("apps_overhead.py", "--jobs", 4, "--concurrency", 4, cwd=tmp_path)
+    for runnable in ("lambda", "chat"):
+        cells = row(out, runnable)
+        direct, apps, overhead = float(cells[2]), float(cells[3]), float(cells[4])
+        assert int(cells[1]) == 4, cells
+        assert apps > 0 and direct >= 0, cells
+        assert abs(overhead - (apps - direct)) < 0.02, cells

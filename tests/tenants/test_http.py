@@ -23,10 +23,12 @@ OPEN_ROUTES = {"/healthz", "/readyz", "/metrics"}
 
 NOT_404_ACROSS_TENANTS = {
     ("post", "/v1/collections/{name}/documents"): 422,
+    ("post", "/v1/apps/{name}/jobs"): 422,
 }
 """Routes that, given another tenant's collection name, rightly act on the caller's own
 collection of that name instead of answering 404: an upload creates it (called here without a
-body, it answers 422 for the missing documents)."""
+body, it answers 422 for the missing documents). An app's name names no tenant's data (apps
+are the deployment's): without a body, 422 as well."""
 
 QUESTION = "How many days of paid annual leave do full-time employees get?"
 
@@ -255,3 +257,63 @@ def test_settings_never_show_secrets() -> None:
     redacted = redact_url(url)
     assert "pg-pw-1" not in redacted and "pw-2" not in redacted
     assert redacted.startswith("postgresql://app:***@db:5432/rag?sslmode=verify-full")
+
+
+def wait_terminal(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    waited = client.get(f"/v1/jobs/{job_id}").json()
+    deadline = time.monotonic() + 30
+    while waited["status"] not in ("succeeded", "failed", "cancelled"):
+        assert time.monotonic() < deadline, waited
+        time.sleep(0.1)
+        waited = client.get(f"/v1/jobs/{job_id}").json()
+    return waited
+
+
+def test_app_jobs_run_on_the_callers_collections(cluster: Cluster) -> None:
+    body: dict[str, Any] = {"input": {"query": QUESTION, "collection": "hr"}}
+    answers = {}
+    for who in ("a", "b"):
+        with cluster.client(who) as client:
+            smuggled = {"input": {**body["input"], "tenant": "b"}}  # the key says whose it is
+            assert client.post("/v1/apps/rag/jobs", json=smuggled).status_code == 422
+            response = client.post("/v1/apps/rag/jobs", json=body)
+            assert response.status_code == 202, response.text
+            job = wait_terminal(client, response.json()["job_id"])
+            assert (job["tenant"], job["kind"], job["status"]) == (who, "app", "succeeded"), job
+            answers[who] = job
+    # Each tenant's own hr, and no shared cache.
+    assert "25 days" in answers["a"]["result"]["output"]["answer"]
+    assert "12 days" in answers["b"]["result"]["output"]["answer"]
+    with cluster.client("b") as b:
+        assert b.get(f"/v1/jobs/{answers['a']['job_id']}").status_code == 404
+        assert b.get(f"/v1/jobs/{answers['a']['job_id']}/timeline").status_code == 404
+        listed = b.get("/v1/jobs", params={"kind": "app", "limit": 1000}).json()["jobs"]
+        assert [j["job_id"] for j in listed] == [answers["b"]["job_id"]]
+    with cluster.client("a") as a:
+        timeline = a.get(f"/v1/jobs/{answers['a']['job_id']}/timeline")
+        assert timeline.status_code == 200 and timeline.json()["attempts"], timeline.text
+
+
+def test_operations_views_are_per_tenant_and_whole_for_admins(cluster: Cluster) -> None:
+    with cluster.client("b") as b:
+        failed = ask(b, "missing-b", "Is anything here?")
+        assert failed["status"] == "failed", failed
+    seen: dict[str, dict[str, Any]] = {}
+    for who in ("a", "b", "admin"):
+        with cluster.client(who) as client:
+            jobs = client.get("/v1/jobs", params={"limit": 1000}).json()["jobs"]
+            overview = client.get("/v1/ops/overview", params={"dead_letters": 200}).json()
+            minutes = client.get("/v1/ops/throughput", params={"minutes": 60}).json()
+            seen[who] = {"jobs": jobs, "overview": overview, "throughput": minutes}
+            # The counts and the per-minute submissions are exactly the jobs this key lists.
+            assert sum(overview["statuses"].values()) == len(jobs), (who, overview["statuses"])
+            submitted = sum(m["submitted"] for m in minutes["buckets"])
+            assert submitted == len(jobs), who
+            dead = {j["job_id"] for j in overview["dead_letters"]}
+            assert dead == {j["job_id"] for j in jobs if j["status"] == "failed"}, who
+            assert overview["queues"] and overview["workers"]  # shared: every key sees them
+    assert {j["tenant"] for j in seen["a"]["jobs"]} == {"a"}
+    assert {j["tenant"] for j in seen["b"]["jobs"]} == {"b"}
+    assert failed["job_id"] in {j["job_id"] for j in seen["b"]["overview"]["dead_letters"]}
+    assert failed["job_id"] in {j["job_id"] for j in seen["admin"]["overview"]["dead_letters"]}
+    assert len(seen["admin"]["jobs"]) >= len(seen["a"]["jobs"]) + len(seen["b"]["jobs"])

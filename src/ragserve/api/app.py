@@ -13,7 +13,8 @@ from ragserve import __version__
 from ragserve.api.auth import protected
 from ragserve.api.errors import install_error_handlers
 from ragserve.api.metrics import HttpMetricsMiddleware, Metrics
-from ragserve.api.routers import collections, health, jobs
+from ragserve.api.routers import apps, collections, health, jobs, ops
+from ragserve.api.routers.ui import mount_console
 from ragserve.api.state import AppState
 from ragserve.db.api_keys import ApiKeyStore, KeyVerifier
 from ragserve.jobs.notify import NotificationHub
@@ -67,10 +68,14 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
-    # Every router needs an API key (when RAGSERVE_AUTH=api_key) but the health one.
+    # Every router needs an API key (when RAGSERVE_AUTH=api_key) but the health one, and the
+    # console's static files (they hold no data; the console asks for a key itself).
     app.include_router(jobs.router, **protected())
     app.include_router(collections.router, **protected())
     app.include_router(health.router)
+    app.include_router(apps.router, **protected())
+    app.include_router(ops.router, **protected())
+    mount_console(app)
     return app
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ragserve.api.state import AppState
+from ragserve.jobs.operations import Operations
 from ragserve.jobs.service import JobService
 from ragserve.kb.store import KnowledgeStore
 
@@ -25,6 +26,11 @@ async def get_kb(state: Annotated[AppState, Depends(get_state)]) -> KnowledgeSto
     return state.services.store
 
 
+async def get_operations(state: Annotated[AppState, Depends(get_state)]) -> Operations:
+    return Operations(state.services.db)
+
+
 State = Annotated[AppState, Depends(get_state)]
 Jobs = Annotated[JobService, Depends(get_jobs)]
 Kb = Annotated[KnowledgeStore, Depends(get_kb)]
+Ops = Annotated[Operations, Depends(get_operations)]

@@ -51,8 +51,28 @@ class Accepted(BaseModel):
     )
 
 
+class JobListItem(Job):
+    """A job in a list: the job, plus who ran its latest attempt and how long it took."""
+
+    worker_id: str | None = Field(
+        default=None, description="The worker process of the latest attempt; null if never run."
+    )
+    worker_host: str | None = Field(
+        default=None, description="That worker's host, while the worker is still registered."
+    )
+    worker_pid: int | None = None
+    queue_wait_s: float | None = Field(
+        default=None, description="From submission to the first start; null while queued."
+    )
+    duration_s: float | None = Field(
+        default=None, description="From the first start to the end; null until finished."
+    )
+
+
 class JobList(BaseModel):
-    jobs: list[Job]
+    jobs: list[JobListItem] = Field(
+        description="Newest first. The next (older) page: ?before= the last one's job_id."
+    )
 
 
 class CollectionSummary(BaseModel):
@@ -117,3 +137,109 @@ class Readiness(BaseModel):
         default_factory=dict,
         description="Circuit breaker of each model endpoint (informative: not a readiness check).",
     )
+
+
+class AppSummary(BaseModel):
+    name: str
+    queue: str = Field(description="The queue its jobs wait in (worker --queue serves it).")
+    input_schema: dict[str, Any] = Field(
+        description="JSON schema of the input; {} when the Runnable cannot describe it."
+    )
+    output_schema: dict[str, Any] = Field(
+        description="JSON schema of the output (before serialization); {} when unknown."
+    )
+
+
+class AppList(BaseModel):
+    apps: list[AppSummary]
+
+
+class TimelineEvent(BaseModel):
+    """One stored event of a job (the same as its SSE event ``seq``), with when it happened."""
+
+    seq: int
+    attempt: int
+    type: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class TokenSummary(BaseModel):
+    """The ``token`` events of one attempt, summed up (an answer has hundreds)."""
+
+    attempt: int
+    tokens: int
+    first_at: datetime
+    last_at: datetime
+
+
+class AttemptRecord(BaseModel):
+    attempt: int
+    version: str
+    worker_id: str
+    worker_host: str | None = Field(description="Null once the worker is no longer registered.")
+    worker_pid: int | None
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None = Field(
+        description="succeeded, failed, retried or handed_back; null while running, and for "
+        "attempts cancelled or lost with their worker."
+    )
+
+
+class JobTimeline(BaseModel):
+    job: Job
+    events: list[TimelineEvent] = Field(description="Every event but tokens, in order.")
+    tokens: list[TokenSummary]
+    attempts: list[AttemptRecord]
+
+
+class QueueState(BaseModel):
+    name: str
+    depth: int = Field(description="Entries waiting (retries in backoff included).")
+    running: int
+    oldest_s: float = Field(description="Age of the oldest due entry still waiting; 0 if none.")
+
+
+class RunningJob(BaseModel):
+    job_id: str
+    kind: str
+    collection: str
+    query: str | None
+    started_at: datetime = Field(description="When the current attempt started.")
+
+
+class WorkerState(BaseModel):
+    id: str
+    host: str
+    pid: int
+    version: str
+    queues: list[str]
+    running: int = Field(description="Jobs running, as of the worker's last heartbeat.")
+    started_at: datetime
+    heartbeat_at: datetime
+    jobs: list[RunningJob] = Field(description="The running jobs whose attempt it holds.")
+
+
+class OpsOverview(BaseModel):
+    read_at: datetime = Field(description="The database's clock when this was read.")
+    queues: list[QueueState]
+    statuses: dict[JobStatus, int] = Field(description="Jobs in each status (all of them).")
+    workers: list[WorkerState] = Field(description="Live worker processes.")
+    dead_letters: list[Job] = Field(description="The newest failed jobs, newest first.")
+
+
+class ThroughputBucket(BaseModel):
+    minute: datetime
+    submitted: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    duration_p50_s: float | None = Field(description="Median run time of the succeeded jobs.")
+    duration_p95_s: float | None
+    queue_wait_avg_s: float | None = Field(description="Mean queue wait of the finished jobs.")
+
+
+class Throughput(BaseModel):
+    minutes: int
+    buckets: list[ThroughputBucket] = Field(description="One per minute, oldest first.")

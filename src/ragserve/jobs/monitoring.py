@@ -7,17 +7,19 @@ on queued entries.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, get_args
+from typing import Final
 
 from pgqueuer.domain.settings import DBSettings
 from psycopg import sql
 
 from ragserve.db.pool import Connection
-from ragserve.jobs.models import JobKind
 
-BUILT_IN_QUEUES: Final = get_args(JobKind)
-"""Queues reported even when empty, so a dashboard shows 0 rather than no data."""
+BUILT_IN_QUEUES: Final = ("answer", "ingest")
+"""The queues of answer and ingest jobs. They, and the queues of the process's apps
+(``AppRegistry.queues``), are reported even when empty, so a dashboard shows 0 rather than
+no data."""
 
 _FACTS: Final = (
     "SELECT 'queue' AS fact, entrypoint AS name, count(*) FILTER (WHERE status = 'queued')"
@@ -49,15 +51,16 @@ class DatabaseFacts:
         return sum(self.workers_by_version.values())
 
 
-async def read_facts(conn: Connection) -> DatabaseFacts:
+async def read_facts(conn: Connection, queues: Sequence[str] = BUILT_IN_QUEUES) -> DatabaseFacts:
+    """The facts; every queue of ``queues`` is among them, empty or not."""
     queue_table = DBSettings().qualified.queue_table
     statement = sql.SQL(_FACTS).format(queue=sql.SQL(queue_table))
     rows = await (await conn.execute(statement)).fetchall()
-    queues = {name: QueueFacts(0, 0, 0.0) for name in BUILT_IN_QUEUES}
+    by_queue = {name: QueueFacts(0, 0, 0.0) for name in queues}
     workers: dict[str, int] = {}
     for row in rows:
         if row["fact"] == "queue":
-            queues[row["name"]] = QueueFacts(row["depth"], row["running"], row["oldest_s"])
+            by_queue[row["name"]] = QueueFacts(row["depth"], row["running"], row["oldest_s"])
         else:
             workers[row["name"]] = row["depth"]
-    return DatabaseFacts(queues, workers)
+    return DatabaseFacts(by_queue, workers)

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ragserve.api.auth import Caller
-from ragserve.api.deps import Jobs, State
+from ragserve.api.deps import Jobs, Ops, State
 from ragserve.api.schemas import (
     LOCATION_HEADER,
     UNAVAILABLE,
     Accepted,
     JobList,
+    JobListItem,
+    JobTimeline,
     Responses,
     error_doc,
 )
 from ragserve.api.sse import job_event_stream
 from ragserve.api.submissions import ACCEPTED_DOCS, IdempotencyKey, accepted
-from ragserve.errors import InvalidInput
-from ragserve.jobs.models import AnswerRequest, AskRequest, Job, JobStatus
+from ragserve.errors import InvalidInput, NotFound
+from ragserve.jobs.models import AnswerRequest, AskRequest, Job, JobKind, JobStatus
+from ragserve.jobs.operations import JobListing
+from ragserve.names import COLLECTION_NAME, is_uuid
 
 router = APIRouter(prefix="/v1", tags=["jobs"], responses={**UNAVAILABLE})
 
@@ -75,14 +80,66 @@ async def ask(
     return accepted(submission, state)
 
 
-@router.get("/jobs", summary="List jobs, newest first")
+@router.get("/jobs", summary="List jobs, newest first (filters, and pages with ?before=)")
 async def list_jobs(
-    jobs: Jobs,
+    ops: Ops,
     caller: Caller,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    kind: JobKind | None = None,
+    collection: Annotated[str | None, Query(pattern=COLLECTION_NAME.pattern)] = None,
+    before: Annotated[
+        str | None, Query(description="A job id: list the jobs older than it (the next page).")
+    ] = None,
 ) -> JobList:
-    return JobList(jobs=await jobs.list(status, limit, tenant=caller.scope))
+    if before is not None and not is_uuid(before):
+        raise InvalidInput("before must be a job id (a UUID)")
+    listed = await ops.jobs_page(
+        limit=limit,
+        status=status,
+        kind=kind,
+        collection=collection,
+        before=before,
+        tenant=caller.scope,
+    )
+    return JobList(jobs=[list_item(entry) for entry in listed])
+
+
+def list_item(entry: JobListing) -> JobListItem:
+    job = entry.job
+    return JobListItem(
+        **job.model_dump(),
+        worker_id=entry.worker_id,
+        worker_host=entry.worker_host,
+        worker_pid=entry.worker_pid,
+        queue_wait_s=seconds_between(job.created_at, job.started_at),
+        duration_s=seconds_between(job.started_at, job.finished_at),
+    )
+
+
+def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+@router.get(
+    "/jobs/{job_id}/timeline",
+    responses={**NO_SUCH_JOB},
+    summary="A job's events (tokens summed up per attempt) and attempts, to read at once",
+)
+async def job_timeline(job_id: str, ops: Ops, caller: Caller) -> JobTimeline:
+    timeline = await ops.timeline(job_id, tenant=caller.scope)
+    if timeline is None:
+        raise NotFound(f"job {job_id!r} not found")
+    return JobTimeline.model_validate(
+        {
+            "job": timeline.job,
+            "events": timeline.events,
+            "tokens": timeline.tokens,
+            "attempts": timeline.attempts,
+        }
+    )
 
 
 @router.get("/jobs/{job_id}", responses={**NO_SUCH_JOB}, summary="Read one job")
