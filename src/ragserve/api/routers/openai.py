@@ -1,0 +1,380 @@
+"""The OpenAI-compatible front door: ``/v1/models`` and ``/v1/chat/completions``.
+
+A model is a collection; a completion is an ordinary answer job (``JobService.submit_answer``:
+visible in ``/v1/jobs``, cached, coalesced, ``Idempotency-Key`` honoured). Non-streamed, the
+request waits for the job; streamed, the job's events become ``chat.completion.chunk`` lines as
+the tokens arrive. Either way the job runs on whatever happens to this request.
+
+Every error of these routes is in OpenAI's shape with OpenAI's status codes (400 for a bad
+request, validation included, where the rest of ragserve answers 422): :class:`OpenAIRoute`
+maps them, for these routes only. docs/OPENAI.md is the user's guide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+
+from ragserve.answer_stream import StreamedAnswer
+from ragserve.api.deps import Jobs, Kb, State
+from ragserve.api.errors import RETRY_AFTER_S, status_of
+from ragserve.api.openai_history import question_of
+from ragserve.api.openai_schemas import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    ModelCard,
+    ModelList,
+    OpenAIErrorBody,
+    RagserveExtension,
+    RagserveOptions,
+)
+from ragserve.api.openai_wire import (
+    DONE,
+    ChunkWriter,
+    answer_of,
+    cited_sources_footer,
+    completion,
+    error_detail,
+    estimate_usage,
+    sources_of,
+    sse_data,
+)
+from ragserve.api.schemas import Responses
+from ragserve.api.sse import KEEPALIVE, KEEPALIVE_S, StreamEnd, close_events, next_unless
+from ragserve.api.submissions import IdempotencyKey, count_submission
+from ragserve.errors import DatabaseError, RagserveError
+from ragserve.jobs.models import AnswerRequest, Job, JobStatus
+from ragserve.jobs.service import JobService
+from ragserve.kb.store import KnowledgeStore
+from ragserve.names import COLLECTION_NAME
+
+log = logging.getLogger(__name__)
+
+JOB_ID_HEADER = "X-Ragserve-Job-Id"
+
+_TYPE_BY_STATUS = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+
+
+def _openai_error(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    type_ = _TYPE_BY_STATUS.get(status) or (
+        "invalid_request_error" if status < 500 else "server_error"
+    )
+    body = error_detail(message, type_, code, param)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _param_of(loc: tuple[int | str, ...]) -> str:
+    """``("body", "messages", 0, "content")`` -> ``messages[0].content``."""
+    parts = list(loc[1:]) if loc and loc[0] in ("body", "query", "path", "header") else list(loc)
+    param = ""
+    for part in parts:
+        param += f"[{part}]" if isinstance(part, int) else f".{part}" if param else str(part)
+    return param
+
+
+def _validation_error(exc: RequestValidationError) -> JSONResponse:
+    first: dict[str, Any] = next(iter(exc.errors()), {})
+    param = _param_of(tuple(first.get("loc", ())))
+    kind = str(first.get("type", ""))
+    if kind == "json_invalid":
+        return _openai_error(400, "The request body is not valid JSON.", code="invalid_json")
+    if kind == "missing":
+        message, code = f"Missing required parameter: '{param}'.", "missing_required_parameter"
+    else:
+        message, code = (
+            f"Invalid value for '{param}': {first.get('msg', 'invalid')}.",
+            "invalid_value",
+        )
+    return _openai_error(400, message, code=code, param=param or None)
+
+
+def _ragserve_error(exc: RagserveError) -> JSONResponse:
+    status = status_of(exc)
+    status = 400 if status == 422 else status  # OpenAI: a bad request is 400
+    if status >= 500:
+        log.error("openai request failed", extra={"event": "http.error", "error": str(exc)})
+    retry = exc.retryable and status in (429, 503)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if retry else None
+    return _openai_error(status, str(exc), code=exc.type, headers=headers)
+
+
+class OpenAIRoute(APIRoute):
+    """A route whose errors are OpenAI's ``{"error": {"message", "type", "param", "code"}}``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def openai_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                return _validation_error(exc)
+            except RagserveError as exc:
+                return _ragserve_error(exc)
+            except HTTPException:
+                raise
+            except Exception:
+                log.exception("unexpected error", extra={"event": "http.error"})
+                return _openai_error(500, "internal error; see the server log")
+
+        return openai_handler
+
+
+def _error_doc(description: str) -> dict[str, Any]:
+    return {"model": OpenAIErrorBody, "description": description}
+
+
+OPENAI_ERRORS: Responses = {
+    400: _error_doc("A bad request, validation errors included (OpenAI's 400, not 422)"),
+    404: _error_doc("No such model (collection): code model_not_found"),
+    503: _error_doc("PostgreSQL is unreachable; retry later"),
+    # Declared so that FastAPI does not document its own 422 shape for these routes.
+    "4XX": _error_doc("Any other client error, in OpenAI's shape"),
+}
+
+router = APIRouter(
+    prefix="/v1", tags=["openai"], route_class=OpenAIRoute, responses={**OPENAI_ERRORS}
+)
+
+
+def _model_not_found(model: str) -> JSONResponse:
+    return _openai_error(
+        404,
+        f"The model '{model}' does not exist: ragserve's models are its collections"
+        " (GET /v1/models).",
+        code="model_not_found",
+        param="model",
+    )
+
+
+async def _model_card(kb: KnowledgeStore, model: str) -> ModelCard | None:
+    if not COLLECTION_NAME.match(model):
+        return None
+    found = next((c for c in await kb.list_collections() if c["name"] == model), None)
+    if found is None:
+        return None
+    return ModelCard(id=found["name"], created=int(found["created_at"].timestamp()))
+
+
+@router.get("/models", summary="OpenAI: list models (one per collection)")
+async def list_models(kb: Kb) -> ModelList:
+    collections = await kb.list_collections()
+    return ModelList(
+        data=[
+            ModelCard(id=c["name"], created=int(c["created_at"].timestamp())) for c in collections
+        ]
+    )
+
+
+@router.get("/models/{model_id}", response_model=ModelCard, summary="OpenAI: one model")
+async def get_model(model_id: Annotated[str, Path(max_length=200)], kb: Kb) -> Response:
+    card = await _model_card(kb, model_id)
+    if card is None:
+        return _model_not_found(model_id)
+    return JSONResponse(card.model_dump())
+
+
+def _bad_request(param: str, message: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ("body", param), "msg": message, "type": "value_error"}])
+
+
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    responses={
+        200: {
+            "description": "The answer; with stream=true, Server-Sent Events of"
+            " chat.completion.chunk objects, then data: [DONE]",
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string"},
+                    "example": "data: {...chat.completion.chunk...}\n\ndata: [DONE]\n\n",
+                }
+            },
+            "headers": {JOB_ID_HEADER: {"description": "The job", "schema": {"type": "string"}}},
+        },
+        409: _error_doc(
+            "The Idempotency-Key was used with another request, or the job was cancelled"
+        ),
+        500: _error_doc("The job failed (code job_failed); the body names it"),
+        504: _error_doc("The job did not finish in time (code job_timeout); it keeps running"),
+    },
+    summary="OpenAI: chat completion (a question to a collection, as a job)",
+)
+async def chat_completions(
+    body: ChatCompletionRequest,
+    jobs: Jobs,
+    kb: Kb,
+    state: State,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    question = question_of(body.messages)
+    if question is None:
+        raise _bad_request("messages", "the last user message must have text: it is the question")
+    if await _model_card(kb, body.model) is None:
+        return _model_not_found(body.model)
+    options = body.ragserve or RagserveOptions()
+    try:
+        request = AnswerRequest(
+            query=question,
+            collection=body.model,
+            top_k=options.top_k,
+            document_scope=options.document_scope,
+            filters=options.filters,
+        )
+    except ValueError as exc:
+        raise _bad_request("messages", str(exc)) from None
+    submission = await jobs.submit_answer(request, idempotency_key)
+    count_submission(submission, state)
+    job = submission.job
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        writer = ChunkWriter(job, body.model, include_usage=include_usage)
+        return StreamingResponse(
+            _completion_stream(jobs, job, writer, question, options, state.streams_closing),
+            media_type="text/event-stream",
+            headers={
+                JOB_ID_HEADER: job.job_id,
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            },
+        )
+    settings = state.services.settings
+    limit_s = settings.job_timeout_s * settings.max_attempts
+    wait_s = min(limit_s, options.wait_s or limit_s)
+    job = await jobs.wait(job.job_id, wait_s)
+    return _finished(job, body.model, question, options, wait_s)
+
+
+def _finished(
+    job: Job, model: str, question: str, options: RagserveOptions, wait_s: float
+) -> JSONResponse:
+    headers = {JOB_ID_HEADER: job.job_id}
+    fetch = f"GET /v1/jobs/{job.job_id}"
+    if job.status == JobStatus.succeeded:
+        body = completion(job, model, question, footer=options.sources_footer)
+        return JSONResponse(body.model_dump(mode="json"), headers=headers)
+    # A finished job's outcome will not change on a retry: tell the SDKs not to retry.
+    final = {**headers, "x-should-retry": "false"}
+    if job.status == JobStatus.failed:
+        error = job.error
+        why = f"{error.type}: {error.message}" if error else "unknown error"
+        return _openai_error(
+            500, f"job {job.job_id} failed: {why} ({fetch})", code="job_failed", headers=final
+        )
+    if job.status == JobStatus.cancelled:
+        return _openai_error(
+            409, f"job {job.job_id} was cancelled ({fetch})", code="job_cancelled", headers=final
+        )
+    return _openai_error(
+        504,
+        f"job {job.job_id} did not finish within {wait_s:g} s; it keeps running: {fetch}"
+        f" or GET /v1/jobs/{job.job_id}/events",
+        code="job_timeout",
+        headers=headers,
+    )
+
+
+async def _completion_stream(
+    jobs: JobService,
+    job: Job,
+    writer: ChunkWriter,
+    question: str,
+    options: RagserveOptions,
+    closing: asyncio.Event,
+) -> AsyncIterator[str]:
+    """The job's events as chunks, until its result, failure or cancellation; then
+    ``[DONE]``. A client that goes away ends this generator, never the job."""
+    yield writer.role()
+    fetch = f"GET /v1/jobs/{job.job_id}"
+    shown = StreamedAnswer()
+    events = aiter(jobs.events(job.job_id, 0, idle_s=KEEPALIVE_S))
+    try:
+        while True:
+            event = await next_unless(events, closing)
+            if isinstance(event, StreamEnd):
+                if closing.is_set():
+                    message = f"this server is shutting down; the job continues: {fetch}"
+                    yield _stream_error(message, "server_error", "server_shutting_down")
+                    break
+                final = await jobs.get(job.job_id)  # events ended: the job ended before
+                result = final.result if final.status == JobStatus.succeeded else None
+                if result is None:
+                    yield _stream_error(f"job {job.job_id} is {final.status}: {fetch}")
+                    break
+                for line in _ending(writer, job, question, options, shown, result):
+                    yield line
+                break
+            if event is None:
+                yield KEEPALIVE
+            elif event.type == "token":
+                attempt = int(event.data.get("attempt") or 0)
+                if text := shown.token(str(event.data.get("text") or ""), attempt):
+                    yield writer.content(text)
+            elif event.type == "done":
+                result = event.data.get("result") or {}
+                for line in _ending(writer, job, question, options, shown, result):
+                    yield line
+                break
+            elif event.type == "error":
+                why = f"{event.data.get('type')}: {event.data.get('message')}"
+                yield _stream_error(f"job {job.job_id} failed: {why} ({fetch})", code="job_failed")
+                break
+            elif event.type == "status" and event.data.get("status") == JobStatus.cancelled:
+                message = f"job {job.job_id} was cancelled ({fetch})"
+                yield _stream_error(message, "invalid_request_error", "job_cancelled")
+                break
+    except DatabaseError as exc:
+        log.warning(
+            "completion stream ended: database unavailable",
+            extra={"event": "sse.db_lost", "job_id": job.job_id, "error": str(exc)},
+        )
+        message = f"database unavailable; the job continues: {fetch}"
+        yield _stream_error(message, "server_error", "service_unavailable")
+    finally:
+        await close_events(events)
+    yield DONE
+
+
+def _ending(
+    writer: ChunkWriter,
+    job: Job,
+    question: str,
+    options: RagserveOptions,
+    shown: StreamedAnswer,
+    result: dict[str, Any],
+) -> list[str]:
+    """The rest of the answer, its sources footer, the finish chunk and the usage chunk."""
+    answer = answer_of(result)
+    sources = sources_of(result)
+    rest = shown.finish(answer)
+    if options.sources_footer:
+        rest += cited_sources_footer(answer, sources)
+    lines = [writer.content(rest)] if rest else []
+    extension = RagserveExtension(
+        job_id=job.job_id, sources=sources, cached=job.cached, question=question
+    )
+    lines.append(writer.finish(extension))
+    if writer.include_usage:
+        lines.append(writer.usage(estimate_usage(question, sources, answer)))
+    return lines
+
+
+def _stream_error(message: str, type_: str = "server_error", code: str | None = None) -> str:
+    """An error in the stream: the SDKs raise it as an ``APIError``."""
+    return sse_data(error_detail(message, type_, code))
