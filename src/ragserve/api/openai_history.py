@@ -12,8 +12,8 @@ What counts as a follow-up (docs/OPENAI.md):
   "how about", "same for", "why", "那", "那么", "还有", "另外", "而且", "并且", "它", "这", "那个";
 - or it ends with "呢" (optionally followed by a question mark);
 - or it is short (at most ``SHORT_WORDS`` words, or ``SHORT_CJK`` Chinese characters) and
-  contains a pronoun ("it", "they", "this", "that", "those", "he", "she", "there", ...,
-  "它", "他", "她", "这", "那", "其", "该");
+  contains a pronoun that points outside it ("it", "its", "they", "them", "this", "that",
+  "these", "those", "he", "him", "she", "her"; "它", "他", "她", "这", "那", "其", "该");
 - or it is very short: at most ``TINY_WORDS`` words or ``TINY_CJK`` Chinese characters.
 
 System, assistant and tool messages are not used (the assistant's own words would steer the
@@ -32,7 +32,7 @@ MAX_TURNS = 3
 """User messages joined at most (the last one and up to two before it)."""
 MAX_QUESTION_CHARS = 8000
 """The longest question a job takes (``AnswerRequest.query``); older turns are dropped first."""
-SHORT_WORDS, SHORT_CJK = 12, 20
+SHORT_WORDS, SHORT_CJK = 8, 16
 TINY_WORDS, TINY_CJK = 3, 4
 
 _CONTINUATION = re.compile(
@@ -42,7 +42,7 @@ _CONTINUATION = re.compile(
 )
 _TRAILING_NE = re.compile(r"呢\s*[?？]?\s*$")
 _PRONOUN = re.compile(
-    r"\b(?:it|its|they|them|their|this|that|these|those|he|him|his|she|her|there)\b"
+    r"\b(?:it|its|they|them|this|that|these|those|he|him|she|her)\b"
     r"|[它他她这那其该]",
     re.IGNORECASE,
 )
