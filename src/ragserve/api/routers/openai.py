@@ -13,6 +13,7 @@ maps them, for these routes only. docs/OPENAI.md is the user's guide.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
@@ -257,8 +258,32 @@ async def chat_completions(
     settings = state.services.settings
     limit_s = settings.job_timeout_s * settings.max_attempts
     wait_s = min(limit_s, options.wait_s or limit_s)
-    job = await jobs.wait(job.job_id, wait_s)
-    return _finished(job, body.model, question, options, wait_s)
+    finished = await _wait_unless(jobs.wait(job.job_id, wait_s), state.streams_closing)
+    if finished is None:
+        return _openai_error(
+            503,
+            f"this server is shutting down; job {job.job_id} continues: retry the request"
+            f" (it finds the same job) or GET /v1/jobs/{job.job_id}",
+            code="server_shutting_down",
+            headers={JOB_ID_HEADER: job.job_id, "Retry-After": str(RETRY_AFTER_S)},
+        )
+    return _finished(finished, body.model, question, options, wait_s)
+
+
+async def _wait_unless(waiting: Coroutine[Any, Any, Job], closing: asyncio.Event) -> Job | None:
+    """The job ``waiting`` returns, or None if ``closing`` is set first (the process drains:
+    the client should ask another replica, where the same question finds the same job)."""
+    wait = asyncio.ensure_future(waiting)
+    closed = asyncio.ensure_future(closing.wait())
+    try:
+        await asyncio.wait({wait, closed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        closed.cancel()
+        if not wait.done():
+            wait.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await wait
+    return wait.result() if not wait.cancelled() else None
 
 
 def _finished(
