@@ -292,3 +292,20 @@ def test_make_samples_regenerates_the_bundled_samples(tmp_path: Path) -> None:
             assert load_document(new, name).text == load_document(committed, name).text, name
         else:
             assert new == committed, name
+
+
+# --------------------------------------------------------------------------- OpenAI door
+
+
+def test_openai_overhead(tmp_path: Path) -> None:
+    out = bench(
+        "openai_overhead.py",
+        *("--requests", 12, "--connections", 2, "--questions", 3, "--repeat", 1),
+        cwd=tmp_path,
+    )
+    for path in ("jobs", "ask", "chat", "chat-stream"):
+        cells = row(out, path)
+        assert int(cells[2]) == 12 and int(cells[3]) == 0, cells  # requests, errors
+        api_cpu, postgres_cpu = (float(v) for v in cells[6].split(" / "))
+        assert api_cpu > 0 and postgres_cpu >= 0, cells
+    assert "ms vs jobs" in out
