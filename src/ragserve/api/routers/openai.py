@@ -227,7 +227,7 @@ async def chat_completions(
     question = question_of(body.messages)
     if question is None:
         raise _bad_request("messages", "the last user message must have text: it is the question")
-    if await _model_card(kb, body.model) is None:
+    if not COLLECTION_NAME.match(body.model) or await kb.get_collection(body.model) is None:
         return _model_not_found(body.model)
     options = body.ragserve or RagserveOptions()
     try:
