@@ -192,7 +192,7 @@ def test_idempotency_key_is_honoured(served: Served) -> None:
     assert first["ragserve"]["job_id"] == again["ragserve"]["job_id"]
     other = {**body, "messages": ask("Something else entirely?")}
     conflict = served.http.post("/v1/chat/completions", json=other, headers=key)
-    assert conflict.status_code == 409 and conflict.json()["error"]["message"]
+    assert conflict.status_code == 409 and conflict.json()["error"]["code"] == "conflict"
 
 
 def test_slow_answer_times_out_naming_its_job(served: Served, mock_llm: MockLLM) -> None:
@@ -209,6 +209,24 @@ def test_slow_answer_times_out_naming_its_job(served: Served, mock_llm: MockLLM)
         assert job["status"] == "succeeded" and "Lumen-Guest" in job["result"]["answer"]
     finally:
         mock_llm.configure(ttft=0.05)
+
+
+def test_a_failed_job_is_an_openai_error(served: Served, mock_llm: MockLLM) -> None:
+    mock_llm.configure(error_rate=1.0, error_status=400)  # permanent: fails at attempt 1
+    try:
+        response = completion(served, messages=ask("Does the canteen serve breakfast?"))
+        assert response.status_code == 500, response.text
+        assert response.headers["x-should-retry"] == "false"  # its attempts are spent
+        error = response.json()["error"]
+        assert error["code"] == "job_failed" and error["type"] == "server_error"
+        assert "HTTP 400" in error["message"]
+        job = served.http.get(f"/v1/jobs/{response.headers['X-Ragserve-Job-Id']}").json()
+        assert job["status"] == "failed"
+        _, payloads = stream_lines(served, messages=ask("Is breakfast served in the canteen?"))
+        assert payloads[-1] == "[DONE]"
+        assert json.loads(payloads[-2])["error"]["code"] == "job_failed"
+    finally:
+        mock_llm.configure(error_rate=0.0)
 
 
 def test_a_client_that_disconnects_does_not_lose_the_job(served: Served, mock_llm: MockLLM) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
@@ -111,7 +112,12 @@ def _ragserve_error(exc: RagserveError) -> JSONResponse:
         log.error("openai request failed", extra={"event": "http.error", "error": str(exc)})
     retry = exc.retryable and status in (429, 503)
     headers = {"Retry-After": str(RETRY_AFTER_S)} if retry else None
-    return _openai_error(status, str(exc), code=exc.type, headers=headers)
+    return _openai_error(status, str(exc), code=_snake_case(exc.type), headers=headers)
+
+
+def _snake_case(name: str) -> str:
+    """``DatabaseError`` -> ``database_error``: OpenAI's codes are snake_case."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 class OpenAIRoute(APIRoute):
@@ -370,7 +376,7 @@ async def _completion_stream(
             extra={"event": "sse.db_lost", "job_id": job.job_id, "error": str(exc)},
         )
         message = f"database unavailable; the job continues: {fetch}"
-        yield _stream_error(message, "server_error", "service_unavailable")
+        yield _stream_error(message, "server_error", "database_error")
     finally:
         await close_events(events)
     yield DONE
