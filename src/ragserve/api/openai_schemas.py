@@ -189,30 +189,3 @@ class ChatCompletion(BaseModel):
     choices: list[Choice]
     usage: Usage
     ragserve: RagserveExtension
-
-
-class ChunkDelta(BaseModel):
-    role: Literal["assistant"] | None = None
-    content: str | None = None
-
-
-class ChunkChoice(BaseModel):
-    index: int = 0
-    delta: ChunkDelta
-    logprobs: None = None
-    finish_reason: Literal["stop"] | None = None
-
-
-class ChatCompletionChunk(BaseModel):
-    """One ``data:`` line of a streamed completion (documentation; built in openai_wire)."""
-
-    id: str
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
-    system_fingerprint: str | None = None
-    choices: list[ChunkChoice]
-    usage: Usage | None = None
-    ragserve: RagserveExtension | None = Field(
-        default=None, description="On the chunk with finish_reason only."
-    )
