@@ -85,7 +85,6 @@ def test_chat_openai_invoke_and_stream(served: Served) -> None:
         HumanMessage("And what is its password?"),
     ]
     follow_up = chat.invoke(history)
-    question = follow_up.response_metadata.get("ragserve", {}).get("question")
+    assert str(follow_up.content).startswith("The guest Wi-Fi network is called Lumen-Guest.")
     job = served.http.get("/v1/jobs", params={"limit": 1}).json()["jobs"][0]
     assert job["query"] == "What is the guest Wi-Fi network called? And what is its password?"
-    assert question in (None, job["query"])  # whether ChatOpenAI keeps extra fields varies

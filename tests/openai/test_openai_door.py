@@ -230,7 +230,7 @@ def test_a_failed_job_is_an_openai_error(served: Served, mock_llm: MockLLM) -> N
 
 
 def test_a_client_that_disconnects_does_not_lose_the_job(served: Served, mock_llm: MockLLM) -> None:
-    mock_llm.configure(ttft=1.0)
+    mock_llm.configure(ttft=2.0)
     try:
         body = {"model": "handbook", "stream": True, "messages": ask("Who gets annual leave?")}
         with served.http.stream("POST", "/v1/chat/completions", json=body) as response:
