@@ -5,9 +5,8 @@ visible in ``/v1/jobs``, cached, coalesced, ``Idempotency-Key`` honoured). Non-s
 request waits for the job; streamed, the job's events become ``chat.completion.chunk`` lines as
 the tokens arrive. Either way the job runs on whatever happens to this request.
 
-Every error of these routes is in OpenAI's shape with OpenAI's status codes (400 for a bad
-request, validation included, where the rest of ragserve answers 422): :class:`OpenAIRoute`
-maps them, for these routes only. docs/OPENAI.md is the user's guide.
+Every error of these routes is in OpenAI's shape with OpenAI's status codes (``OpenAIRoute``,
+``api/openai_errors.py``). docs/OPENAI.md is the user's guide.
 """
 
 from __future__ import annotations
@@ -15,26 +14,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Path, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from fastapi.routing import APIRoute
-from starlette.exceptions import HTTPException
 
 from ragserve.answer_stream import StreamedAnswer
 from ragserve.api.deps import Jobs, Kb, State
-from ragserve.api.errors import RETRY_AFTER_S, status_of
+from ragserve.api.errors import RETRY_AFTER_S
+from ragserve.api.openai_errors import (
+    OPENAI_ERRORS,
+    OpenAIRoute,
+    bad_request,
+    error_doc,
+    openai_error,
+)
 from ragserve.api.openai_history import question_of
 from ragserve.api.openai_schemas import (
     ChatCompletion,
     ChatCompletionRequest,
     ModelCard,
     ModelList,
-    OpenAIErrorBody,
     RagserveExtension,
     RagserveOptions,
 )
@@ -49,10 +50,9 @@ from ragserve.api.openai_wire import (
     sources_of,
     sse_data,
 )
-from ragserve.api.schemas import Responses
 from ragserve.api.sse import KEEPALIVE, KEEPALIVE_S, StreamEnd, close_events, next_unless
 from ragserve.api.submissions import IdempotencyKey, count_submission
-from ragserve.errors import DatabaseError, RagserveError
+from ragserve.errors import DatabaseError
 from ragserve.jobs.models import AnswerRequest, Job, JobStatus
 from ragserve.jobs.service import JobService
 from ragserve.kb.store import KnowledgeStore
@@ -62,105 +62,13 @@ log = logging.getLogger(__name__)
 
 JOB_ID_HEADER = "X-Ragserve-Job-Id"
 
-_TYPE_BY_STATUS = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
-
-
-def _openai_error(
-    status: int,
-    message: str,
-    *,
-    code: str | None = None,
-    param: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    type_ = _TYPE_BY_STATUS.get(status) or (
-        "invalid_request_error" if status < 500 else "server_error"
-    )
-    body = error_detail(message, type_, code, param)
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def _param_of(loc: tuple[int | str, ...]) -> str:
-    """``("body", "messages", 0, "content")`` -> ``messages[0].content``."""
-    parts = list(loc[1:]) if loc and loc[0] in ("body", "query", "path", "header") else list(loc)
-    param = ""
-    for part in parts:
-        param += f"[{part}]" if isinstance(part, int) else f".{part}" if param else str(part)
-    return param
-
-
-def _validation_error(exc: RequestValidationError) -> JSONResponse:
-    first: dict[str, Any] = next(iter(exc.errors()), {})
-    param = _param_of(tuple(first.get("loc", ())))
-    kind = str(first.get("type", ""))
-    if kind == "json_invalid":
-        return _openai_error(400, "The request body is not valid JSON.", code="invalid_json")
-    if kind == "missing":
-        message, code = f"Missing required parameter: '{param}'.", "missing_required_parameter"
-    else:
-        message, code = (
-            f"Invalid value for '{param}': {first.get('msg', 'invalid')}.",
-            "invalid_value",
-        )
-    return _openai_error(400, message, code=code, param=param or None)
-
-
-def _ragserve_error(exc: RagserveError) -> JSONResponse:
-    status = status_of(exc)
-    status = 400 if status == 422 else status  # OpenAI: a bad request is 400
-    if status >= 500:
-        log.error("openai request failed", extra={"event": "http.error", "error": str(exc)})
-    retry = exc.retryable and status in (429, 503)
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if retry else None
-    return _openai_error(status, str(exc), code=_snake_case(exc.type), headers=headers)
-
-
-def _snake_case(name: str) -> str:
-    """``DatabaseError`` -> ``database_error``: OpenAI's codes are snake_case."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-class OpenAIRoute(APIRoute):
-    """A route whose errors are OpenAI's ``{"error": {"message", "type", "param", "code"}}``."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def openai_handler(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                return _validation_error(exc)
-            except RagserveError as exc:
-                return _ragserve_error(exc)
-            except HTTPException:
-                raise
-            except Exception:
-                log.exception("unexpected error", extra={"event": "http.error"})
-                return _openai_error(500, "internal error; see the server log")
-
-        return openai_handler
-
-
-def _error_doc(description: str) -> dict[str, Any]:
-    return {"model": OpenAIErrorBody, "description": description}
-
-
-OPENAI_ERRORS: Responses = {
-    400: _error_doc("A bad request, validation errors included (OpenAI's 400, not 422)"),
-    404: _error_doc("No such model (collection): code model_not_found"),
-    503: _error_doc("PostgreSQL is unreachable; retry later"),
-    # Declared so that FastAPI does not document its own 422 shape for these routes.
-    "4XX": _error_doc("Any other client error, in OpenAI's shape"),
-}
-
 router = APIRouter(
     prefix="/v1", tags=["openai"], route_class=OpenAIRoute, responses={**OPENAI_ERRORS}
 )
 
 
 def _model_not_found(model: str) -> JSONResponse:
-    return _openai_error(
+    return openai_error(
         404,
         f"The model '{model}' does not exist: ragserve's models are its collections"
         " (GET /v1/models).",
@@ -196,10 +104,6 @@ async def get_model(model_id: Annotated[str, Path(max_length=200)], kb: Kb) -> R
     return JSONResponse(card.model_dump())
 
 
-def _bad_request(param: str, message: str) -> RequestValidationError:
-    return RequestValidationError([{"loc": ("body", param), "msg": message, "type": "value_error"}])
-
-
 @router.post(
     "/chat/completions",
     response_model=ChatCompletion,
@@ -215,11 +119,11 @@ def _bad_request(param: str, message: str) -> RequestValidationError:
             },
             "headers": {JOB_ID_HEADER: {"description": "The job", "schema": {"type": "string"}}},
         },
-        409: _error_doc(
+        409: error_doc(
             "The Idempotency-Key was used with another request, or the job was cancelled"
         ),
-        500: _error_doc("The job failed (code job_failed); the body names it"),
-        504: _error_doc("The job did not finish in time (code job_timeout); it keeps running"),
+        500: error_doc("The job failed (code job_failed); the body names it"),
+        504: error_doc("The job did not finish in time (code job_timeout); it keeps running"),
     },
     summary="OpenAI: chat completion (a question to a collection, as a job)",
 )
@@ -232,7 +136,7 @@ async def chat_completions(
 ) -> Response:
     question = question_of(body.messages)
     if question is None:
-        raise _bad_request("messages", "the last user message must have text: it is the question")
+        raise bad_request("messages", "the last user message must have text: it is the question")
     if not COLLECTION_NAME.match(body.model) or await kb.get_collection(body.model) is None:
         return _model_not_found(body.model)
     options = body.ragserve or RagserveOptions()
@@ -245,7 +149,7 @@ async def chat_completions(
             filters=options.filters,
         )
     except ValueError as exc:
-        raise _bad_request("messages", str(exc)) from None
+        raise bad_request("messages", str(exc)) from None
     submission = await jobs.submit_answer(request, idempotency_key)
     count_submission(submission, state)
     job = submission.job
@@ -266,7 +170,7 @@ async def chat_completions(
     wait_s = min(limit_s, options.wait_s or limit_s)
     finished = await _wait_unless(jobs.wait(job.job_id, wait_s), state.streams_closing)
     if finished is None:
-        return _openai_error(
+        return openai_error(
             503,
             f"this server is shutting down; job {job.job_id} continues: retry the request"
             f" (it finds the same job) or GET /v1/jobs/{job.job_id}",
@@ -305,14 +209,14 @@ def _finished(
     if job.status == JobStatus.failed:
         error = job.error
         why = f"{error.type}: {error.message}" if error else "unknown error"
-        return _openai_error(
+        return openai_error(
             500, f"job {job.job_id} failed: {why} ({fetch})", code="job_failed", headers=final
         )
     if job.status == JobStatus.cancelled:
-        return _openai_error(
+        return openai_error(
             409, f"job {job.job_id} was cancelled ({fetch})", code="job_cancelled", headers=final
         )
-    return _openai_error(
+    return openai_error(
         504,
         f"job {job.job_id} did not finish within {wait_s:g} s; it keeps running: {fetch}"
         f" or GET /v1/jobs/{job.job_id}/events",
