@@ -164,6 +164,10 @@ def test_errors_are_openai_shaped(served: Served) -> None:
     assert error(broken, 400)["code"] == "invalid_json"
     scoped = error(completion(served, messages=ask("x"), ragserve={"top_k": 0}), 400)
     assert scoped["param"] == "ragserve.top_k"
+    too_long = error(completion(served, messages=ask("why? " * 2000)), 400)
+    assert too_long["param"] == "messages" and "8000" in too_long["message"]
+    nul = error(completion(served, messages=ask("x"), ragserve={"filters": {"k": "a\u0000"}}), 400)
+    assert nul["param"] == "ragserve.filters"
     # The rest of ragserve keeps its own 422 shape.
     assert served.http.post("/v1/jobs", json={}).status_code == 422
 

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
 
 from ragserve.answer_stream import StreamedAnswer
 from ragserve.api.deps import Jobs, Kb, State
@@ -148,8 +149,12 @@ async def chat_completions(
             document_scope=options.document_scope,
             filters=options.filters,
         )
-    except ValueError as exc:
-        raise bad_request("messages", str(exc)) from None
+    except ValidationError as exc:
+        # The question comes from the messages; the other fields from the ragserve object.
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "query"
+        param = "messages" if field == "query" else f"ragserve.{field}"
+        raise bad_request(param, first["msg"]) from None
     submission = await jobs.submit_answer(request, idempotency_key)
     count_submission(submission, state)
     job = submission.job
