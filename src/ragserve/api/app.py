@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from ragserve import __version__
 from ragserve.api.errors import install_error_handlers
 from ragserve.api.metrics import HttpMetricsMiddleware, Metrics
-from ragserve.api.routers import apps, collections, health, jobs, ops
+from ragserve.api.routers import apps, collections, health, jobs, openai, ops
 from ragserve.api.routers.ui import mount_console
 from ragserve.api.state import AppState
 from ragserve.jobs.notify import NotificationHub
@@ -66,6 +66,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     app.include_router(health.router)
     app.include_router(apps.router)
     app.include_router(ops.router)
+    app.include_router(openai.router)
     mount_console(app)
     return app
 

@@ -37,13 +37,18 @@ STATUS_BY_ERROR: list[tuple[type[RagserveError], int]] = [
 ]
 
 
+def status_of(exc: RagserveError) -> int:
+    """The HTTP status of a ragserve error (500 for kinds not listed above)."""
+    return next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), 500)
+
+
 def error_body(type_: str, message: str) -> dict[str, Any]:
     return ErrorBody(error=ErrorDetail(type=type_, message=message)).model_dump()
 
 
 async def _ragserve_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RagserveError)
-    status = next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), 500)
+    status = status_of(exc)
     if status >= 500:
         log.error(
             "request failed",

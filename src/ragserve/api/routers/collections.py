@@ -8,7 +8,16 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from ragserve.api.deps import Jobs, Kb, State
-from ragserve.api.schemas import UNAVAILABLE, Accepted, CollectionList, DocumentList, error_doc
+from ragserve.api.schemas import (
+    UNAVAILABLE,
+    Accepted,
+    CollectionList,
+    DocumentList,
+    SearchRequest,
+    SearchResults,
+    Source,
+    error_doc,
+)
 from ragserve.api.submissions import ACCEPTED_DOCS, IdempotencyKey, accepted
 from ragserve.api.uploads import files_from_form, files_from_json
 from ragserve.errors import InvalidInput
@@ -76,3 +85,20 @@ async def add_documents(
     else:
         raise InvalidInput("send multipart/form-data files or application/json documents")
     return accepted(await jobs.submit_ingest(name, files, idempotency_key), state)
+
+
+@router.post(
+    "/{name}/search",
+    responses={404: error_doc("No such collection")},
+    summary="Retrieve the passages best matching a query (no answer, no job)",
+)
+async def search(name: str, body: SearchRequest, state: State) -> SearchResults:
+    check_collection_name(name)
+    chunks = await state.services.retriever.retrieve(
+        body.query,
+        collection=name,
+        top_k=body.top_k,
+        document_scope=body.document_scope,
+        filters=body.filters,
+    )
+    return SearchResults(results=[Source.model_validate(c.as_source()) for c in chunks])
