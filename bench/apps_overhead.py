@@ -51,6 +51,7 @@ from ragserve.jobs.store import JobStore
 from ragserve.jobs.worker import Worker
 from ragserve.kb.ingest import Ingestor
 from ragserve.kb.store import KnowledgeStore
+from ragserve.names import DEFAULT_TENANT
 from ragserve.settings import Settings
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "prototype_chain.py"
@@ -135,12 +136,13 @@ async def apps_cpu_ms(
 async def _run_jobs(
     service: JobService, store: JobStore, name: str, request: AppJobRequest, n: int
 ) -> None:
-    job_ids = [(await service.submit_app(name, request)).job.job_id for _ in range(n)]
+    submissions = [await service.submit_app(name, request, tenant=DEFAULT_TENANT) for _ in range(n)]
+    job_ids = [s.job.job_id for s in submissions]
     pending = set(job_ids)
     while pending:
         await asyncio.sleep(0.05)
         for job_id in list(pending):
-            job = await store.get(job_id)
+            job = await store.get(job_id, tenant=DEFAULT_TENANT)
             if job is not None and job.status.terminal:
                 if job.status != "succeeded":
                     raise RuntimeError(f"job {job_id} ended {job.status}: {job.error}")

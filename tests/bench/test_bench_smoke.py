@@ -305,3 +305,20 @@ def test_apps_overhead(tmp_path: Path) -> None:
         assert int(cells[1]) == 4, cells
         assert apps > 0 and direct >= 0, cells
         assert abs(overhead - (apps - direct)) < 0.02, cells
+
+
+# --------------------------------------------------------------------------- OpenAI door
+
+
+def test_openai_overhead(tmp_path: Path) -> None:
+    out = bench(
+        "openai_overhead.py",
+        *("--requests", 12, "--connections", 2, "--questions", 3, "--repeat", 1),
+        cwd=tmp_path,
+    )
+    for path in ("jobs", "ask", "chat", "chat-stream"):
+        cells = row(out, path)
+        assert int(cells[2]) == 12 and int(cells[3]) == 0, cells  # requests, errors
+        api_cpu, postgres_cpu = (float(v) for v in cells[6].split(" / "))
+        assert api_cpu > 0 and postgres_cpu >= 0, cells
+    assert "ms vs jobs" in out

@@ -100,3 +100,20 @@ def test_sources_show_page_and_heading_path() -> None:
     text = render(print_sources, job, width=200)
     assert "handbook.pdf p. 12" in text
     assert "guide.md · Leave policy › Annual leave" in text
+
+
+def test_app_job_shows_its_app_and_output() -> None:
+    job = {
+        "job_id": "j-7",
+        "kind": "app",
+        "app": "summarise",
+        "status": "succeeded",
+        "collection": "default",
+        "attempts": 1,
+        "result": {"output": {"summary": "三行摘要", "words": 3}},
+    }
+    text = render(print_job, job)
+    assert "summarise" in text
+    assert '"summary": "三行摘要"' in text and '"words": 3' in text
+    text_output = render(print_job, {**job, "result": {"output": "plain text"}})
+    assert "plain text" in text_output and '"plain text"' not in text_output

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
-from test_worker_signals import (
+
+from support import service_env
+from support.workers import (
     ingest,
-    llm,
     questions,
-    service_env,
     submit,
     wait_for,
     wait_terminal,
@@ -33,7 +33,6 @@ from test_worker_signals import (
 if TYPE_CHECKING:
     from support import MockLLM, Proc
 
-__all__ = ["llm"]  # the fixture, imported for its side effect on this module's namespace
 
 JOBS = 20
 OUTAGE_S = 20.0

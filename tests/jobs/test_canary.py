@@ -13,11 +13,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import httpx
-from test_worker_signals import (
+
+from support import service_env
+from support.workers import (
     ingest,
-    llm,
     questions,
-    service_env,
     submit,
     wait_terminal,
     wait_worker_ready,
@@ -25,8 +25,6 @@ from test_worker_signals import (
 
 if TYPE_CHECKING:
     from support import MockLLM, Proc
-
-__all__ = ["llm"]  # the fixture
 
 
 def test_canary_gets_its_share_and_its_orphans_come_back(

@@ -21,13 +21,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from test_worker_signals import (
+
+from support import free_port, service_env
+from support.pg_proxy import PgProxy
+from support.workers import (
     events_by_job,
     ingest,
-    llm,
     logged,
     questions,
-    service_env,
     started,
     submit,
     wait_for,
@@ -35,13 +36,9 @@ from test_worker_signals import (
     wait_worker_ready,
 )
 
-from support import free_port
-from support.pg_proxy import PgProxy
-
 if TYPE_CHECKING:
     from support import MockLLM, Proc
 
-__all__ = ["llm"]  # the fixture
 
 OUTAGE_S = 7.0
 ANSWER_WITHIN_S = 5.0  # RAGSERVE_DB_TIMEOUT_S (3) plus slack for a loaded machine

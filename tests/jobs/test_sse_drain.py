@@ -14,12 +14,18 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import httpx
-from test_worker_signals import events_by_job, ingest, llm, questions, service_env, submit
+
+from support import service_env
+from support.workers import (
+    events_by_job,
+    ingest,
+    questions,
+    submit,
+)
 
 if TYPE_CHECKING:
     from support import MockLLM, Proc
 
-__all__ = ["llm"]  # the fixture
 
 SSE_DRAIN_S = 2.0
 MARGIN_S = 3.0

@@ -13,13 +13,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import httpx
-from test_worker_signals import (
+
+from ragserve.settings import Settings
+from support import service_env
+from support.workers import (
     events_by_job,
     ingest,
-    llm,
     logged,
     questions,
-    service_env,
     started,
     submit,
     ts,
@@ -28,12 +29,9 @@ from test_worker_signals import (
     wait_worker_ready,
 )
 
-from ragserve.settings import Settings
-
 if TYPE_CHECKING:
     from support import MockLLM, Proc
 
-__all__ = ["llm"]  # the fixture, imported for its side effect on this module's namespace
 
 TAKEOVER_LIMIT_S = 10.0
 

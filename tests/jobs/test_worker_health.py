@@ -16,27 +16,23 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from test_worker_signals import (
+
+from ragserve.jobs.health import HealthServer, WorkerHealth
+from ragserve.kb.readiness import EmbedderCheck
+from ragserve.services import build_worker, open_services
+from support import free_port, service_env, settings_for
+from support.workers import (
     ingest,
-    llm,
     logged,
     questions,
-    service_env,
     started,
     submit,
     wait_for,
     wait_worker_ready,
 )
 
-from ragserve.jobs.health import HealthServer, WorkerHealth
-from ragserve.kb.readiness import EmbedderCheck
-from ragserve.services import build_worker, open_services
-from support import free_port, settings_for
-
 if TYPE_CHECKING:
     from support import MockLLM, Proc
-
-__all__ = ["llm"]  # the fixture
 
 
 def test_worker_probes_ready_then_draining(

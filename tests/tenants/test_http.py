@@ -6,6 +6,7 @@ covered without touching this file (and must be listed here on purpose to be exe
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -33,20 +34,38 @@ are the deployment's): without a body, 422 as well."""
 QUESTION = "How many days of paid annual leave do full-time employees get?"
 
 
+BODIES = {
+    ("post", "/v1/collections/{name}/search"): {"query": "annual leave"},
+}
+"""Routes whose 404 comes after the body is validated: sent with a valid body."""
+
+
+def spec_of(cluster: Cluster) -> dict[str, Any]:
+    spec: dict[str, Any] = httpx.get(f"{cluster.urls[0]}/openapi.json").raise_for_status().json()
+    return spec
+
+
 def operations(cluster: Cluster) -> list[tuple[str, str]]:
-    spec = httpx.get(f"{cluster.urls[0]}/openapi.json").raise_for_status().json()
-    return [(method, path) for path, item in spec["paths"].items() for method in item]
+    return [(method, path) for path, item in spec_of(cluster)["paths"].items() for method in item]
+
+
+def openai_operations(cluster: Cluster) -> set[tuple[str, str]]:
+    """The OpenAI door's routes: their errors are in OpenAI's shape (docs/OPENAI.md)."""
+    paths = spec_of(cluster)["paths"].items()
+    return {(m, p) for p, item in paths for m, op in item.items() if "openai" in op["tags"]}
 
 
 def fill(path: str, values: dict[str, str]) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: values[m[1]], path)
 
 
-def call(client: httpx.Client, method: str, path: str) -> httpx.Response:
+def call(
+    client: httpx.Client, method: str, path: str, body: dict[str, Any] | None = None
+) -> httpx.Response:
     if method == "get" and path.endswith("/events"):  # a stream: only its status matters
         with client.stream(method, path) as response:
             return response
-    return client.request(method, path)
+    return client.request(method, path, json=body)
 
 
 def ask(client: httpx.Client, collection: str, query: str = QUESTION) -> dict[str, Any]:
@@ -58,7 +77,14 @@ def ask(client: httpx.Client, collection: str, query: str = QUESTION) -> dict[st
 
 def test_every_route_but_the_open_ones_needs_a_valid_key(cluster: Cluster) -> None:
     ops = operations(cluster)
-    values = {"job_id": str(uuid.uuid4()), "document_id": str(uuid.uuid4()), "name": "hr"}
+    openai_shaped = openai_operations(cluster)
+    assert ("post", "/v1/chat/completions") in openai_shaped
+    values = {
+        "job_id": str(uuid.uuid4()),
+        "document_id": str(uuid.uuid4()),
+        "name": "hr",
+        "model_id": "hr",
+    }
     guarded = [(m, p) for m, p in ops if p not in OPEN_ROUTES]
     assert len(guarded) >= 9, ops
     for replica in (0, 1):
@@ -69,7 +95,9 @@ def test_every_route_but_the_open_ones_needs_a_valid_key(cluster: Cluster) -> No
                     response = call(client, method, fill(path, values))
                     assert response.status_code == 401, (method, path, response.text)
                     assert response.headers["www-authenticate"] == "Bearer"
-                    if not path.endswith("/events"):
+                    if (method, path) in openai_shaped:
+                        assert response.json()["error"]["type"] == "authentication_error"
+                    elif not path.endswith("/events"):
                         assert response.json()["error"]["type"] == "Unauthorized"
             for path in OPEN_ROUTES:
                 assert anonymous.get(path).status_code == 200, path
@@ -77,7 +105,12 @@ def test_every_route_but_the_open_ones_needs_a_valid_key(cluster: Cluster) -> No
 
 def test_another_tenants_ids_and_collections_answer_404(cluster: Cluster) -> None:
     seeded = cluster.seeded
-    values = {"job_id": seeded["a_job"], "document_id": seeded["a_document"], "name": "a-only"}
+    values = {
+        "job_id": seeded["a_job"],
+        "document_id": seeded["a_document"],
+        "name": "a-only",
+        "model_id": "a-only",
+    }
     with_ids = [(m, p) for m, p in operations(cluster) if "{" in p]
     assert {p for _, p in with_ids} >= {
         "/v1/jobs/{job_id}",
@@ -86,7 +119,7 @@ def test_another_tenants_ids_and_collections_answer_404(cluster: Cluster) -> Non
     with cluster.client("b") as b:
         for method, path in with_ids:
             expected = NOT_404_ACROSS_TENANTS.get((method, path), 404)
-            response = call(b, method, fill(path, values))
+            response = call(b, method, fill(path, values), BODIES.get((method, path)))
             assert response.status_code == expected, (method, path, response.text)
         # A question on another tenant's collection: that collection does not exist for b.
         job = ask(b, "a-only", "What is the guest Wi-Fi called?")
@@ -317,3 +350,58 @@ def test_operations_views_are_per_tenant_and_whole_for_admins(cluster: Cluster) 
     assert failed["job_id"] in {j["job_id"] for j in seen["b"]["overview"]["dead_letters"]}
     assert failed["job_id"] in {j["job_id"] for j in seen["admin"]["overview"]["dead_letters"]}
     assert len(seen["admin"]["jobs"]) >= len(seen["a"]["jobs"]) + len(seen["b"]["jobs"])
+
+
+def test_the_openai_door_serves_the_callers_collections(cluster: Cluster) -> None:
+    models = {}
+    for who in ("a", "b"):
+        with cluster.client(who) as client:
+            models[who] = {m["id"] for m in client.get("/v1/models").json()["data"]}
+    assert models == {"a": {"hr", "a-only"}, "b": {"hr"}}
+    chat = {"messages": [{"role": "user", "content": QUESTION}]}
+    with cluster.client("b", replica=1) as b:
+        refused = b.post("/v1/chat/completions", json={**chat, "model": "a-only"})
+        assert refused.status_code == 404, refused.text
+        assert refused.json()["error"]["code"] == "model_not_found"
+        answered = b.post("/v1/chat/completions", json={**chat, "model": "hr"})
+        assert answered.status_code == 200, answered.text
+        assert "12 days" in answered.json()["choices"][0]["message"]["content"]
+        job_id = answered.headers["X-Ragserve-Job-Id"]
+        assert b.get(f"/v1/jobs/{job_id}").json()["tenant"] == "b"
+        found = b.post("/v1/collections/hr/search", json={"query": "paid annual leave"})
+        assert found.status_code == 200, found.text
+        assert found.json()["results"]
+        assert all("Tenant B" in r["text"] for r in found.json()["results"])
+    with cluster.client("a") as a:
+        assert a.get(f"/v1/jobs/{job_id}").status_code == 404
+        streamed = a.post("/v1/chat/completions", json={**chat, "model": "hr", "stream": True})
+        assert streamed.status_code == 200, streamed.text
+        assert "25 days" in streamed_content(streamed.text)
+
+
+def streamed_content(body: str) -> str:
+    """The answer text of a streamed chat completion (its chunks' content deltas)."""
+    chunks = [
+        json.loads(line[len("data: ") :])
+        for line in body.splitlines()
+        if line.startswith("data: {")
+    ]
+    return "".join(
+        choice["delta"].get("content") or "" for c in chunks for choice in c.get("choices", [])
+    )
+
+
+def test_langchain_helpers_send_the_key(cluster: Cluster) -> None:
+    from ragserve.client import ApiError
+    from ragserve.langchain import RagserveRetriever, RagserveRunnable
+
+    url = cluster.urls[1]
+    retriever = RagserveRetriever.over_http(url, "hr", api_key=cluster.keys["b"])
+    assert cluster.keys["b"] not in repr(retriever)
+    documents = retriever.invoke("paid annual leave")
+    assert documents and all("Tenant B" in d.page_content for d in documents)
+    with pytest.raises(ApiError) as refused:
+        RagserveRetriever.over_http(url, "hr").invoke("paid annual leave")
+    assert refused.value.status == 401
+    answer = RagserveRunnable(url, "hr", api_key=cluster.keys["a"]).invoke(QUESTION)
+    assert "25 days" in answer["answer"]

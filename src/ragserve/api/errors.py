@@ -44,24 +44,30 @@ STATUS_BY_ERROR: list[tuple[type[RagserveError], int]] = [
 ]
 
 
+def status_of(exc: RagserveError) -> int:
+    """The HTTP status of a ragserve error (500 for kinds not listed above)."""
+    return next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), 500)
+
+
 def error_body(type_: str, message: str) -> dict[str, Any]:
     return ErrorBody(error=ErrorDetail(type=type_, message=message)).model_dump()
 
 
 async def _ragserve_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RagserveError)
-    status = next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), 500)
+    status = status_of(exc)
     if status >= 500:
         log.error(
             "request failed",
             extra={"event": "http.error", "path": request.url.path, "error": str(exc)},
         )
     return JSONResponse(
-        error_body(exc.type, str(exc)), status_code=status, headers=_headers(exc, status)
+        error_body(exc.type, str(exc)), status_code=status, headers=error_headers(exc, status)
     )
 
 
-def _headers(exc: RagserveError, status: int) -> dict[str, str] | None:
+def error_headers(exc: RagserveError, status: int) -> dict[str, str] | None:
+    """``WWW-Authenticate`` of a 401, ``Retry-After`` of a 429 or a retryable 503."""
     if isinstance(exc, Unauthorized):
         return {"WWW-Authenticate": "Bearer"}
     if isinstance(exc, TooManyRequests):

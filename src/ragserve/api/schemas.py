@@ -8,9 +8,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ragserve.jobs.models import Job, JobStatus
+from ragserve.jobs.models import Job, JobStatus, storable
 
 
 class ErrorDetail(BaseModel):
@@ -243,3 +243,50 @@ class ThroughputBucket(BaseModel):
 class Throughput(BaseModel):
     minutes: int
     buckets: list[ThroughputBucket] = Field(description="One per minute, oldest first.")
+
+
+class SourceLocation(BaseModel):
+    """Where a passage comes from: PDF page (1-based), heading path (outermost first)."""
+
+    model_config = ConfigDict(extra="allow")  # table and row, when the passage is from a table
+
+    page: int | None = None
+    section: list[str] | None = None
+
+
+class Source(BaseModel):
+    """One retrieved passage: an entry of a job's ``result.sources`` or of a search."""
+
+    document_id: str
+    source: str
+    chunk_id: str
+    score: float
+    text: str
+    metadata: dict[str, Any]
+    location: SourceLocation
+
+
+class SearchRequest(BaseModel):
+    """Body of ``POST /v1/collections/{name}/search``: retrieval alone, no answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=8000)
+    top_k: int = Field(default=4, ge=1, le=100)
+    document_scope: list[str] | None = Field(default=None, max_length=1000)
+    filters: dict[str, Any] | None = None
+
+    @field_validator("query")
+    @classmethod
+    def _query_has_text(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("query must contain text")
+        return value
+
+    _storable = field_validator("query", "document_scope", "filters")(storable)
+
+
+class SearchResults(BaseModel):
+    """The passages, best first, in the shape of a job's ``result.sources``."""
+
+    results: list[Source]

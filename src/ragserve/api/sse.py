@@ -49,8 +49,8 @@ async def job_event_stream(
     retry_ms: int | None = RECONNECT_MS
     try:
         while True:
-            event = await _next_unless(events, closing)
-            if isinstance(event, _End):
+            event = await next_unless(events, closing)
+            if isinstance(event, StreamEnd):
                 return
             if event is None:
                 yield KEEPALIVE
@@ -63,23 +63,23 @@ async def job_event_stream(
             extra={"event": "sse.db_lost", "job_id": job_id, "error": str(exc)},
         )
     finally:
-        await _close(events)
+        await close_events(events)
 
 
-class _End:
+class StreamEnd:
     """The stream is over (its events ran out, or ``closing`` was set)."""
 
 
-async def _next_unless(
+async def next_unless(
     events: AsyncIterator[JobEvent | None], closing: asyncio.Event
-) -> JobEvent | _End | None:
-    """The next item of ``events``, or ``_End`` if ``closing`` is set first.
+) -> JobEvent | StreamEnd | None:
+    """The next item of ``events``, or ``StreamEnd`` if ``closing`` is set first.
 
     An item that arrives together with ``closing`` is still delivered: it costs nothing, and
     one dropped here would not be lost anyway (the client resumes from its last id).
     """
     if closing.is_set():
-        return _End()
+        return StreamEnd()
     following = asyncio.ensure_future(anext(events))
     closed = asyncio.ensure_future(closing.wait())
     try:
@@ -91,14 +91,14 @@ async def _next_unless(
             with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                 await following
     if following.cancelled():
-        return _End()
+        return StreamEnd()
     try:
         return following.result()
     except StopAsyncIteration:
-        return _End()
+        return StreamEnd()
 
 
-async def _close(events: AsyncIterator[JobEvent | None]) -> None:
+async def close_events(events: AsyncIterator[JobEvent | None]) -> None:
     aclose = getattr(events, "aclose", None)
     if aclose is not None:
         with contextlib.suppress(Exception):

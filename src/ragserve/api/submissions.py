@@ -20,8 +20,8 @@ ACCEPTED_DOCS: Responses = {
 }
 
 
-def accepted(submission: Submission, state: AppState) -> JSONResponse:
-    """``202`` with the job's URLs in the body and in ``Location``; counts the outcome."""
+def count_submission(submission: Submission, state: AppState) -> None:
+    """Count the submission's outcome (created, cached, coalesced, replayed) in the metrics."""
     job = submission.job
     outcome = (
         "cached"
@@ -33,6 +33,12 @@ def accepted(submission: Submission, state: AppState) -> JSONResponse:
         else "replayed"
     )
     state.metrics.submitted.labels(job.kind, outcome).inc()
+
+
+def accepted(submission: Submission, state: AppState) -> JSONResponse:
+    """``202`` with the job's URLs in the body and in ``Location``; counts the outcome."""
+    count_submission(submission, state)
+    job = submission.job
     status_url = f"/v1/jobs/{job.job_id}"
     body = Accepted(
         job_id=job.job_id,

@@ -6,6 +6,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.json import JSON
 from rich.table import Table
 from rich.text import Text
 
@@ -63,12 +64,15 @@ def _status(status: str | None) -> Text:
 
 
 def print_job(job: dict[str, Any], console: Console) -> None:
-    """One job in full: its fields, then its answer and sources or its ingest summary."""
+    """One job in full: its fields, then its answer and sources, its ingest summary, or an
+    app's output (text as it is, anything else as indented JSON)."""
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold")
     fields.add_column(overflow="fold")
     fields.add_row("job", Text(str(job.get("job_id"))))
     fields.add_row("kind", Text(str(job.get("kind", ""))))
+    if job.get("app"):
+        fields.add_row("app", Text(str(job["app"])))
     fields.add_row("status", _status(job.get("status")))
     if job.get("query"):
         fields.add_row("query", Text(str(job["query"])))
@@ -91,6 +95,13 @@ def print_job(job: dict[str, Any], console: Console) -> None:
     elif "documents" in result:
         console.print()
         _print_ingest(result["documents"], console)
+    elif "output" in result:
+        console.print()
+        output = result["output"]
+        if isinstance(output, str):
+            console.print(Text(output))
+        else:
+            console.print(JSON.from_data(output, ensure_ascii=False))
 
 
 def _print_ingest(documents: list[dict[str, Any]], console: Console) -> None:

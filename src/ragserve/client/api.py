@@ -195,6 +195,26 @@ class ApiClient:
         )
         return response.status_code, _json_object(response)
 
+    def search(
+        self,
+        query: str,
+        collection: str = "default",
+        top_k: int = 4,
+        *,
+        document_scope: Sequence[str] | None = None,
+        filters: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """``POST /v1/collections/{name}/search``: the best passages, best first (each in the
+        shape of a job's ``result.sources``). Retrieval only: no job, no answer."""
+        body = _job_body(query, collection, top_k, document_scope, filters)
+        del body["collection"]
+        path = f"/v1/collections/{_quote(collection)}/search"
+        response = self._request("POST", path, json=body)
+        results = _json_object(response).get("results")
+        if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+            raise ClientError(f"POST {response.request.url}: 'results' is not a list of objects")
+        return results
+
     def get_job(self, job_id: str) -> dict[str, Any]:
         """``GET /v1/jobs/{id}``: the job body (404 raises :class:`ApiError`)."""
         return _json_object(self._request("GET", f"/v1/jobs/{_quote(job_id)}"))

@@ -9,7 +9,16 @@ from pydantic import ValidationError
 
 from ragserve.api.auth import Caller
 from ragserve.api.deps import Jobs, Kb, State
-from ragserve.api.schemas import UNAVAILABLE, Accepted, CollectionList, DocumentList, error_doc
+from ragserve.api.schemas import (
+    UNAVAILABLE,
+    Accepted,
+    CollectionList,
+    DocumentList,
+    SearchRequest,
+    SearchResults,
+    Source,
+    error_doc,
+)
 from ragserve.api.submissions import ACCEPTED_DOCS, IdempotencyKey, accepted
 from ragserve.api.uploads import files_from_form, files_from_json
 from ragserve.errors import InvalidInput
@@ -80,3 +89,21 @@ async def add_documents(
         raise InvalidInput("send multipart/form-data files or application/json documents")
     submission = await jobs.submit_ingest(name, files, idempotency_key, tenant=caller.tenant)
     return accepted(submission, state)
+
+
+@router.post(
+    "/{name}/search",
+    responses={404: error_doc("No such collection")},
+    summary="Retrieve the passages best matching a query (no answer, no job)",
+)
+async def search(name: str, body: SearchRequest, state: State, caller: Caller) -> SearchResults:
+    check_collection_name(name)
+    chunks = await state.services.retriever.retrieve(
+        body.query,
+        tenant=caller.tenant,
+        collection=name,
+        top_k=body.top_k,
+        document_scope=body.document_scope,
+        filters=body.filters,
+    )
+    return SearchResults(results=[Source.model_validate(c.as_source()) for c in chunks])
