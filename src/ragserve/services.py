@@ -15,13 +15,16 @@ from typing import Any
 from langchain_core.runnables import Runnable
 
 from ragserve.db.pool import Database
+from ragserve.jobs.estimates import QueueEstimator
+from ragserve.jobs.monitoring import BUILT_IN_QUEUES
 from ragserve.jobs.notify import NotificationHub
 from ragserve.jobs.routing import CanaryRouter
 from ragserve.jobs.runner import JobRunner
 from ragserve.jobs.service import JobService
 from ragserve.jobs.store import JobStore
+from ragserve.jobs.usage import TokenBudget
 from ragserve.jobs.version import pipeline_version
-from ragserve.jobs.worker import Worker
+from ragserve.jobs.worker import Worker, worker_slots
 from ragserve.kb.breaker import breakers_of
 from ragserve.kb.chunking import Chunker
 from ragserve.kb.embeddings import Embedder, build_embedder, warm_up
@@ -101,6 +104,9 @@ def build_job_service(services: Services, hub: NotificationHub | None) -> JobSer
         embedder_name=services.embedder.name,
         max_attempts=services.settings.max_attempts,
         router=CanaryRouter(services.settings.canary_percent),
+        estimator=QueueEstimator(BUILT_IN_QUEUES, worker_slots(services.settings)),
+        max_queue_wait_s=services.settings.max_queue_wait_s,
+        budget=TokenBudget(services.settings.daily_token_budget),
     )
 
 

@@ -2,18 +2,20 @@
 
 Every API replica answers the same, so Prometheus may scrape any of them (or all: dashboards
 take ``max`` over instances). One round trip; the queue part uses pgqueuer's partial indexes
-on queued entries.
+on queued entries. A second one, when asked, for each queue's expected wait
+(``ragserve.jobs.estimates``): the KEDA target (deploy/k8s/keda-scaledobject.yaml).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, get_args
 
 from pgqueuer.domain.settings import DBSettings
 from psycopg import sql
 
 from ragserve.db.pool import Connection
+from ragserve.jobs.estimates import expected_wait_s, read_loads
 from ragserve.jobs.models import JobKind
 
 BUILT_IN_QUEUES: Final = get_args(JobKind)
@@ -43,13 +45,17 @@ class QueueFacts:
 class DatabaseFacts:
     queues: dict[str, QueueFacts]
     workers_by_version: dict[str, int]
+    expected_wait_s: dict[str, float] = field(default_factory=dict)
+    """Per queue, the wait of a job submitted now; queues whose wait is unknown are left out."""
 
     @property
     def workers(self) -> int:
         return sum(self.workers_by_version.values())
 
 
-async def read_facts(conn: Connection) -> DatabaseFacts:
+async def read_facts(conn: Connection, default_slots: int | None = None) -> DatabaseFacts:
+    """The facts; with ``default_slots`` (the job slots assumed for a worker that reports
+    none, see ``ragserve.jobs.estimates``) also each queue's expected wait."""
     queue_table = DBSettings().qualified.queue_table
     statement = sql.SQL(_FACTS).format(queue=sql.SQL(queue_table))
     rows = await (await conn.execute(statement)).fetchall()
@@ -60,4 +66,9 @@ async def read_facts(conn: Connection) -> DatabaseFacts:
             queues[row["name"]] = QueueFacts(row["depth"], row["running"], row["oldest_s"])
         else:
             workers[row["name"]] = row["depth"]
-    return DatabaseFacts(queues, workers)
+    waits: dict[str, float] = {}
+    if default_slots is not None:
+        for name, load in (await read_loads(conn, BUILT_IN_QUEUES, default_slots)).items():
+            if (wait := expected_wait_s(load, load.waiting, default_slots)) is not None:
+                waits[name] = wait
+    return DatabaseFacts(queues, workers, waits)

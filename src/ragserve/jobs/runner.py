@@ -14,6 +14,7 @@ from langchain_core.runnables import Runnable
 
 from ragserve.errors import DocumentError, RagserveError
 from ragserve.jobs.store import Attempt, JobStore
+from ragserve.jobs.usage import TokenUsage
 from ragserve.kb.ingest import DocumentResult, IngestItem, Ingestor
 from ragserve.kb.store import KnowledgeStore
 
@@ -91,6 +92,7 @@ class JobRunner:
         collection = await self.kb.require_collection(attempt.collection)
         events = EventWriter(self.jobs, attempt)
         result: dict[str, Any] | None = None
+        tokens = TokenUsage()
         asked_at = time.monotonic()
         first_token_s: float | None = None
         async for event in self.pipeline.astream(attempt.request):
@@ -103,11 +105,13 @@ class JobRunner:
                 await events.token(event["text"])
             elif event["type"] == "answer":
                 result = {"answer": event["answer"], "sources": event["sources"]}
+                tokens = TokenUsage.from_event(event.get("usage"))
         await events.flush()
         if result is None:
             raise RagserveError("the answer pipeline ended without an answer")
         cache = (collection.name, collection.generation, self.cache_ttl_s)
-        if not await self.jobs.succeed(attempt, result, cache=cache if self.cache_ttl_s else None):
+        cached = cache if self.cache_ttl_s else None
+        if not await self.jobs.succeed(attempt, result, cache=cached, tokens=tokens):
             raise JobFenced("the job changed hands before its result was stored")
         return AttemptReport("succeeded", first_token_s)
 
@@ -140,7 +144,10 @@ class JobRunner:
             ok = await self.jobs.fail(attempt, {"type": error.type, "message": str(error)}, result)
             report = AttemptReport("failed")
         else:
-            ok = await self.jobs.succeed(attempt, result)
+            embedded = sum(r.embedding_tokens for r in results)
+            ok = await self.jobs.succeed(
+                attempt, result, tokens=TokenUsage(embedding_tokens=embedded)
+            )
             report = AttemptReport("succeeded")
         if not ok:
             raise JobFenced("the job changed hands before its result was stored")

@@ -17,8 +17,9 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from ragserve.db.pool import Connection, Database
-from ragserve.jobs import queries
+from ragserve.jobs import queries, usage
 from ragserve.jobs.models import Job, JobEvent, JobStatus
+from ragserve.jobs.usage import DEFAULT_TENANT, TokenUsage
 from ragserve.names import is_uuid
 
 
@@ -48,6 +49,8 @@ class Attempt:
     version: str | None = None
     waited_s: float | None = None
     """Seconds the job waited in the queue for this attempt; None for a takeover."""
+    tenant: str = DEFAULT_TENANT
+    """Whose job it is (its usage is counted there)."""
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,7 @@ class JobStore:
             cache_key=row["cache_key"],
             version=worker.version if worker is not None else None,
             waited_s=row["waited_s"],
+            tenant=row.get("tenant") or DEFAULT_TENANT,
         )
 
     async def append_event(self, attempt: Attempt, type_: str, data: dict[str, Any]) -> bool:
@@ -233,11 +237,13 @@ class JobStore:
         attempt: Attempt,
         result: dict[str, Any],
         cache: tuple[str, int, float] | None = None,
+        tokens: TokenUsage | None = None,
     ) -> bool:
         """Record the result; with ``cache=(collection, generation, ttl_s)`` also cache it.
 
         One statement: the fenced update, the ``done`` event, the cache entry and the removal
-        of the uploaded files commit together, in one round trip.
+        of the uploaded files commit together, in one round trip; with ``tokens``, the job
+        and its tokens are added to the tenant's usage of the day in the same transaction.
         """
         collection, generation, ttl_s = cache if cache is not None else (None, None, None)
         params = {
@@ -250,9 +256,16 @@ class JobStore:
             "generation": generation,
             "ttl_s": ttl_s,
         }
-        async with self.db.connection() as conn:
+        if tokens is None:
+            async with self.db.connection() as conn:
+                row = await (await conn.execute(queries.SUCCEED, params)).fetchone()
+            return bool(row and row["n"])
+        async with self.db.transaction() as conn:
             row = await (await conn.execute(queries.SUCCEED, params)).fetchone()
-        return bool(row and row["n"])
+            if not (row and row["n"]):
+                return False
+            await usage.record(conn, attempt.tenant, tokens)
+        return True
 
     async def fail(
         self, attempt: Attempt, error: dict[str, str], result: dict[str, Any] | None = None
