@@ -170,9 +170,18 @@ class QueueEstimator:
         return load
 
     async def wait_s(self, conn: Connection, queue: str) -> float | None:
-        """Expected wait of a job entering ``queue`` now (behind everything waiting)."""
+        """Expected wait of a job entering ``queue`` now (behind everything waiting).
+
+        Less the time since the loads were read: the jobs running then have been finishing
+        meanwhile, and while all slots are busy every completion moves each waiting job up,
+        so a wait falls by a second a second (without this, the estimate is biased up by up
+        to ``ttl_s``).
+        """
         load = await self.load(conn, queue)
-        return expected_wait_s(load, load.waiting, self.default_concurrency)
+        wait = expected_wait_s(load, load.waiting, self.default_concurrency)
+        if wait is None:
+            return None
+        return max(0.0, wait - (self._clock() - self._read_at))
 
     def enqueued(self, queue: str) -> None:
         """This process has just added an entry to ``queue``."""
