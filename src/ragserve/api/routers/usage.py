@@ -6,10 +6,10 @@ import datetime as dt
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Query
+from fastapi.exceptions import RequestValidationError
 
 from ragserve.api.deps import State, Tenant
 from ragserve.api.schemas import UNAVAILABLE, UsageList
-from ragserve.errors import InvalidInput
 from ragserve.jobs.usage import usage_rows
 
 router = APIRouter(prefix="/v1", tags=["usage"], responses={**UNAVAILABLE})
@@ -23,7 +23,6 @@ MAX_DAYS: Final = 366
 @router.get(
     "/usage",
     summary="Jobs and tokens per day of the caller's tenant",
-    responses={422: {"description": "A date is malformed, or from is after to"}},
 )
 async def get_usage(
     state: State,
@@ -39,9 +38,15 @@ async def get_usage(
     last = last or dt.datetime.now(dt.UTC).date()
     first = first or last - dt.timedelta(days=DEFAULT_DAYS - 1)
     if first > last:
-        raise InvalidInput(f"from ({first}) is after to ({last})")
+        raise invalid_from(first, f"from ({first}) is after to ({last})")
     if (last - first).days >= MAX_DAYS:
-        raise InvalidInput(f"from..to spans more than {MAX_DAYS} days; ask for less")
+        raise invalid_from(first, f"from..to spans more than {MAX_DAYS} days; ask for less")
     async with state.services.db.connection() as conn:
         rows = await usage_rows(conn, tenant, first, last)
     return UsageList.model_validate({"usage": rows})
+
+
+def invalid_from(first: dt.date, message: str) -> RequestValidationError:
+    """A ``422`` naming the ``from`` parameter, shaped as FastAPI's own validation errors."""
+    error = {"loc": ("query", "from"), "msg": message, "type": "value_error", "input": str(first)}
+    return RequestValidationError([error])
