@@ -17,7 +17,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from ragserve.db.pool import Connection, Database
-from ragserve.jobs import queries, usage
+from ragserve.jobs import queries
 from ragserve.jobs.models import Job, JobEvent, JobStatus
 from ragserve.jobs.usage import DEFAULT_TENANT, TokenUsage
 from ragserve.names import is_uuid
@@ -243,7 +243,8 @@ class JobStore:
 
         One statement: the fenced update, the ``done`` event, the cache entry and the removal
         of the uploaded files commit together, in one round trip; with ``tokens``, the job
-        and its tokens are added to the tenant's usage of the day in the same transaction.
+        and its tokens are added to the attempt's tenant's usage of the day, in the same
+        statement.
         """
         collection, generation, ttl_s = cache if cache is not None else (None, None, None)
         params = {
@@ -255,17 +256,11 @@ class JobStore:
             "collection": collection,
             "generation": generation,
             "ttl_s": ttl_s,
+            **(tokens or TokenUsage()).params(attempt.tenant if tokens is not None else None),
         }
-        if tokens is None:
-            async with self.db.connection() as conn:
-                row = await (await conn.execute(queries.SUCCEED, params)).fetchone()
-            return bool(row and row["n"])
-        async with self.db.transaction() as conn:
+        async with self.db.connection() as conn:
             row = await (await conn.execute(queries.SUCCEED, params)).fetchone()
-            if not (row and row["n"]):
-                return False
-            await usage.record(conn, attempt.tenant, tokens)
-        return True
+        return bool(row and row["n"])
 
     async def fail(
         self, attempt: Attempt, error: dict[str, str], result: dict[str, Any] | None = None

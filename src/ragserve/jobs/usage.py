@@ -1,6 +1,6 @@
 """Usage per tenant and UTC day (jobs and tokens), and the daily token budget.
 
-One row per tenant and day in ``usage`` (migration 0008), grown by an upsert in the transaction
+One row per tenant and day in ``usage`` (migration 0008), grown by an upsert in the statement
 that stores a successful attempt's result (``JobStore.succeed``): a job counts once, when it
 succeeds; failed attempts are not counted (a provider reports no usage for a cut stream).
 
@@ -29,16 +29,20 @@ from ragserve.errors import BudgetExhausted
 DEFAULT_TENANT: Final = "default"
 """Whose usage everything is while ragserve runs without tenants (``RAGSERVE_AUTH=off``)."""
 
-RECORD_USAGE: Final = (
-    "INSERT INTO usage AS u (tenant, day, jobs, prompt_tokens, completion_tokens,"
-    " embedding_tokens) VALUES (%(tenant)s, (now() AT TIME ZONE 'UTC')::date, 1,"
-    " %(prompt_tokens)s, %(completion_tokens)s, %(embedding_tokens)s)"
+COUNT_SUCCEEDED_JOB: Final = (
+    "usage_counted AS (INSERT INTO usage AS u (tenant, day, jobs, prompt_tokens,"
+    " completion_tokens, embedding_tokens) SELECT %(tenant)s, (now() AT TIME ZONE 'UTC')::date,"
+    " 1, %(prompt_tokens)s, %(completion_tokens)s, %(embedding_tokens)s FROM job"
+    " WHERE %(tenant)s::text IS NOT NULL"
     " ON CONFLICT (tenant, day) DO UPDATE SET jobs = u.jobs + 1,"
     " prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,"
     " completion_tokens = u.completion_tokens + excluded.completion_tokens,"
-    " embedding_tokens = u.embedding_tokens + excluded.embedding_tokens"
+    " embedding_tokens = u.embedding_tokens + excluded.embedding_tokens)"
 )
-"""Count one succeeded job and its tokens on the tenant's row of today (UTC)."""
+"""A CTE for the statement that stores a successful attempt (``queries.SUCCEED``, whose updated
+job is the CTE ``job``): counts the job and its tokens on the tenant's row of today (UTC), in
+the same statement, so only a result actually stored is counted, once. A null ``tenant``
+counts nothing."""
 
 SELECT_USAGE: Final = (
     "SELECT tenant, day, jobs, prompt_tokens, completion_tokens, embedding_tokens FROM usage"
@@ -76,18 +80,14 @@ class TokenUsage:
 
         return cls(count("prompt_tokens"), count("completion_tokens"), count("embedding_tokens"))
 
-    def params(self, tenant: str) -> dict[str, Any]:
+    def params(self, tenant: str | None) -> dict[str, Any]:
+        """The parameters of ``COUNT_SUCCEEDED_JOB``."""
         return {
             "tenant": tenant,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "embedding_tokens": self.embedding_tokens,
         }
-
-
-async def record(conn: Connection, tenant: str, usage: TokenUsage) -> None:
-    """Count a succeeded job of ``tenant`` (in the caller's transaction)."""
-    await conn.execute(RECORD_USAGE, usage.params(tenant))
 
 
 async def usage_rows(
