@@ -92,3 +92,10 @@ class QueueFull(TooManyRequests):
 
 class BudgetExhausted(TooManyRequests):
     """The tenant has used its ``RAGSERVE_DAILY_TOKEN_BUDGET`` for today (UTC)."""
+
+
+class PermanentError(RagserveError):
+    """Raised by an app (a user's Runnable): another attempt cannot succeed, fail the job now.
+
+    Subclass it, or set ``ragserve_permanent = True`` on any exception (docs/APPS.md).
+    """

@@ -7,16 +7,26 @@ too, so that a bare ``ragserve worker`` needs nothing of the HTTP side (no FastA
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.runnables import Runnable
 
 from ragserve.db.pool import Database
+from ragserve.jobs.apps import (
+    RAG_APP,
+    App,
+    AppRegistry,
+    app_llm_settings,
+    load_apps,
+    parse_app_specs,
+    select_queues,
+    worker_queues,
+)
 from ragserve.jobs.estimates import QueueEstimator
-from ragserve.jobs.monitoring import BUILT_IN_QUEUES
 from ragserve.jobs.notify import NotificationHub
 from ragserve.jobs.routing import CanaryRouter
 from ragserve.jobs.runner import JobRunner
@@ -49,16 +59,23 @@ class Services:
     retriever: Retriever
     answerer: Answerer
     pipeline: Runnable[dict[str, Any], dict[str, Any]]
+    apps: AppRegistry
+    app_answerers: list[Answerer] = field(default_factory=list)
+    """The answerers of the built-in pipeline's model classes (``NAME=ragserve:rag``)."""
 
 
 @asynccontextmanager
 async def open_services(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Services]:
     """Start (or join) the database, apply migrations, load the models; close all on exit."""
+    # The apps first: a typo in RAGSERVE_APPS fails before anything starts.
+    specs = parse_app_specs(settings.apps)
+    runnables = load_apps(settings)
     db = await Database.from_settings(settings)
     await db.open(migrate=migrate)
     embedder = build_embedder(settings)
     answerer = answerer_from_settings(settings)
     reranker = reranker_from_settings(settings)
+    app_answerers: list[Answerer] = []
     try:
         await warm_up(embedder)
         store = KnowledgeStore(db)
@@ -71,6 +88,17 @@ async def open_services(settings: Settings, *, migrate: bool = True) -> AsyncIte
             reranker=reranker,
             rerank_candidates=settings.rerank_candidates,
         )
+        pipeline = build_answer_pipeline(retriever, answerer)
+        apps = [App.of_pipeline(RAG_APP, pipeline, answerer.name)]
+        for spec in specs:
+            if spec.built_in:  # a model class of the built-in pipeline
+                own = answerer_from_settings(app_llm_settings(settings, spec.name, os.environ))
+                app_answerers.append(own)
+                apps.append(
+                    App.of_pipeline(spec.name, build_answer_pipeline(retriever, own), own.name)
+                )
+            else:
+                apps.append(App.of_runnable(spec.name, runnables[spec.name], spec.target))
         yield Services(
             settings=settings,
             db=db,
@@ -84,9 +112,13 @@ async def open_services(settings: Settings, *, migrate: bool = True) -> AsyncIte
             ),
             retriever=retriever,
             answerer=answerer,
-            pipeline=build_answer_pipeline(retriever, answerer),
+            pipeline=pipeline,
+            apps=AppRegistry(apps),
+            app_answerers=app_answerers,
         )
     finally:
+        for own in app_answerers:
+            await own.aclose()
         if reranker is not None:
             await reranker.aclose()
         await answerer.aclose()
@@ -104,19 +136,21 @@ def build_job_service(services: Services, hub: NotificationHub | None) -> JobSer
         embedder_name=services.embedder.name,
         max_attempts=services.settings.max_attempts,
         router=CanaryRouter(services.settings.canary_percent),
-        estimator=QueueEstimator(BUILT_IN_QUEUES, worker_slots(services.settings)),
+        apps=services.apps,
+        estimator=QueueEstimator(services.apps.queues(), worker_slots(services.settings)),
         max_queue_wait_s=services.settings.max_queue_wait_s,
         budget=TokenBudget(services.settings.daily_token_budget),
     )
 
 
 def build_worker(services: Services) -> Worker:
-    """A worker that runs answer and ingest jobs with this process's models."""
+    """A worker that runs answer, ingest and app jobs with this process's models, on the
+    queues of ``RAGSERVE_WORKER_QUEUES`` (``--queue``), default every queue."""
     store = JobStore(services.db)
     runner = JobRunner(
         store,
         services.store,
-        services.pipeline,
+        services.apps,
         services.ingestor,
         services.settings.cache_ttl_s,
     )
@@ -124,4 +158,12 @@ def build_worker(services: Services) -> Worker:
         services.settings, answerer=services.answerer.name, embedder=services.embedder.name
     )
     breakers = breakers_of(services.answerer, services.embedder)
-    return Worker(services.db, store, runner, services.settings, version=version, breakers=breakers)
+    return Worker(
+        services.db,
+        store,
+        runner,
+        services.settings,
+        version=version,
+        breakers=breakers,
+        queues=select_queues(services.apps.queues(), worker_queues(services.settings)),
+    )

@@ -156,6 +156,14 @@ class Settings(BaseSettings):
         ge=1,
         description="Tokens per tenant per UTC day; then new answer jobs get 429. Unset = none.",
     )
+    apps: str | None = Field(
+        default=None,
+        description="Apps served besides rag: NAME=module:attribute, ;-separated (docs/APPS.md).",
+    )
+    worker_queues: str | None = Field(
+        default=None,
+        description="Worker: the queues it serves, comma-separated; unset = every queue.",
+    )
 
     @field_validator("database_url")
     @classmethod

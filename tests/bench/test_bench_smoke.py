@@ -312,3 +312,16 @@ def test_estimate_accuracy(tmp_path: Path) -> None:
     for pair in cells[3:6]:  # actual, predicted, absolute error: seconds, p50 <= p90
         p50, p90 = (float(v) for v in pair.split(" / "))
         assert 0.0 <= p50 <= p90 < 60, out
+
+
+# --------------------------------------------------------------------------- apps
+
+
+def test_apps_overhead(tmp_path: Path) -> None:
+    out = bench("apps_overhead.py", "--jobs", 4, "--concurrency", 4, cwd=tmp_path)
+    for runnable in ("lambda", "chat"):
+        cells = row(out, runnable)
+        direct, apps, overhead = float(cells[2]), float(cells[3]), float(cells[4])
+        assert int(cells[1]) == 4, cells
+        assert apps > 0 and direct >= 0, cells
+        assert abs(overhead - (apps - direct)) < 0.02, cells

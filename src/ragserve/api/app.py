@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from ragserve import __version__
 from ragserve.api.errors import install_error_handlers
 from ragserve.api.metrics import HttpMetricsMiddleware, Metrics
-from ragserve.api.routers import collections, health, jobs, usage
+from ragserve.api.routers import apps, collections, health, jobs, usage
 from ragserve.api.state import AppState
 from ragserve.jobs.notify import NotificationHub
 from ragserve.jobs.service import EVENTS_CHANNEL
@@ -64,6 +64,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     app.include_router(collections.router)
     app.include_router(health.router)
     app.include_router(usage.router)
+    app.include_router(apps.router)
     return app
 
 

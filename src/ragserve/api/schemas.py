@@ -135,3 +135,18 @@ class UsageDay(BaseModel):
 
 class UsageList(BaseModel):
     usage: list[UsageDay]
+
+
+class AppSummary(BaseModel):
+    name: str
+    queue: str = Field(description="The queue its jobs wait in (worker --queue serves it).")
+    input_schema: dict[str, Any] = Field(
+        description="JSON schema of the input; {} when the Runnable cannot describe it."
+    )
+    output_schema: dict[str, Any] = Field(
+        description="JSON schema of the output (before serialization); {} when unknown."
+    )
+
+
+class AppList(BaseModel):
+    apps: list[AppSummary]

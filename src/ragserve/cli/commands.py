@@ -42,6 +42,14 @@ UrlOption = Annotated[
     str | None, typer.Option("--url", envvar="RAGSERVE_URL", help="ragserve API URL.")
 ]
 CollectionOption = Annotated[str, typer.Option(help="Collection to use.")]
+AppOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--app",
+        help="Serve a LangChain Runnable as an app: NAME=module:attribute (repeatable;"
+        " added to RAGSERVE_APPS; docs/APPS.md).",
+    ),
+]
 T = TypeVar("T")
 
 
@@ -51,6 +59,27 @@ def _settings() -> Settings:
     except ConfigurationError as exc:  # one line naming the RAGSERVE_* variable
         errors.print(f"invalid configuration: {exc}", markup=False)
         raise typer.Exit(1) from None
+
+
+def _with_apps(
+    settings: Settings, apps: list[str] | None, queues: list[str] | None = None
+) -> Settings:
+    """``--app`` flags join ``RAGSERVE_APPS``; ``--queue`` flags replace
+    ``RAGSERVE_WORKER_QUEUES``."""
+    from ragserve.jobs.apps import load_apps  # not for every command: it loads LangChain
+
+    update: dict[str, str] = {}
+    if apps:
+        update["apps"] = ";".join([settings.apps or "", *apps])
+    if queues:
+        update["worker_queues"] = ",".join(queues)
+    settings = settings.model_copy(update=update) if update else settings
+    try:  # a typo in an app or a queue: one line, before anything starts
+        load_apps(settings)
+    except ConfigurationError as exc:
+        errors.print(f"invalid configuration: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    return settings
 
 
 def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -77,21 +106,23 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 @app.command()
-def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+def serve(host: Host = "127.0.0.1", port: Port = 8000, apps: AppOption = None) -> None:
     """API and an in-process worker: everything in one process."""
     from ragserve.server import run_server
 
     configure_logging()
-    _run(run_server(_settings(), host=host, port=port, run_worker=True))
+    settings = _with_apps(_settings(), apps)
+    _run(run_server(settings, host=host, port=port, run_worker=True))
 
 
 @app.command()
-def api(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+def api(host: Host = "127.0.0.1", port: Port = 8000, apps: AppOption = None) -> None:
     """Only the HTTP API (scale it apart from the workers)."""
     from ragserve.server import run_server
 
     configure_logging()
-    _run(run_server(_settings(), host=host, port=port, run_worker=False))
+    settings = _with_apps(_settings(), apps)
+    _run(run_server(settings, host=host, port=port, run_worker=False))
 
 
 @app.command()
@@ -101,12 +132,22 @@ def worker(
         typer.Option(help="Serve /healthz and /readyz on this port (for orchestrator probes)."),
     ] = None,
     health_host: Annotated[str, typer.Option(help="Interface for the health port.")] = "0.0.0.0",
+    apps: AppOption = None,
+    queues: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--queue",
+            help="Serve only this queue (repeatable; a queue or an app name; default every"
+            " queue: answer, ingest and each app's).",
+        ),
+    ] = None,
 ) -> None:
     """Only a worker: takes jobs from the queue; drains on SIGTERM."""
     from ragserve.server import run_worker
 
     configure_logging()
-    _run(run_worker(_settings(), health_port=health_port, health_host=health_host))
+    settings = _with_apps(_settings(), apps, queues)
+    _run(run_worker(settings, health_port=health_port, health_host=health_host))
 
 
 # -- knowledge base ----------------------------------------------------------------------

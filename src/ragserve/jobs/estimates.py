@@ -1,12 +1,13 @@
 """How long a new job will wait before a worker starts it: ``estimated_start_s``.
 
-The model, per queue (a pgqueuer entrypoint: ``answer``, ``ingest``, their canary twins):
+The model, per queue (a pgqueuer entrypoint: ``answer``, ``ingest``, each app's own queue,
+their canary twins ``queue@canary``):
 
 - ``slots``: job slots of the live workers serving the queue, each worker's
   ``RAGSERVE_WORKER_CONCURRENCY`` (``workers.concurrency``, migration 0008);
-- ``service_s``: mean time from start to finish of the last ``SAMPLES`` jobs of the queue's
-  kind that ran (not cached, not cancelled) in the last ``WINDOW_S``: a slot frees every
-  ``service_s / slots`` seconds while all are busy;
+- ``service_s``: mean time from start to finish of the last ``SAMPLES`` jobs of the queue
+  (``JOB_QUEUE``; a canary twin shares its queue's) that ran (not cached, not cancelled) in
+  the last ``WINDOW_S``: a slot frees every ``service_s / slots`` seconds while all are busy;
 - ``waiting`` entries ahead and ``running`` ones.
 
 A job with ``ahead`` entries before it starts when ``ahead + 1 - free`` slots have freed, so
@@ -16,7 +17,7 @@ completions per second equal the *arrival* rate while the queue keeps up, which 
 of the capacity; ``slots / service_s`` is the capacity, and ``service_s`` is measured under the
 current load, so a slower LLM under more concurrency shows up in it.
 
-Unknown (``None``): no job of that kind ran in the window (a new deployment, or idle for
+Unknown (``None``): no job of that queue ran in the window (a new deployment, or idle for
 longer than ``WINDOW_S``). No live worker serves the queue (scaled to zero): as if one worker
 with this process's ``RAGSERVE_WORKER_CONCURRENCY`` had just joined; its start-up is not
 included.
@@ -38,11 +39,18 @@ from pgqueuer.domain.settings import DBSettings
 from psycopg import sql
 
 from ragserve.db.pool import Connection
+from ragserve.jobs.apps import ANSWER_QUEUE, RAG_APP
 
 WINDOW_S: Final = 600.0
 """Completions older than this do not describe the current service time."""
 SAMPLES: Final = 100
 """Most recent completions averaged per queue (bounds the cost of the read)."""
+
+JOB_QUEUE: Final = f"coalesce(CASE WHEN app = '{RAG_APP}' THEN '{ANSWER_QUEUE}' ELSE app END, kind)"
+"""The queue a job row runs on, in SQL (what ``AppRegistry.queue_of`` says in Python): its
+app's (``rag``: ``answer``; any other app: the app's name), else its kind (``ingest``, and
+answer jobs written before apps). Written exactly so in the index ``jobs_queue_finished_idx``
+(migration 0008), which the service-time read below uses."""
 
 _LOADS: Final = (
     "WITH entries AS (SELECT entrypoint AS queue,"
@@ -60,7 +68,7 @@ _LOADS: Final = (
     " FROM names n LEFT JOIN entries e USING (queue) LEFT JOIN slots s USING (queue)"
     " CROSS JOIN LATERAL (SELECT avg(extract(epoch FROM r.finished_at - r.started_at))::float8"
     " AS service_s, count(*)::int AS samples FROM (SELECT finished_at, started_at FROM jobs"
-    " WHERE kind = split_part(n.queue, '@', 1) AND finished_at IS NOT NULL AND NOT cached"
+    f" WHERE {JOB_QUEUE} = split_part(n.queue, '@', 1) AND finished_at IS NOT NULL AND NOT cached"
     " AND status IN ('succeeded', 'failed') AND started_at IS NOT NULL"
     " AND finished_at > now() - make_interval(secs => %(window_s)s)"
     " ORDER BY finished_at DESC LIMIT %(samples)s) r) recent"
@@ -79,7 +87,7 @@ class QueueLoad:
     slots: int
     """Job slots of the live workers serving this queue; 0 when none does."""
     service_s: float | None
-    """Mean start-to-finish time of recent jobs of this kind; None when none ran lately."""
+    """Mean start-to-finish time of recent jobs of this queue; None when none ran lately."""
     samples: int = 0
 
 

@@ -23,7 +23,7 @@ class JobStatus(StrEnum):
         return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 
 
-JobKind = Literal["answer", "ingest"]
+JobKind = Literal["answer", "ingest", "app"]
 
 
 def storable(value: Any) -> Any:
@@ -68,6 +68,28 @@ class AnswerRequest(BaseModel):
         return value
 
     _storable = field_validator("query", "document_scope", "filters")(storable)
+
+
+class AnswerResult(BaseModel):
+    """Result of an answer job (and output of the built-in ``rag`` app)."""
+
+    answer: str
+    sources: list[dict[str, Any]]
+
+
+class AppJobRequest(BaseModel):
+    """Body of ``POST /v1/apps/{name}/jobs``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: Any = Field(description="The Runnable's input; checked against its input schema.")
+    config: dict[str, Any] | None = Field(
+        default=None,
+        description="RunnableConfig keys: tags, metadata, run_name, configurable,"
+        " recursion_limit, max_concurrency.",
+    )
+
+    _storable = field_validator("input", "config")(storable)
 
 
 class AskRequest(AnswerRequest):
@@ -118,6 +140,10 @@ class Job(BaseModel):
         default=None,
         description="Version (release+pipeline hash) that ran the latest attempt; null if none.",
     )
+    app: str | None = Field(
+        default=None,
+        description="The app that runs the job ('rag' for answers); null for ingest jobs.",
+    )
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
@@ -135,6 +161,7 @@ class Job(BaseModel):
             result=row["result"],
             error=row["error"],
             version=row.get("version"),
+            app=row.get("app"),
         )
 
 

@@ -8,18 +8,20 @@ on queued entries. A second one, when asked, for each queue's expected wait
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final, get_args
+from typing import Final
 
 from pgqueuer.domain.settings import DBSettings
 from psycopg import sql
 
 from ragserve.db.pool import Connection
 from ragserve.jobs.estimates import expected_wait_s, read_loads
-from ragserve.jobs.models import JobKind
 
-BUILT_IN_QUEUES: Final = get_args(JobKind)
-"""Queues reported even when empty, so a dashboard shows 0 rather than no data."""
+BUILT_IN_QUEUES: Final = ("answer", "ingest")
+"""The queues of answer and ingest jobs. They, and the queues of the process's apps
+(``AppRegistry.queues``), are reported even when empty, so a dashboard shows 0 rather than
+no data."""
 
 _FACTS: Final = (
     "SELECT 'queue' AS fact, entrypoint AS name, count(*) FILTER (WHERE status = 'queued')"
@@ -53,22 +55,25 @@ class DatabaseFacts:
         return sum(self.workers_by_version.values())
 
 
-async def read_facts(conn: Connection, default_slots: int | None = None) -> DatabaseFacts:
-    """The facts; with ``default_slots`` (the job slots assumed for a worker that reports
-    none, see ``ragserve.jobs.estimates``) also each queue's expected wait."""
+async def read_facts(
+    conn: Connection, queues: Sequence[str] = BUILT_IN_QUEUES, default_slots: int | None = None
+) -> DatabaseFacts:
+    """The facts; every queue of ``queues`` is among them, empty or not. With
+    ``default_slots`` (the job slots assumed for a worker that reports none, see
+    ``ragserve.jobs.estimates``) also the expected wait of each queue whose wait is known."""
     queue_table = DBSettings().qualified.queue_table
     statement = sql.SQL(_FACTS).format(queue=sql.SQL(queue_table))
     rows = await (await conn.execute(statement)).fetchall()
-    queues = {name: QueueFacts(0, 0, 0.0) for name in BUILT_IN_QUEUES}
+    by_queue = {name: QueueFacts(0, 0, 0.0) for name in queues}
     workers: dict[str, int] = {}
     for row in rows:
         if row["fact"] == "queue":
-            queues[row["name"]] = QueueFacts(row["depth"], row["running"], row["oldest_s"])
+            by_queue[row["name"]] = QueueFacts(row["depth"], row["running"], row["oldest_s"])
         else:
             workers[row["name"]] = row["depth"]
     waits: dict[str, float] = {}
     if default_slots is not None:
-        for name, load in (await read_loads(conn, BUILT_IN_QUEUES, default_slots)).items():
+        for name, load in (await read_loads(conn, queues, default_slots)).items():
             if (wait := expected_wait_s(load, load.waiting, default_slots)) is not None:
                 waits[name] = wait
-    return DatabaseFacts(queues, workers, waits)
+    return DatabaseFacts(by_queue, workers, waits)

@@ -17,7 +17,7 @@ from ragserve.jobs.usage import COUNT_SUCCEEDED_JOB
 _JOB_FIELDS = (
     "id, kind, status, collection, query, request, attempts, max_attempts, cached,"
     " cache_key, idempotency_key, request_hash, result, error,"
-    " created_at, started_at, finished_at"
+    " created_at, started_at, finished_at, app"
 )
 
 JOB_COLUMNS: Final = (
@@ -42,11 +42,11 @@ that PostgreSQL reads both the same way.
 """
 
 _NEW_JOB_COLUMNS = (
-    "kind, collection, query, request, request_hash, max_attempts, cache_key, idempotency_key"
+    "kind, collection, query, request, request_hash, max_attempts, cache_key, idempotency_key, app"
 )
 _NEW_JOB_VALUES = (
     "%(kind)s, %(collection)s, %(query)s, %(request)s, %(request_hash)s, %(max_attempts)s,"
-    " %(cache_key)s, %(idempotency_key)s"
+    " %(cache_key)s, %(idempotency_key)s, %(app)s"
 )
 
 # -- creating ------------------------------------------------------------------------------
@@ -134,7 +134,7 @@ START_ATTEMPT: Final = (
     " event_seq = j.event_seq + 1, started_at = coalesce(j.started_at, now()),"
     " updated_at = now() FROM before WHERE j.id = before.id"
     " RETURNING j.id, j.attempts, j.max_attempts, j.kind, j.collection, j.request,"
-    " j.cache_key, j.event_seq, before.status AS previous, before.updated_at AS queued_at),"
+    " j.cache_key, j.app, j.event_seq, before.status AS previous, before.updated_at AS queued_at),"
     " attempt AS (INSERT INTO job_attempts (job_id, attempt, version, worker_id)"
     " SELECT id, attempts, %(version)s, %(worker_id)s FROM job"
     " WHERE %(version)s::text IS NOT NULL"
@@ -146,7 +146,7 @@ START_ATTEMPT: Final = (
     " jsonb_strip_nulls(jsonb_build_object('status', 'running', 'attempt', attempts,"
     " 'version', %(version)s::text, 'took_over', nullif(previous = 'running', false)))"
     " FROM job)"
-    " SELECT id::text, attempts, max_attempts, kind, collection, request, cache_key,"
+    " SELECT id::text, attempts, max_attempts, kind, collection, request, cache_key, app,"
     " CASE WHEN previous = 'queued' THEN greatest(0, extract(epoch FROM now()"
     " - greatest(queued_at, %(eligible_at)s::timestamptz)))::float8 END AS waited_s"
     " FROM job"
@@ -247,3 +247,15 @@ APPEND_EVENT: Final = _append_event("id = %(id)s")
 
 APPEND_EVENT_OF_ATTEMPT: Final = _append_event(_HELD_BY_ATTEMPT)
 """The same, only while ``attempt`` still holds the job."""
+
+APPEND_EVENTS_OF_ATTEMPT: Final = (
+    "WITH bumped AS (UPDATE jobs SET event_seq = event_seq + jsonb_array_length(%(events)s)"
+    f" WHERE {_HELD_BY_ATTEMPT} RETURNING id, event_seq, attempts)"
+    " INSERT INTO job_events (job_id, seq, attempt, type, data)"
+    " SELECT id, event_seq - jsonb_array_length(%(events)s) + e.ord::int, attempts,"
+    " e.value ->> 'type', e.value -> 'data'"
+    " FROM bumped, jsonb_array_elements(%(events)s) WITH ORDINALITY AS e(value, ord)"
+    " RETURNING seq"
+)
+"""Several events of ``attempt`` (a JSON array of ``{"type", "data"}``) in one round trip,
+numbered in order under the job's row lock; no row when the attempt no longer holds the job."""

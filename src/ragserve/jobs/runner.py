@@ -1,18 +1,24 @@
-"""What a job does once a worker holds an attempt: answer a question or ingest a batch.
+"""What a job does once a worker holds an attempt: run an app, or ingest a batch.
 
-Every write goes through the attempt (fenced). Tokens are buffered and stored about ten times
-a second, so a hundred streaming jobs cost a thousand small inserts a second, not one per token.
+Answer jobs are jobs of the app ``rag``: every Runnable, the built-in pipeline included, runs
+through ``_run_app`` (``ragserve.jobs.app_streams`` turns its stream into events).
+
+Every write goes through the attempt (fenced). Tokens and chunks are buffered and stored about
+ten times a second, in one statement per flush, so a hundred streaming jobs cost a thousand
+small inserts a second, not one per token.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import RunnableConfig
 
 from ragserve.errors import DocumentError, RagserveError
+from ragserve.jobs.app_streams import Driven, drive_answer, drive_runnable
+from ragserve.jobs.apps import RAG_APP, App, AppRegistry
 from ragserve.jobs.store import Attempt, JobStore
 from ragserve.jobs.usage import TokenUsage
 from ragserve.kb.ingest import DocumentResult, IngestItem, Ingestor
@@ -33,35 +39,49 @@ class AttemptReport:
 
 
 class EventWriter:
-    """Writes the events of one attempt, batching tokens."""
+    """Writes the events of one attempt, batching tokens and chunks."""
 
     def __init__(self, jobs: JobStore, attempt: Attempt, flush_s: float = 0.1) -> None:
         self.jobs = jobs
         self.attempt = attempt
         self.flush_s = flush_s
-        self._tokens: list[str] = []
+        self._pending: list[tuple[str, dict[str, Any]]] = []
         self._last_flush = time.monotonic()
 
     async def emit(self, type_: str, data: dict[str, Any]) -> None:
+        """Store an event now (after whatever is pending)."""
+        self._pending.append((type_, data))
         await self.flush()
-        await self._write(type_, data)
 
     async def token(self, text: str) -> None:
-        self._tokens.append(text)
+        if self._pending and self._pending[-1][0] == "token":
+            last = self._pending[-1][1]
+            last["text"] += text
+        else:
+            self._pending.append(("token", {"text": text}))
+        await self._maybe_flush()
+
+    async def chunk(self, chunk: Any) -> None:
+        self._pending.append(("chunk", {"chunk": chunk}))
+        await self._maybe_flush()
+
+    async def _maybe_flush(self) -> None:
         if time.monotonic() - self._last_flush >= self.flush_s:
             await self.flush()
 
     async def flush(self) -> None:
         self._last_flush = time.monotonic()
-        if self._tokens:
-            text, self._tokens = "".join(self._tokens), []
-            await self._write("token", {"text": text})
-
-    async def _write(self, type_: str, data: dict[str, Any]) -> None:
-        if not await self.jobs.append_event(
-            self.attempt, type_, {**data, "attempt": self.attempt.number}
-        ):
-            raise JobFenced(f"attempt {self.attempt.number} no longer holds the job")
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        number = self.attempt.number
+        stamped = [(type_, {**data, "attempt": number}) for type_, data in batch]
+        if len(stamped) == 1:
+            ok = await self.jobs.append_event(self.attempt, *stamped[0])
+        else:
+            ok = await self.jobs.append_events(self.attempt, stamped)
+        if not ok:
+            raise JobFenced(f"attempt {number} no longer holds the job")
 
 
 class JobRunner:
@@ -71,49 +91,49 @@ class JobRunner:
         self,
         jobs: JobStore,
         kb: KnowledgeStore,
-        pipeline: Runnable[dict[str, Any], dict[str, Any]],
+        apps: AppRegistry,
         ingestor: Ingestor,
         cache_ttl_s: float,
     ) -> None:
         self.jobs = jobs
         self.kb = kb
-        self.pipeline = pipeline
+        self.apps = apps
         self.ingestor = ingestor
         self.cache_ttl_s = cache_ttl_s
 
     async def run(self, attempt: Attempt) -> AttemptReport:
-        if attempt.kind == "answer":
-            return await self._answer(attempt)
-        return await self._ingest(attempt)
+        if attempt.kind == "ingest":
+            return await self._ingest(attempt)
+        return await self._run_app(attempt)
 
-    async def _answer(self, attempt: Attempt) -> AttemptReport:
-        # Read the generation before retrieving: a change during the job leaves the cached
-        # answer already stale, never wrongly fresh.
-        collection = await self.kb.require_collection(attempt.collection)
+    async def _run_app(self, attempt: Attempt) -> AttemptReport:
+        """An answer job (app ``rag``, request = its input) or an app job (``{input, config}``)."""
+        app = self.apps.get(attempt.app or RAG_APP)
+        value: Any
+        if attempt.kind == "app":
+            value, config = attempt.request.get("input"), dict(attempt.request.get("config") or {})
+        else:
+            value, config = attempt.request, {}
+        config["metadata"] = {
+            **(config.get("metadata") or {}),
+            "ragserve_job_id": attempt.job_id,
+            "ragserve_attempt": attempt.number,
+            "ragserve_app": app.name,
+        }
+        cache: tuple[str, int, float] | None = None
+        if app.adapter == "answer":
+            # Read the generation before retrieving: a change during the job leaves the cached
+            # answer already stale, never wrongly fresh.
+            collection = await self.kb.require_collection(value["collection"])
+            if self.cache_ttl_s:
+                cache = (collection.name, collection.generation, self.cache_ttl_s)
         events = EventWriter(self.jobs, attempt)
-        result: dict[str, Any] | None = None
-        tokens = TokenUsage()
-        asked_at = time.monotonic()
-        first_token_s: float | None = None
-        async for event in self.pipeline.astream(attempt.request):
-            if event["type"] == "sources":
-                await events.emit("sources", {"sources": event["sources"]})
-                asked_at = time.monotonic()
-            elif event["type"] == "token":
-                if first_token_s is None:
-                    first_token_s = time.monotonic() - asked_at
-                await events.token(event["text"])
-            elif event["type"] == "answer":
-                result = {"answer": event["answer"], "sources": event["sources"]}
-                tokens = TokenUsage.from_event(event.get("usage"))
+        driven = await _drive(app, value, cast(RunnableConfig, config), events)
         await events.flush()
-        if result is None:
-            raise RagserveError("the answer pipeline ended without an answer")
-        cache = (collection.name, collection.generation, self.cache_ttl_s)
-        cached = cache if self.cache_ttl_s else None
-        if not await self.jobs.succeed(attempt, result, cache=cached, tokens=tokens):
+        result = driven.output if attempt.kind == "answer" else {"output": driven.output}
+        if not await self.jobs.succeed(attempt, result, cache=cache, tokens=driven.usage):
             raise JobFenced("the job changed hands before its result was stored")
-        return AttemptReport("succeeded", first_token_s)
+        return AttemptReport("succeeded", driven.first_token_s)
 
     async def _ingest(self, attempt: Attempt) -> AttemptReport:
         files = await self.jobs.files(attempt.job_id)
@@ -152,3 +172,9 @@ class JobRunner:
         if not ok:
             raise JobFenced("the job changed hands before its result was stored")
         return report
+
+
+async def _drive(app: App, value: Any, config: RunnableConfig, events: EventWriter) -> Driven:
+    if app.adapter == "answer":
+        return await drive_answer(app.runnable, value, config, events)
+    return await drive_runnable(app.runnable, value, config, events)

@@ -17,9 +17,10 @@ import psycopg
 from ragserve.db.pool import Connection, Database
 from ragserve.errors import Conflict, NotFound, QueueFull, TooManyRequests
 from ragserve.jobs import queue
+from ragserve.jobs.apps import RAG_APP, AppRegistry, check_config
 from ragserve.jobs.cache import answer_cache_key, stable_hash
 from ragserve.jobs.estimates import QueueEstimator, wait_falls_under
-from ragserve.jobs.models import AnswerRequest, Job, JobEvent, JobStatus
+from ragserve.jobs.models import AnswerRequest, AppJobRequest, Job, JobEvent, JobStatus
 from ragserve.jobs.notify import NotificationHub
 from ragserve.jobs.routing import CanaryRouter
 from ragserve.jobs.store import JobStore, NewJob, UploadedFile
@@ -53,14 +54,17 @@ class JobService:
         embedder_name: str,
         max_attempts: int,
         router: CanaryRouter | None = None,
+        apps: AppRegistry | None = None,
         estimator: QueueEstimator | None = None,
         max_queue_wait_s: float | None = None,
         budget: TokenBudget | None = None,
     ) -> None:
-        """``estimator``: the queue loads behind ``estimated_start_s`` (None: always null);
+        """``apps``: the apps whose jobs this service submits (None: answer and ingest only);
+        ``estimator``: the queue loads behind ``estimated_start_s`` (None: always null);
         ``max_queue_wait_s``: refuse new jobs expected to wait longer (``QueueFull``);
-        ``budget``: refuse new answer jobs of tenants past their daily tokens."""
+        ``budget``: refuse new answer and app jobs of tenants past their daily tokens."""
         self._db = db
+        self._apps = apps
         self._router = router or CanaryRouter(percent=0)
         self._estimator = estimator
         self._max_queue_wait_s = max_queue_wait_s
@@ -92,6 +96,7 @@ class JobService:
             max_attempts=self.max_attempts,
             cache_key=cache_key,
             idempotency_key=idempotency_key,
+            app=RAG_APP,
         )
 
         async def attempt(conn: Connection) -> Submission:
@@ -102,6 +107,65 @@ class JobService:
             return await self._insert_and_enqueue(conn, new, tenant=tenant)
 
         return await self._submit(new, attempt)
+
+    async def submit_app(
+        self,
+        name: str,
+        request: AppJobRequest,
+        idempotency_key: str | None = None,
+        tenant: str = DEFAULT_TENANT,
+    ) -> Submission:
+        """A job of the app ``name`` (``NotFound`` if this process has no such app). Its input
+        is checked against the app's input schema now (``InvalidInput`` naming the field), so
+        that no job exists for an input the Runnable cannot take. Instances of the built-in
+        pipeline are cached and coalesced like answer jobs; other apps are not (their output
+        need not be a function of their input). Refused (``429``) like an answer job when the
+        queue is too long or ``tenant``'s token budget is used up."""
+        if self._apps is None or name not in self._apps:
+            raise NotFound(f"app {name!r} not found (GET /v1/apps lists them)")
+        app = self._apps.get(name)
+        value = app.check_input(request.input)
+        body = {"app": name, "input": value, "config": check_config(request.config) or None}
+        answer = AnswerRequest.model_validate(value) if app.adapter == "answer" else None
+        cache_key = None
+        if answer is not None and app.fingerprint is not None:
+            answer_key = answer_cache_key(answer, app.fingerprint, self.embedder_name)
+            cache_key = stable_hash({"app": name, "answer": answer_key})
+        new = NewJob(
+            kind="app",
+            collection=answer.collection if answer is not None else "",
+            query=answer.query if answer is not None else None,
+            request=body,
+            request_hash=stable_hash(body),
+            max_attempts=self.max_attempts,
+            cache_key=cache_key,
+            idempotency_key=idempotency_key,
+            app=name,
+            queue=app.queue,
+        )
+
+        async def attempt(conn: Connection) -> Submission:
+            if (
+                cache_key is not None
+                and (cached := await self._store.cached_result(conn, cache_key)) is not None
+            ):
+                row = await self._store.insert_cached(conn, new, cached)
+                return Submission(Job.from_row(row), created=True)
+            return await self._insert_and_enqueue(conn, new, tenant=tenant)
+
+        return await self._submit(new, attempt)
+
+    def apps(self) -> list[dict[str, object]]:
+        """``GET /v1/apps``: each app's name, queue and JSON schemas."""
+        return [
+            {
+                "name": app.name,
+                "queue": app.queue,
+                "input_schema": app.input_schema,
+                "output_schema": app.output_schema,
+            }
+            for app in (self._apps or ())
+        ]
 
     async def submit_ingest(
         self,
@@ -173,8 +237,9 @@ class JobService:
     async def _insert_and_enqueue(
         self, conn: Connection, new: NewJob, *, tenant: str | None = None
     ) -> Submission:
-        """Queue ``new``; ``tenant``: check that tenant's token budget first (answer jobs)."""
-        queue_name = await self._router.queue_for(conn, new.kind)
+        """Queue ``new``; ``tenant``: check that tenant's token budget first (answer and app
+        jobs)."""
+        queue_name = await self._router.queue_for(conn, new.queue or new.kind)
         wait_s = await self._estimator.wait_s(conn, queue_name) if self._estimator else None
         try:
             await self._admit(conn, queue_name, wait_s, tenant)
@@ -221,7 +286,7 @@ class JobService:
             return replace(submission, estimated_start_s=0.0)
         if self._estimator is None:
             return submission
-        wait_s = await self._estimator.wait_s(conn, submission.job.kind)
+        wait_s = await self._estimator.wait_s(conn, self._queue_of(submission.job))
         return replace(submission, estimated_start_s=wait_s)
 
     # -- reading and steering --------------------------------------------------------
@@ -258,9 +323,16 @@ class JobService:
         async with self._db.transaction() as conn:
             if not await self._store.reopen(conn, job_id, self.max_attempts):
                 raise Conflict(f"job {job_id} is {job.status}: only failed or cancelled jobs retry")
-            await queue.enqueue(conn, await self._router.queue_for(conn, job.kind), job_id)
+            await queue.enqueue(
+                conn, await self._router.queue_for(conn, self._queue_of(job)), job_id
+            )
         log.info("job retried", extra={"event": "job.retried", "job_id": job_id})
         return await self.get(job_id)
+
+    def _queue_of(self, job: Job) -> str:
+        if self._apps is None:
+            return job.kind
+        return self._apps.queue_of(job.kind, job.app)
 
     async def events(
         self, job_id: str, after: int, *, idle_s: float

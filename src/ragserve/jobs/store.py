@@ -33,6 +33,10 @@ class NewJob:
     max_attempts: int
     cache_key: str | None = None
     idempotency_key: str | None = None
+    app: str | None = None
+    """The app that runs the job (``ragserve.jobs.apps``); None for ingest jobs."""
+    queue: str | None = None
+    """The queue of the job's entry; None: the queue named like its kind."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class Attempt:
     """Seconds the job waited in the queue for this attempt; None for a takeover."""
     tenant: str = DEFAULT_TENANT
     """Whose job it is (its usage is counted there)."""
+    app: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,7 @@ def _new_job_params(job: NewJob) -> dict[str, Any]:
         # Keys live in job_idempotency_keys (see ``remember_key``); a key on the row would
         # keep the job out of coalescing (the in-flight predicate requires it to be NULL).
         "idempotency_key": None,
+        "app": job.app,
     }
 
 
@@ -225,12 +231,24 @@ class JobStore:
             version=worker.version if worker is not None else None,
             waited_s=row["waited_s"],
             tenant=row.get("tenant") or DEFAULT_TENANT,
+            app=row["app"],
         )
 
     async def append_event(self, attempt: Attempt, type_: str, data: dict[str, Any]) -> bool:
         """Store one event of ``attempt``; False if the attempt no longer holds the job."""
         async with self.db.connection() as conn:
             return await self._append(conn, attempt.job_id, type_, data, fence=attempt.number)
+
+    async def append_events(
+        self, attempt: Attempt, events: Sequence[tuple[str, dict[str, Any]]]
+    ) -> bool:
+        """Store several events of ``attempt`` in order, in one round trip; False if the
+        attempt no longer holds the job."""
+        batch = [{"type": type_, "data": data} for type_, data in events]
+        params = {"id": attempt.job_id, "attempt": attempt.number, "events": Jsonb(batch)}
+        async with self.db.connection() as conn:
+            rows = await (await conn.execute(queries.APPEND_EVENTS_OF_ATTEMPT, params)).fetchall()
+        return bool(rows)
 
     async def succeed(
         self,

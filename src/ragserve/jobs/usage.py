@@ -80,6 +80,13 @@ class TokenUsage:
 
         return cls(count("prompt_tokens"), count("completion_tokens"), count("embedding_tokens"))
 
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.embedding_tokens + other.embedding_tokens,
+        )
+
     def params(self, tenant: str | None) -> dict[str, Any]:
         """The parameters of ``COUNT_SUCCEEDED_JOB``."""
         return {

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import random
 import time
+import traceback
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -63,15 +64,39 @@ def worker_slots(settings: Settings) -> int:
     return max(2, settings.worker_concurrency)
 
 
+PROGRAMMING_ERRORS: tuple[type[Exception], ...] = (
+    TypeError,
+    AttributeError,
+    NameError,
+    NotImplementedError,
+    KeyError,
+    IndexError,
+)
+"""Errors of the code itself: another attempt runs the same code on the same input and fails
+the same way. ``ValueError`` is not among them: LangChain's ``OutputParserException`` and
+``json.JSONDecodeError`` are ValueErrors, and a model's next answer may well parse."""
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Could another attempt succeed? Typed errors say so; unknown ones get the benefit."""
+    """Could another attempt succeed? Typed errors say so; an app's exception can say so with
+    ``ragserve_permanent = True`` (docs/APPS.md); programming errors cannot; the rest (timeouts,
+    lost connections, and what we did not foresee) get the benefit of the doubt."""
     if isinstance(exc, RagserveError):
         return exc.retryable
-    return True  # timeouts, lost connections, and what we did not foresee
+    if getattr(exc, "ragserve_permanent", False) is True:
+        return False
+    return not isinstance(exc, PROGRAMMING_ERRORS)
 
 
 def will_retry(attempt: Attempt, exc: BaseException) -> bool:
     return is_transient(exc) and attempt.number < attempt.max_attempts
+
+
+def raised_at(exc: BaseException) -> list[str]:
+    """The last frames of ``exc``'s traceback, one ``file:line in function`` each: enough to
+    find the bug in the log, without a multi-line stack trace (which never reaches the API)."""
+    frames = traceback.extract_tb(exc.__traceback__)[-3:]
+    return [f"{frame.filename}:{frame.lineno} in {frame.name}" for frame in frames]
 
 
 def describe(exc: BaseException) -> dict[str, str]:
@@ -90,9 +115,12 @@ class Worker:
         *,
         version: str = __version__,
         breakers: Sequence[CircuitBreaker] = (),
+        queues: Sequence[str] = BUILT_IN_QUEUES,
     ) -> None:
         """``version``: what runs the attempts (``ragserve.jobs.version.pipeline_version``);
-        ``breakers``: the circuits of this process's model endpoints (for readiness, metrics).
+        ``breakers``: the circuits of this process's model endpoints (for readiness, metrics);
+        ``queues``: the queues it serves (``AppRegistry.select_queues``), each on this
+        worker's track (``ragserve.jobs.routing``).
         """
         self.db = db
         self.jobs = jobs
@@ -102,7 +130,7 @@ class Worker:
         self.breakers = list(breakers)
         self.metrics = JobMetrics(version, self.breakers)
         self.track = settings.worker_track
-        self.queues = [queue_name(kind, self.track) for kind in BUILT_IN_QUEUES]
+        self.queues = [queue_name(queue, self.track) for queue in queues]
         self.running: dict[str, RunningJob] = {}
         self.draining = asyncio.Event()
         self.consuming = False  # a queue manager is taking jobs (for readiness)
@@ -232,7 +260,9 @@ class Worker:
             return  # cancelled or finished while queued: nothing to do
         self.metrics.started(attempt.kind, attempt.waited_s)
         started = time.monotonic()
-        ctx = {"job_id": job_id, "attempt": attempt.number}
+        ctx: dict[str, object] = {"job_id": job_id, "attempt": attempt.number}
+        if attempt.app is not None:
+            ctx["app"] = attempt.app
         if attempt.number > attempt.max_attempts:
             # Earlier attempts died without a word (their worker was killed): dead-letter.
             await self.jobs.fail(
@@ -302,6 +332,8 @@ class Worker:
     async def _failed(self, attempt: Attempt, exc: Exception) -> None:
         error = describe(exc)
         ctx = {"job_id": attempt.job_id, "attempt": attempt.number, "error": error}
+        if not isinstance(exc, RagserveError):  # an app's own exception: where it was raised
+            ctx["raised_at"] = raised_at(exc)
         if will_retry(attempt, exc):
             delay = self._backoff(attempt.number)
             try:

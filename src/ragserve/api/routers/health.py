@@ -69,7 +69,9 @@ async def metrics(state: State) -> Response:
     try:
         async with asyncio.timeout(METRICS_DB_TIMEOUT_S):
             async with state.services.db.connection() as conn:
-                facts = await read_facts(conn, worker_slots(state.services.settings))
+                facts = await read_facts(
+                    conn, state.services.apps.queues(), worker_slots(state.services.settings)
+                )
             by_status = {s.value: n for s, n in (await state.jobs.count_by_status()).items()}
     except Exception as exc:  # a scrape must not fail because the database is away
         log.warning(

@@ -19,6 +19,9 @@ CREATE INDEX usage_day_idx ON usage (day);
 -- release older than this migration: the API then assumes its own setting.
 ALTER TABLE workers ADD COLUMN concurrency int;
 
--- The service time of recent jobs of a kind: newest finished first.
-CREATE INDEX jobs_kind_finished_idx ON jobs (kind, finished_at DESC)
+-- The service time of recent jobs of a queue: newest finished first. The expression is the
+-- queue a job runs on (ragserve.jobs.estimates.JOB_QUEUE, written identically): its app's
+-- ('rag' runs on 'answer', any other app on its own name), else its kind.
+CREATE INDEX jobs_queue_finished_idx
+    ON jobs ((coalesce(CASE WHEN app = 'rag' THEN 'answer' ELSE app END, kind)), finished_at DESC)
     WHERE finished_at IS NOT NULL AND NOT cached;
