@@ -154,7 +154,7 @@ class Settings(BaseSettings):
     daily_token_budget: int | None = Field(
         default=None,
         ge=1,
-        description="Tokens per tenant per UTC day; then new answer jobs get 429. Unset = none.",
+        description="Tokens per tenant per UTC day; new answer and app jobs then get 429.",
     )
     apps: str | None = Field(
         default=None,

@@ -1,9 +1,11 @@
 """Backpressure, usage and the token budget against a real ``ragserve serve`` (one worker with 2
-job slots in the same process, real PostgreSQL, the mock LLM whose delay we set).
+job slots in the same process, real PostgreSQL, the mock LLM whose delay we set), serving the
+app ``chat`` (limits_apps.py) besides ``rag``.
 
 The tests of this module run in order on one service: the first one makes the first
-completions (and checks the usage they cost), the second fills the queue and meets
-``RAGSERVE_MAX_QUEUE_WAIT_S``, the last one uses up the day's token budget.
+completions (and checks the usage they cost), the second does the same for app jobs, the third
+fills the queue and meets ``RAGSERVE_MAX_QUEUE_WAIT_S``, the last one uses up the day's token
+budget.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import httpx
 import psycopg
 import pytest
 
-from support import MockLLM, running_service, service_env
+from support import ROOT, MockLLM, running_service, service_env
 
 COLLECTION = "handbook"
 DOCS = [
@@ -51,7 +53,13 @@ def api(
         worker_concurrency=SLOTS,
         max_queue_wait_s=MAX_WAIT_S,
         daily_token_budget=BUDGET,
+        apps="chat=limits_apps:chat",
     )
+    env |= {
+        "PYTHONPATH": str(ROOT / "tests" / "limits"),
+        "OPENAI_BASE_URL": mock_llm.base_url,
+        "OPENAI_API_KEY": "sk-test",
+    }
     with (
         running_service(env, tmp_path_factory.mktemp("limits")) as (url, _proc),
         httpx.Client(base_url=url, timeout=30) as client,
@@ -137,15 +145,50 @@ def test_estimates_appear_with_the_first_completion_and_usage_counts_them(
     assert api.get("/v1/usage", params={"from": "not-a-date"}).status_code == 422
 
 
+def submit_app(client: httpx.Client, app: str, value: Any) -> httpx.Response:
+    return client.post(f"/v1/apps/{app}/jobs", json={"input": value})
+
+
+def test_app_jobs_get_estimates_of_their_own_queue_and_count_their_usage(
+    api: httpx.Client, mock_llm: MockLLM
+) -> None:
+    before = usage_today(api)
+    mock_llm.reset_stats()
+    # The app chat runs on its own queue, where nothing has finished yet: unknown (null).
+    first = accepted(submit_app(api, "chat", {"question": "Who are you?"}))
+    assert first["estimated_start_s"] is None
+    wait_done(api, first["job_id"])
+    second = accepted(submit_app(api, "chat", {"question": "What time is it?"}))
+    assert second["estimated_start_s"] == 0.0  # a chat job finished; both slots are free
+    wait_done(api, second["job_id"])
+    # The app rag runs on the answer queue, which the first test's answers measured.
+    rag = accepted(submit_app(api, "rag", {"query": "Who parks free?", "collection": COLLECTION}))
+    assert rag["estimated_start_s"] == 0.0
+    wait_done(api, rag["job_id"])
+    assert metric(api, 'ragserve_queue_expected_wait_seconds{queue="chat"}') == 0.0
+
+    # 3 jobs; their LLM tokens (the chat model's usage_metadata, the rag pipeline's usage)
+    # are exactly what the mock reported.
+    after, stats = usage_today(api), mock_llm.stats()
+    assert stats["requests_served"] == 3
+    assert after["jobs"] - before["jobs"] == 3
+    assert (
+        after["prompt_tokens"] - before["prompt_tokens"],
+        after["completion_tokens"] - before["completion_tokens"],
+    ) == (stats["prompt_tokens"], stats["completion_tokens"])
+    assert after["embedding_tokens"] > before["embedding_tokens"]  # the rag job's query
+
+
 def service_times(api: httpx.Client) -> list[float]:
-    """Start-to-finish seconds of every answer job that ran (the estimate's input)."""
+    """Start-to-finish seconds of every job of the answer queue that ran (the estimate's
+    input): answer jobs and jobs of the app rag."""
     jobs = api.get("/v1/jobs", params={"status": "succeeded", "limit": 1000}).json()["jobs"]
     return [
         (
             dt.datetime.fromisoformat(j["finished_at"]) - dt.datetime.fromisoformat(j["started_at"])
         ).total_seconds()
         for j in jobs
-        if j["kind"] == "answer" and not j["cached"]
+        if j["app"] == "rag" and not j["cached"]
     ]
 
 
@@ -231,6 +274,10 @@ def test_a_used_up_budget_refuses_answers_before_any_llm_call(
     assert error["type"] == "BudgetExhausted"
     assert "RAGSERVE_DAILY_TOKEN_BUDGET" in error["message"]
     assert 1 <= int(response.headers["Retry-After"]) <= 86400
+    # App jobs use tokens too: refused alike.
+    refused = submit_app(api, "chat", {"question": "And now?"})
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["type"] == "BudgetExhausted"
     # The cached answer is still served: it costs no tokens.
     assert accepted(ask(api, CACHED_QUESTION))["cached"] is True
     time.sleep(0.3)

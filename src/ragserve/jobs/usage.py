@@ -6,13 +6,15 @@ succeeds; failed attempts are not counted (a provider reports no usage for a cut
 
 Tokens: prompt and completion tokens are the LLM provider's ``usage`` when it reports it, else
 estimated (``ragserve.text.estimate_tokens``); embedding tokens are estimated the same way,
-for a question's query and for every chunk an ingest embeds. An answer from the cache costs
-nothing and is not counted.
+for a question's query and for every chunk an ingest embeds; an app job's are the
+``usage_metadata`` its chat models report (``ragserve.jobs.app_streams``). An answer from the
+cache costs nothing and is not counted.
 
 The budget (``RAGSERVE_DAILY_TOKEN_BUDGET``, the same for every tenant) is checked when a new
-answer job is submitted, before any LLM call: once a tenant's tokens of the day reach it, new
-answer jobs get ``429`` until the next UTC midnight. Jobs accepted before stay queued and run:
-they were promised with a ``202``, so a tenant may overspend by what it had queued.
+answer or app job is submitted, before any LLM call: once a tenant's tokens of the day reach
+it, new answer and app jobs get ``429`` until the next UTC midnight. Jobs accepted before stay
+queued and run: they were promised with a ``202``, so a tenant may overspend by what it had
+queued.
 """
 
 from __future__ import annotations
@@ -137,8 +139,8 @@ class TokenBudget:
         if used >= self.daily_tokens:
             raise BudgetExhausted(
                 f"tenant {tenant!r} has used {used} of its {self.daily_tokens} tokens of today"
-                " (RAGSERVE_DAILY_TOKEN_BUDGET); new answer jobs are accepted again after"
-                " midnight UTC",
+                " (RAGSERVE_DAILY_TOKEN_BUDGET); new answer and app jobs are accepted"
+                " again after midnight UTC",
                 retry_after_s=seconds_to_utc_midnight(),
             )
 
