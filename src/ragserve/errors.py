@@ -78,6 +78,22 @@ class CircuitOpen(TransientProviderError):
         super().__init__(f"{provider} circuit is open; retry in {retry_after_s:.1f} s")
 
 
+class TooManyRequests(RagserveError):
+    """A submission refused by a limit; ``retry_after_s`` says when it may pass."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+class QueueFull(TooManyRequests):
+    """The new job's estimated wait exceeds ``RAGSERVE_MAX_QUEUE_WAIT_S``."""
+
+
+class BudgetExhausted(TooManyRequests):
+    """The tenant has used its ``RAGSERVE_DAILY_TOKEN_BUDGET`` for today (UTC)."""
+
+
 class PermanentError(RagserveError):
     """Raised by an app (a user's Runnable): another attempt cannot succeed, fail the job now.
 

@@ -146,6 +146,16 @@ class Settings(BaseSettings):
     max_document_pages: int = Field(
         default=2000, ge=1, description="Most pages of one PDF; a longer one fails on its own."
     )
+    max_queue_wait_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="A new job whose estimated wait exceeds this gets 429; unset = no limit.",
+    )
+    daily_token_budget: int | None = Field(
+        default=None,
+        ge=1,
+        description="Tokens per tenant per UTC day; new answer and app jobs then get 429.",
+    )
     apps: str | None = Field(
         default=None,
         description="Apps served besides rag: NAME=module:attribute, ;-separated (docs/APPS.md).",

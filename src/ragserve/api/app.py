@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from ragserve import __version__
 from ragserve.api.errors import install_error_handlers
 from ragserve.api.metrics import HttpMetricsMiddleware, Metrics
-from ragserve.api.routers import apps, collections, health, jobs, openai, ops
+from ragserve.api.routers import apps, collections, health, jobs, openai, ops, usage
 from ragserve.api.routers.ui import mount_console
 from ragserve.api.state import AppState
 from ragserve.jobs.notify import NotificationHub
@@ -64,6 +64,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(collections.router)
     app.include_router(health.router)
+    app.include_router(usage.router)
     app.include_router(apps.router)
     app.include_router(ops.router)
     app.include_router(openai.router)

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from ragserve.api.state import AppState
 from ragserve.jobs.operations import Operations
 from ragserve.jobs.service import JobService
+from ragserve.jobs.usage import DEFAULT_TENANT
 from ragserve.kb.store import KnowledgeStore
 
 
@@ -34,3 +35,12 @@ State = Annotated[AppState, Depends(get_state)]
 Jobs = Annotated[JobService, Depends(get_jobs)]
 Kb = Annotated[KnowledgeStore, Depends(get_kb)]
 Ops = Annotated[Operations, Depends(get_operations)]
+
+
+async def current_tenant() -> str:
+    """Whose request this is. Without API keys every request is the default tenant's; an
+    authentication dependency that knows the caller's key replaces this one."""
+    return DEFAULT_TENANT
+
+
+Tenant = Annotated[str, Depends(current_tenant)]

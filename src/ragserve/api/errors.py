@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,6 +18,7 @@ from ragserve.errors import (
     NotFound,
     PayloadTooLarge,
     RagserveError,
+    TooManyRequests,
     UnsupportedMediaType,
 )
 
@@ -32,6 +34,7 @@ STATUS_BY_ERROR: list[tuple[type[RagserveError], int]] = [
     (PayloadTooLarge, 413),
     (UnsupportedMediaType, 415),
     (InvalidInput, 422),
+    (TooManyRequests, 429),
     (DocumentError, 422),
     (DatabaseError, 503),
 ]
@@ -55,6 +58,8 @@ async def _ragserve_error(request: Request, exc: Exception) -> JSONResponse:
             extra={"event": "http.error", "path": request.url.path, "error": str(exc)},
         )
     headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.retryable and status == 503 else None
+    if isinstance(exc, TooManyRequests):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
     return JSONResponse(error_body(exc.type, str(exc)), status_code=status, headers=headers)
 
 

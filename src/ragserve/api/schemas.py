@@ -5,7 +5,7 @@ Field names are the contract (ARCHITECTURE.md); ``/openapi.json`` is generated f
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -48,6 +48,10 @@ class Accepted(BaseModel):
     cached: bool = Field(description="The answer came from the cache: the job is done already.")
     coalesced: bool = Field(
         description="An identical question was in flight: this is its job, computed once."
+    )
+    estimated_start_s: float | None = Field(
+        description="Seconds until a worker is expected to start the job (0: it has started);"
+        " null while unknown (no job of its kind has finished lately). See docs/API.md."
     )
 
 
@@ -136,6 +140,21 @@ class Readiness(BaseModel):
         default_factory=dict,
         description="Circuit breaker of each model endpoint (informative: not a readiness check).",
     )
+
+
+class UsageDay(BaseModel):
+    """One tenant's jobs and tokens of one UTC day."""
+
+    tenant: str
+    day: date
+    jobs: int = Field(description="Jobs that succeeded (cached answers are free: not counted).")
+    prompt_tokens: int
+    completion_tokens: int
+    embedding_tokens: int
+
+
+class UsageList(BaseModel):
+    usage: list[UsageDay]
 
 
 class AppSummary(BaseModel):

@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 from ragserve.db.pool import Connection, Database
 from ragserve.jobs import queries
 from ragserve.jobs.models import Job, JobEvent, JobStatus
+from ragserve.jobs.usage import DEFAULT_TENANT, TokenUsage
 from ragserve.names import is_uuid
 
 
@@ -52,6 +53,8 @@ class Attempt:
     version: str | None = None
     waited_s: float | None = None
     """Seconds the job waited in the queue for this attempt; None for a takeover."""
+    tenant: str = DEFAULT_TENANT
+    """Whose job it is (its usage is counted there)."""
     app: str | None = None
 
 
@@ -227,6 +230,7 @@ class JobStore:
             cache_key=row["cache_key"],
             version=worker.version if worker is not None else None,
             waited_s=row["waited_s"],
+            tenant=row.get("tenant") or DEFAULT_TENANT,
             app=row["app"],
         )
 
@@ -251,11 +255,14 @@ class JobStore:
         attempt: Attempt,
         result: dict[str, Any],
         cache: tuple[str, int, float] | None = None,
+        tokens: TokenUsage | None = None,
     ) -> bool:
         """Record the result; with ``cache=(collection, generation, ttl_s)`` also cache it.
 
         One statement: the fenced update, the ``done`` event, the cache entry and the removal
-        of the uploaded files commit together, in one round trip.
+        of the uploaded files commit together, in one round trip; with ``tokens``, the job
+        and its tokens are added to the attempt's tenant's usage of the day, in the same
+        statement.
         """
         collection, generation, ttl_s = cache if cache is not None else (None, None, None)
         params = {
@@ -267,6 +274,7 @@ class JobStore:
             "collection": collection,
             "generation": generation,
             "ttl_s": ttl_s,
+            **(tokens or TokenUsage()).params(attempt.tenant if tokens is not None else None),
         }
         async with self.db.connection() as conn:
             row = await (await conn.execute(queries.SUCCEED, params)).fetchone()

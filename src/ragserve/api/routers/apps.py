@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from ragserve.api.deps import Jobs, State
+from ragserve.api.deps import Jobs, State, Tenant
 from ragserve.api.schemas import UNAVAILABLE, Accepted, AppList, Responses, error_doc
 from ragserve.api.submissions import ACCEPTED_DOCS, IdempotencyKey, accepted
 from ragserve.jobs.apps import InputRejected
@@ -34,13 +34,14 @@ async def submit_app_job(
     body: AppJobRequest,
     jobs: Jobs,
     state: State,
+    tenant: Tenant,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """An ``input`` that fails the app's input schema is a 422 of the usual shape (FastAPI's
     ``detail`` list, ``loc`` naming the field, e.g. ``["body", "input", "name"]``), before any
     job exists."""
     try:
-        submission = await jobs.submit_app(name, body, idempotency_key)
+        submission = await jobs.submit_app(name, body, idempotency_key, tenant)
     except InputRejected as exc:
         errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors]
         raise RequestValidationError(errors, body=None) from None

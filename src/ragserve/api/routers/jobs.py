@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ragserve.api.deps import Jobs, Ops, State
+from ragserve.api.deps import Jobs, Ops, State, Tenant
 from ragserve.api.schemas import (
     LOCATION_HEADER,
     UNAVAILABLE,
@@ -24,6 +25,7 @@ from ragserve.api.submissions import ACCEPTED_DOCS, IdempotencyKey, accepted
 from ragserve.errors import InvalidInput, NotFound
 from ragserve.jobs.models import AnswerRequest, AskRequest, Job, JobKind, JobStatus
 from ragserve.jobs.operations import JobListing
+from ragserve.jobs.service import Submission
 from ragserve.names import COLLECTION_NAME, is_uuid
 
 router = APIRouter(prefix="/v1", tags=["jobs"], responses={**UNAVAILABLE})
@@ -39,9 +41,13 @@ NO_SUCH_JOB: Responses = {404: error_doc("No job with this id")}
     summary="Submit a question as a job",
 )
 async def submit_job(
-    body: AnswerRequest, jobs: Jobs, state: State, idempotency_key: IdempotencyKey = None
+    body: AnswerRequest,
+    jobs: Jobs,
+    state: State,
+    tenant: Tenant,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    return accepted(await jobs.submit_answer(body, idempotency_key), state)
+    return accepted(await jobs.submit_answer(body, idempotency_key, tenant), state)
 
 
 @router.post(
@@ -55,18 +61,34 @@ async def submit_job(
             "description": "Still running after wait_s: follow it as after POST /v1/jobs",
         },
         409: ACCEPTED_DOCS[409],
+        429: ACCEPTED_DOCS[429],
     },
     summary="Submit a question and wait up to wait_s for the answer",
 )
 async def ask(
-    body: AskRequest, jobs: Jobs, state: State, idempotency_key: IdempotencyKey = None
+    body: AskRequest,
+    jobs: Jobs,
+    state: State,
+    tenant: Tenant,
+    idempotency_key: IdempotencyKey = None,
 ) -> Job | JSONResponse:
     request = AnswerRequest(**body.model_dump(exclude={"wait_s"}))
-    submission = await jobs.submit_answer(request, idempotency_key)
+    submission = await jobs.submit_answer(request, idempotency_key, tenant)
     job = await jobs.wait(submission.job.job_id, body.wait_s)
     if job.status.terminal:
         return job
-    return accepted(submission, state)
+    return accepted(waited(submission, job, body.wait_s), state)
+
+
+def waited(submission: Submission, job: Job, waited_s: float) -> Submission:
+    """``submission`` as it stands ``waited_s`` later: its estimate counts down, and is 0
+    once the job runs."""
+    estimate = submission.estimated_start_s
+    if job.status != JobStatus.queued:
+        estimate = 0.0
+    elif estimate is not None:
+        estimate = max(0.0, estimate - waited_s)
+    return replace(submission, job=job, estimated_start_s=estimate)
 
 
 @router.get("/jobs", summary="List jobs, newest first (filters, and pages with ?before=)")
