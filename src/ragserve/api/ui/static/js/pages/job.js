@@ -4,7 +4,9 @@
 import { api } from "../api.js";
 import { between, clear, dateTime, errorBox, h, seconds, statusBadge, table, toast } from "../dom.js";
 import { label, t } from "../i18n.js";
+import { outputText } from "../apps.js";
 import { answerNodes, sourceList } from "./ask.js";
+import { kindLabel } from "./jobs.js";
 
 const REFRESH_MS = 1500;
 const TERMINAL = ["succeeded", "failed", "cancelled"];
@@ -25,6 +27,8 @@ function eventText(event) {
       return data.cached ? `${t("job.done")} · ${t("job.cached")}` : t("job.done");
     case "error":
       return `${data.type}: ${data.message}`;
+    case "chunk":
+      return outputText(data.chunk, false);
     default:
       return JSON.stringify(data);
   }
@@ -53,8 +57,13 @@ function resultView(job) {
       (job.result.documents || []).map((d) => [d.source, label("doc", d.status), String(d.chunks), d.error ?? t("common.none")]),
     );
   }
-  const sources = job.result.sources || [];
-  return h("div", {}, h("div", { class: "answer" }, answerNodes(job.result.answer || "", sources)), sourceList(sources));
+  // An app job's result is {output}; that of an instance of the built-in pipeline (and of an
+  // answer job) is an answer with its sources.
+  const answer = job.kind === "app" ? job.result.output : job.result;
+  if (typeof answer?.answer !== "string" || !Array.isArray(answer.sources)) {
+    return h("pre", { class: "output", id: "job-output" }, outputText(job.result.output));
+  }
+  return h("div", {}, h("div", { class: "answer" }, answerNodes(answer.answer, answer.sources)), sourceList(answer.sources));
 }
 
 export async function render(main, route) {
@@ -93,8 +102,9 @@ export async function render(main, route) {
         : null,
     );
     const details = [
-      [t("jobs.kind"), label("kind", job.kind)],
-      [t("job.collection"), job.collection],
+      [t("jobs.kind"), kindLabel(job)],
+      [t("job.app"), job.app ?? t("common.none")],
+      [t("job.collection"), job.collection || t("common.none")],
       [t("job.query"), job.query ?? t("common.none")],
       [t("jobs.attempts"), String(job.attempts)],
       [t("jobs.created"), dateTime(job.created_at)],
