@@ -482,7 +482,9 @@ def test_key_prompt_keeps_the_key_for_the_tab_and_sends_it(page: Page) -> None:
     expect(page.get_by_role("button", name="Forget key")).to_be_hidden()
 
 
-def test_app_streams_chunks_resumes_and_shows_its_output(page: Page, api: httpx.Client) -> None:
+def test_app_streams_chunks_resumes_and_shows_its_output(
+    page: Page, api: httpx.Client, screenshots: Callable[[Page, str], None]
+) -> None:
     """A user app: its input prefilled from its schema, chunks streaming, a reload that replays
     them once each, the output as JSON; the jobs table filtered to apps shows it."""
     pick_app(page, "spell")
@@ -499,6 +501,7 @@ def test_app_streams_chunks_resumes_and_shows_its_output(page: Page, api: httpx.
     # Replayed and followed: every letter once, however many were seen before the reload.
     assert seen < len(word)
     expect(chunks).to_have_count(len(word))
+    expect(page.get_by_label("Input (JSON)")).to_have_value(re.compile(word))  # as it was sent
     output = page.locator("#app-output")
     expect(output).to_contain_text('"so_far": "streaming"')  # indented JSON
     assert json.loads(output.inner_text()) == {"so_far": word, "left": 0}
@@ -509,6 +512,7 @@ def test_app_streams_chunks_resumes_and_shows_its_output(page: Page, api: httpx.
         "spell",
         {"output": {"so_far": word, "left": 0}},
     )
+    screenshots(page, "ask-app-en")
 
     page.goto("/ui/#/jobs?kind=app")
     row = page.locator(f'#jobs-table tr[data-job="{job_id}"]')

@@ -87,6 +87,16 @@ export function sourceList(sources) {
 }
 
 const MAX_CHUNKS_SHOWN = 100;
+const INPUT_KEY = "ragserve.appInput";
+
+/** The input of the last app job sent from this tab: {job, text}. */
+function readSentInput() {
+  try {
+    return JSON.parse(sessionStorage.getItem(INPUT_KEY) || "null");
+  } catch {
+    return null;
+  }
+}
 
 /** The URL of the Ask page for an app (``rag`` is the default, left out) and a job. */
 function askHash(app, jobId) {
@@ -248,6 +258,8 @@ export async function render(main, route) {
     submit.disabled = true;
     try {
       const accepted = await api("POST", request[0], { json: request[1] });
+      // The API does not return a job's input: keep what was sent, to show it again.
+      sessionStorage.setItem(INPUT_KEY, JSON.stringify({ job: accepted.job_id, text: input.value }));
       location.hash = askHash(app.name, accepted.job_id);
     } catch (error) {
       clear(notice, errorBox(error));
@@ -289,6 +301,8 @@ export async function render(main, route) {
     // An app no longer served still shows: a job with a question is one of the pipeline's.
     const pipeline = job.kind === "answer" || (listedApp ? isPipeline(listedApp) : job.query !== null);
     if (listedApp) chooseApp(listedApp.name, { prefill: !pipeline });
+    const sent = readSentInput();
+    if (!pipeline && sent?.job === job.job_id) input.value = sent.text;
     if (pipeline) {
       question.value = job.query || "";
       if ([...collection.options].some((o) => o.value === job.collection)) collection.value = job.collection;
