@@ -513,6 +513,9 @@ def test_app_streams_chunks_resumes_and_shows_its_output(
         {"output": {"so_far": word, "left": 0}},
     )
     screenshots(page, "ask-app-en")
+    page.set_viewport_size({"width": 390, "height": 860})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 1280, "height": 860})
 
     page.goto("/ui/#/jobs?kind=app")
     row = page.locator(f'#jobs-table tr[data-job="{job_id}"]')
@@ -522,6 +525,7 @@ def test_app_streams_chunks_resumes_and_shows_its_output(
     row.locator("a").click()
     expect(page.locator("#job-output")).to_contain_text('"so_far": "streaming"')
     expect(page.locator('#job-timeline li[data-type="chunk"]')).to_have_count(len(word))
+    expect(page.locator('#job-timeline li[data-type="chunk"]').last).to_contain_text("streaming")
     page.goto("/ui/#/ops")  # an app's queue shows, even while empty
     expect(page.locator('#ops-queues tr[data-queue="spell"] td[data-field="depth"]')).to_have_text(
         "0"
@@ -538,6 +542,11 @@ def test_app_with_text_input_streams_tokens_and_cancels(page: Page, api: httpx.C
     expect(page.locator("#app-output")).to_have_text(f"{sentence} [1]", timeout=15_000)
     expect(tokens).to_have_text(f"{sentence} [1]")
     assert api.get(f"/v1/jobs/{job_id}").json()["result"] == {"output": f"{sentence} [1]"}
+    # On its page, the 40-odd chunks of the text parser are summed up in one line.
+    page.goto(f"/ui/#/jobs/{job_id}")
+    expect(page.locator("#job-output")).to_have_text(f"{sentence} [1]")
+    expect(page.locator('#job-timeline li[data-type="chunk"]')).to_have_count(1)
+    expect(page.locator('#job-timeline li[data-type="chunk"]')).to_contain_text("chunks streamed")
     # Cancel, as for answers.
     job_id = submit_app_input(page, "spell", '{"word": "cancelled", "pause_s": 0.5}')
     expect(page.locator("#app-chunks li").first).to_be_attached()

@@ -34,8 +34,29 @@ function eventText(event) {
   }
 }
 
+const CHUNKS_LISTED = 20;
+
+/** The events as timeline items; an attempt that streamed more than CHUNKS_LISTED chunks has
+ * them summed up in one item (a chain ending in a text parser streams one per token). */
+function eventItems(events) {
+  const chunksPerAttempt = new Map();
+  for (const e of events) if (e.type === "chunk") chunksPerAttempt.set(e.attempt, [...(chunksPerAttempt.get(e.attempt) || []), e]);
+  const items = [];
+  for (const e of events) {
+    const chunks = e.type === "chunk" ? chunksPerAttempt.get(e.attempt) : null;
+    if (chunks && chunks.length > CHUNKS_LISTED) {
+      if (chunks[0] !== e) continue;
+      const text = t("job.chunks", { n: chunks.length, attempt: e.attempt, last: seconds(between(e.created_at, chunks.at(-1).created_at)) });
+      items.push({ at: e.created_at, seq: e.seq, type: e.type, text });
+    } else {
+      items.push({ at: e.created_at, seq: e.seq, type: e.type, text: eventText(e) });
+    }
+  }
+  return items;
+}
+
 function timelineItems(timeline) {
-  const items = timeline.events.map((e) => ({ at: e.created_at, seq: e.seq, type: e.type, text: eventText(e) }));
+  const items = eventItems(timeline.events);
   for (const tokens of timeline.tokens) {
     items.push({
       at: tokens.first_at,
