@@ -550,6 +550,9 @@ def test_app_with_text_input_streams_tokens_and_cancels(page: Page, api: httpx.C
     # Cancel, as for answers.
     job_id = submit_app_input(page, "spell", '{"word": "cancelled", "pause_s": 0.5}')
     expect(page.locator("#app-chunks li").first).to_be_attached()
+    workers = api.get("/v1/ops/overview").json()["workers"]
+    running = {j["job_id"]: j for w in workers for j in w["jobs"]}
+    assert (running[job_id]["kind"], running[job_id]["app"]) == ("app", "spell")
     page.get_by_role("button", name="Cancel", exact=True).click()
     expect(page.locator("#ask-notice")).to_contain_text("cancelled")
     assert wait_job(api, job_id)["status"] == "cancelled"
