@@ -222,6 +222,7 @@ class QueueState(BaseModel):
 class RunningJob(BaseModel):
     job_id: str
     kind: str
+    app: str | None = Field(default=None, description="Its app ('rag' for answers); null: ingest.")
     collection: str
     query: str | None
     started_at: datetime = Field(description="When the current attempt started.")

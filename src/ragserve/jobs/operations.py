@@ -8,6 +8,7 @@ named here, beside the one class that runs them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -62,7 +63,7 @@ SELECT_LIVE_WORKERS: Final = (
 )
 
 SELECT_RUNNING_ATTEMPTS: Final = (
-    "SELECT a.worker_id::text AS worker_id, j.id::text AS job_id, j.kind, j.collection,"
+    "SELECT a.worker_id::text AS worker_id, j.id::text AS job_id, j.kind, j.app, j.collection,"
     " j.query, a.started_at FROM jobs j JOIN job_attempts a"
     " ON a.job_id = j.id AND a.attempt = j.attempts"
     " WHERE j.status = 'running' ORDER BY a.started_at"
@@ -182,10 +183,13 @@ class Operations:
             attempts = await (await conn.execute(SELECT_ATTEMPTS, params)).fetchall()
         return Timeline(Job.from_row(row), events, tokens, attempts)
 
-    async def overview(self, dead_letters: int) -> Overview:
-        """Queues, job counts, live workers with their running jobs, the newest dead letters."""
+    async def overview(
+        self, dead_letters: int, queues: Sequence[str] = monitoring.BUILT_IN_QUEUES
+    ) -> Overview:
+        """Queues (each of ``queues`` even when empty), job counts, live workers with their
+        running jobs, the newest dead letters."""
         async with self.db.transaction() as conn:
-            facts = await monitoring.read_facts(conn)
+            facts = await monitoring.read_facts(conn, queues)
             counts = await (await conn.execute(COUNT_BY_STATUS)).fetchall()
             workers = await (await conn.execute(SELECT_LIVE_WORKERS)).fetchall()
             running = await (await conn.execute(SELECT_RUNNING_ATTEMPTS)).fetchall()
