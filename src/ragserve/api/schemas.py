@@ -8,9 +8,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from ragserve.jobs.models import Job, JobStatus, storable
+from ragserve.jobs.models import Job, JobStatus, RetrievalQuery
 
 
 class ErrorDetail(BaseModel):
@@ -285,24 +285,8 @@ class Source(BaseModel):
     location: SourceLocation
 
 
-class SearchRequest(BaseModel):
+class SearchRequest(RetrievalQuery):
     """Body of ``POST /v1/collections/{name}/search``: retrieval alone, no answer."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    query: str = Field(min_length=1, max_length=8000)
-    top_k: int = Field(default=4, ge=1, le=100)
-    document_scope: list[str] | None = Field(default=None, max_length=1000)
-    filters: dict[str, Any] | None = None
-
-    @field_validator("query")
-    @classmethod
-    def _query_has_text(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("query must contain text")
-        return value
-
-    _storable = field_validator("query", "document_scope", "filters")(storable)
 
 
 class SearchResults(BaseModel):
