@@ -27,7 +27,9 @@ Endpoints
 ``GET /admin/stats``
     Counters: ``requests_total`` (received), ``requests_served`` (completed), ``requests_failed``
     (error responses), ``requests_cancelled`` (client went away), ``in_flight`` (generating now),
-    ``waiting`` (queued for a generation slot), ``max_in_flight`` (highest ``in_flight`` seen).
+    ``waiting`` (queued for a generation slot), ``max_in_flight`` (highest ``in_flight`` seen),
+    ``prompt_tokens`` and ``completion_tokens`` (sums of the ``usage`` of the completed
+    requests, whether or not it was sent to the client).
 ``POST /admin/reset-stats``
     Zeroes the counters (``max_in_flight`` restarts from the current ``in_flight``).
 
@@ -197,6 +199,13 @@ class _Stats:
     in_flight: int = 0
     waiting: int = 0
     max_in_flight: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def served(self, usage: dict[str, int]) -> None:
+        self.requests_served += 1
+        self.prompt_tokens += usage["prompt_tokens"]
+        self.completion_tokens += usage["completion_tokens"]
 
 
 class _MockState:
@@ -293,7 +302,7 @@ async def _chat_completions(request: Request) -> Response:
     except asyncio.CancelledError:
         state.stats.requests_cancelled += 1
         raise
-    state.stats.requests_served += 1
+    state.stats.served(reply.usage())
     return JSONResponse(reply.completion())
 
 
@@ -410,7 +419,7 @@ async def _sse(state: _MockState, reply: _Reply, include_usage: bool) -> AsyncIt
     except (asyncio.CancelledError, GeneratorExit):
         state.stats.requests_cancelled += 1
         raise
-    state.stats.requests_served += 1
+    state.stats.served(reply.usage())
 
 
 def _checked_changes(changes: dict[str, Any]) -> dict[str, Any]:

@@ -98,6 +98,14 @@ class CircuitOpen(TransientProviderError):
         super().__init__(f"{provider} circuit is open; retry in {retry_after_s:.1f} s")
 
 
+class QueueFull(TooManyRequests):
+    """The new job's estimated wait exceeds ``RAGSERVE_MAX_QUEUE_WAIT_S``."""
+
+
+class BudgetExhausted(TooManyRequests):
+    """The tenant has used its ``RAGSERVE_DAILY_TOKEN_BUDGET`` for today (UTC)."""
+
+
 class PermanentError(RagserveError):
     """Raised by an app (a user's Runnable): another attempt cannot succeed, fail the job now.
 

@@ -26,13 +26,15 @@ from ragserve.jobs.apps import (
     select_queues,
     worker_queues,
 )
+from ragserve.jobs.estimates import QueueEstimator
 from ragserve.jobs.notify import NotificationHub
 from ragserve.jobs.routing import CanaryRouter
 from ragserve.jobs.runner import JobRunner
 from ragserve.jobs.service import JobService
 from ragserve.jobs.store import JobStore
+from ragserve.jobs.usage import TokenBudget
 from ragserve.jobs.version import pipeline_version
-from ragserve.jobs.worker import Worker
+from ragserve.jobs.worker import Worker, worker_slots
 from ragserve.kb.breaker import breakers_of
 from ragserve.kb.chunking import Chunker
 from ragserve.kb.embeddings import Embedder, build_embedder, warm_up
@@ -136,6 +138,9 @@ def build_job_service(services: Services, hub: NotificationHub | None) -> JobSer
         router=CanaryRouter(services.settings.canary_percent),
         max_queued_per_tenant=services.settings.max_queued_per_tenant,
         apps=services.apps,
+        estimator=QueueEstimator(services.apps.queues(), worker_slots(services.settings)),
+        max_queue_wait_s=services.settings.max_queue_wait_s,
+        budget=TokenBudget(services.settings.daily_token_budget),
     )
 
 

@@ -166,6 +166,16 @@ class Settings(BaseSettings):
         ge=1,
         description="Most queued+running jobs of one tenant; beyond it 429. Unset: no limit.",
     )
+    max_queue_wait_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="A new job whose estimated wait exceeds this gets 429; unset = no limit.",
+    )
+    daily_token_budget: int | None = Field(
+        default=None,
+        ge=1,
+        description="Tokens per tenant per UTC day; new answer and app jobs then get 429.",
+    )
     apps: str | None = Field(
         default=None,
         description="Apps served besides rag: NAME=module:attribute, ;-separated (docs/APPS.md).",

@@ -20,3 +20,16 @@ CJK_IDEOGRAPH = re.compile(f"[{CJK_IDEOGRAPHS}]")
 def has_cjk_ideograph(text: str) -> bool:
     """Whether ``text`` contains any CJK ideograph (a Chinese question, for our purposes)."""
     return CJK_IDEOGRAPH.search(text) is not None
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap token count for when a provider reports none (and for local embeddings).
+
+    One token per CJK ideograph (BPE vocabularies of current models mostly spend one or more
+    on each), and one per four other characters (OpenAI's rule of thumb for English), at
+    least one for any non-empty text. Good to ±30 % for budgets; not a tokenizer.
+    """
+    if not text:
+        return 0
+    ideographs = len(CJK_IDEOGRAPH.findall(text))
+    return max(1, ideographs + -(-(len(text) - ideographs) // 4))

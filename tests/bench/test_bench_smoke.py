@@ -294,6 +294,26 @@ def test_make_samples_regenerates_the_bundled_samples(tmp_path: Path) -> None:
             assert new == committed, name
 
 
+# --------------------------------------------------------------------------- estimates
+
+
+def test_estimate_accuracy(tmp_path: Path) -> None:
+    out = bench(
+        "estimate_accuracy.py",
+        *("--duration", "3", "--concurrency", "2", "--ttft", "0.2", "--arrivals", "fixed"),
+        cwd=tmp_path,
+    )
+    assert re.search(r"^service time t = [\d.]+ s per job, 2 slots", out, re.M), out
+    cells = row(out, "0.80")
+    counts = re.fullmatch(r"(\d+) \((\d+)\)", cells[2])
+    assert counts, out
+    jobs, estimated = (int(n) for n in counts.groups())
+    assert jobs >= 3 and estimated == jobs, out  # after the warm-up every job has an estimate
+    for pair in cells[3:6]:  # actual, predicted, absolute error: seconds, p50 <= p90
+        p50, p90 = (float(v) for v in pair.split(" / "))
+        assert 0.0 <= p50 <= p90 < 60, out
+
+
 # --------------------------------------------------------------------------- apps
 
 

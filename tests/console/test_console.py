@@ -9,6 +9,7 @@ Screenshots go to a temporary folder; with ``RAGSERVE_UPDATE_SCREENSHOTS=1`` als
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -39,6 +40,12 @@ LONG_TEXT = " ".join(f"word{i}" for i in range(400))
 """A document whose first sentence is long: its answer streams for many seconds."""
 
 SLOW_TPS = 12.0
+APPS = {
+    "spell": "console_apps:spell",
+    "echo": "console_apps:echo",
+    "rag-large": "ragserve:rag",
+}
+"""The apps served besides ``rag`` (tests/console/console_apps.py, and a model class)."""
 ContextFactory = Callable[..., BrowserContext]
 UPDATE_SCREENSHOTS = os.environ.get("RAGSERVE_UPDATE_SCREENSHOTS") == "1"
 DOCS_IMG = ROOT / "docs" / "img"
@@ -63,6 +70,12 @@ def service(
         llm_model="mock",
         worker_concurrency=2,
         cache_ttl_s=0,
+        apps=";".join(f"{name}={target}" for name, target in APPS.items()),
+    )
+    env.update(
+        PYTHONPATH=str(ROOT / "tests" / "console"),
+        OPENAI_BASE_URL=llm.base_url,
+        OPENAI_API_KEY="sk-test",
     )
     with running_service(env, tmp_path_factory.mktemp("console-serve")) as (url, _):
         with httpx.Client(base_url=url, timeout=30) as client:
@@ -149,6 +162,19 @@ def watch_stream(page: Page, timeout: float = 30) -> list[int]:
             lengths.append(len(text))
         page.wait_for_timeout(40)
     return lengths
+
+
+def pick_app(page: Page, app: str) -> None:
+    page.goto("/ui/#/ask")
+    page.get_by_label("App", exact=True).select_option(app)
+
+
+def submit_app_input(page: Page, app: str, value: str) -> str:
+    pick_app(page, app)
+    page.locator("#ask-input").fill(value)
+    page.get_by_role("button", name="Ask", exact=True).click()
+    page.wait_for_url(re.compile(rf"app={app}&job="))
+    return job_id_in_url(page)
 
 
 def test_root_redirects_to_the_console(api: httpx.Client) -> None:
@@ -454,3 +480,117 @@ def test_key_prompt_keeps_the_key_for_the_tab_and_sends_it(page: Page) -> None:
     page.get_by_role("button", name="Forget key").click()
     assert page.evaluate("sessionStorage.getItem('ragserve.apiKey')") is None
     expect(page.get_by_role("button", name="Forget key")).to_be_hidden()
+
+
+def test_app_streams_chunks_resumes_and_shows_its_output(
+    page: Page, api: httpx.Client, screenshots: Callable[[Page, str], None]
+) -> None:
+    """A user app: its input prefilled from its schema, chunks streaming, a reload that replays
+    them once each, the output as JSON; the jobs table filtered to apps shows it."""
+    pick_app(page, "spell")
+    expect(page.get_by_label("Input (JSON)")).to_have_value(re.compile(r'"word": ""'))
+    expect(page.get_by_label("Question")).to_be_hidden()
+    word = "streaming"
+    job_id = submit_app_input(page, "spell", f'{{"word": "{word}", "pause_s": 0.25}}')
+    chunks = page.locator("#app-chunks li")
+    expect(chunks.nth(1)).to_be_attached()
+    seen = chunks.count()
+    page.reload()
+    expect(chunks.first).to_contain_text('"so_far":"s"')  # a line of compact JSON
+    expect(page.locator("#answer")).to_have_attribute("aria-busy", "false", timeout=10_000)
+    # Replayed and followed: every letter once, however many were seen before the reload.
+    assert seen < len(word)
+    expect(chunks).to_have_count(len(word))
+    expect(page.get_by_label("Input (JSON)")).to_have_value(re.compile(word))  # as it was sent
+    output = page.locator("#app-output")
+    expect(output).to_contain_text('"so_far": "streaming"')  # indented JSON
+    assert json.loads(output.inner_text()) == {"so_far": word, "left": 0}
+    assert json.loads(chunks.last.inner_text()) == {"so_far": word, "left": 0}
+    job = api.get(f"/v1/jobs/{job_id}").json()
+    assert (job["kind"], job["app"], job["result"]) == (
+        "app",
+        "spell",
+        {"output": {"so_far": word, "left": 0}},
+    )
+    screenshots(page, "ask-app-en")
+    page.set_viewport_size({"width": 390, "height": 860})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 1280, "height": 860})
+
+    page.goto("/ui/#/jobs?kind=app")
+    row = page.locator(f'#jobs-table tr[data-job="{job_id}"]')
+    expect(row.locator('[data-field="kind"]')).to_have_text("app · spell")
+    kinds = page.locator('#jobs-table [data-field="kind"]').all_inner_texts()
+    assert kinds and all(k.startswith("app") for k in kinds), kinds
+    row.locator("a").click()
+    expect(page.locator("#job-output")).to_contain_text('"so_far": "streaming"')
+    expect(page.locator('#job-timeline li[data-type="chunk"]')).to_have_count(len(word))
+    expect(page.locator('#job-timeline li[data-type="chunk"]').last).to_contain_text("streaming")
+    page.goto("/ui/#/ops")  # an app's queue shows, even while empty
+    expect(page.locator('#ops-queues tr[data-queue="spell"] td[data-field="depth"]')).to_have_text(
+        "0"
+    )
+
+
+def test_app_with_text_input_streams_tokens_and_cancels(page: Page, api: httpx.Client) -> None:
+    pick_app(page, "echo")
+    expect(page.get_by_label("Input (text)")).to_have_value("")
+    sentence = " ".join(f"tok{i}" for i in range(40)) + "."
+    job_id = submit_app_input(page, "echo", f"{sentence} The mock answers the first sentence.")
+    tokens = page.locator("#app-tokens")
+    expect(tokens).to_contain_text(re.compile(r"tok\d+ tok\d+"))
+    expect(page.locator("#app-output")).to_have_text(f"{sentence} [1]", timeout=15_000)
+    expect(tokens).to_have_text(f"{sentence} [1]")
+    assert api.get(f"/v1/jobs/{job_id}").json()["result"] == {"output": f"{sentence} [1]"}
+    # On its page, the 40-odd chunks of the text parser are summed up in one line.
+    page.goto(f"/ui/#/jobs/{job_id}")
+    expect(page.locator("#job-output")).to_have_text(f"{sentence} [1]")
+    expect(page.locator('#job-timeline li[data-type="chunk"]')).to_have_count(1)
+    expect(page.locator('#job-timeline li[data-type="chunk"]')).to_contain_text("chunks streamed")
+    # Cancel, as for answers.
+    job_id = submit_app_input(page, "spell", '{"word": "cancelled", "pause_s": 0.5}')
+    expect(page.locator("#app-chunks li").first).to_be_attached()
+    workers = api.get("/v1/ops/overview").json()["workers"]
+    running = {j["job_id"]: j for w in workers for j in w["jobs"]}
+    assert (running[job_id]["kind"], running[job_id]["app"]) == ("app", "spell")
+    page.get_by_role("button", name="Cancel", exact=True).click()
+    expect(page.locator("#ask-notice")).to_contain_text("cancelled")
+    assert wait_job(api, job_id)["status"] == "cancelled"
+
+
+def test_app_input_errors_are_named(new_context: ContextFactory, service: str) -> None:
+    """The API's 422 names the field; JSON that does not parse is caught before sending.
+    (A page of its own: the browser logs the 422 as an error, which the shared page rejects.)"""
+    context = new_context(service, "en-US")
+    page = context.new_page()
+    try:
+        pick_app(page, "spell")
+        submit = page.get_by_role("button", name="Ask", exact=True)
+        page.locator("#ask-input").fill('{"word": ""}')
+        submit.click()
+        expect(page.locator("#ask-notice")).to_contain_text("input.word")
+        page.locator("#ask-input").fill("{not json")
+        submit.click()
+        expect(page.locator("#ask-notice")).to_contain_text("not valid JSON")
+        assert "job=" not in page.url
+    finally:
+        context.close()
+
+
+def test_model_class_takes_the_question_form(page: Page, api: httpx.Client) -> None:
+    pick_app(page, "rag-large")
+    expect(page.get_by_label("Input (JSON)")).to_be_hidden()
+    page.get_by_label("Collection").select_option(COLLECTION)
+    page.get_by_label("Question").fill("What is the guest Wi-Fi network called?")
+    with page.expect_request(lambda r: r.method == "POST" and "/v1/apps/" in r.url) as sent:
+        page.get_by_role("button", name="Ask", exact=True).click()
+    assert sent.value.url.endswith("/v1/apps/rag-large/jobs")
+    page.wait_for_url(re.compile(r"app=rag-large&job="))
+    job = wait_job(api, job_id_in_url(page))
+    assert (job["kind"], job["app"], job["query"]) == (
+        "app",
+        "rag-large",
+        "What is the guest Wi-Fi network called?",
+    )
+    expect(page.locator("#answer")).to_have_text(job["result"]["output"]["answer"].strip())
+    expect(page.locator("#answer button.cite").first).to_be_visible()

@@ -94,11 +94,17 @@ def test_keda_objects() -> None:
     assert spec["scaleTargetRef"]["name"] == "ragserve-worker"
     assert isinstance(spec["minReplicaCount"], int) and isinstance(spec["maxReplicaCount"], int)
     assert 0 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
-    (trigger,) = spec["triggers"]
-    assert trigger["type"] == "postgresql"
-    assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
-    # KEDA reads metric values as strings (a number here is a decode error in KEDA).
-    assert all(isinstance(v, str) for v in trigger["metadata"].values())
+    triggers = {t["type"]: t for t in spec["triggers"]}
+    assert sorted(triggers) == ["postgresql", "prometheus"]
+    assert triggers["postgresql"]["authenticationRef"]["name"] == auth["metadata"]["name"]
+    # Scale on the expected wait (docs/DEPLOY.md, KEDA), as a Value: the HPA multiplies it by
+    # the ready workers, which is what brings the wait to the threshold.
+    wait = triggers["prometheus"]
+    assert wait["metricType"] == "Value"
+    assert "ragserve_queue_expected_wait_seconds" in wait["metadata"]["query"]
+    for trigger in triggers.values():
+        # KEDA reads metric values as strings (a number here is a decode error in KEDA).
+        assert all(isinstance(v, str) for v in trigger["metadata"].values())
     (secret,) = by_kind("Secret").values()
     for ref in auth["spec"]["secretTargetRef"]:
         assert ref["parameter"] == "connection"

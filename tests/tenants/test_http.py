@@ -405,3 +405,19 @@ def test_langchain_helpers_send_the_key(cluster: Cluster) -> None:
     assert refused.value.status == 401
     answer = RagserveRunnable(url, "hr", api_key=cluster.keys["a"]).invoke(QUESTION)
     assert "25 days" in answer["answer"]
+
+
+def test_usage_is_counted_and_shown_per_tenant(cluster: Cluster) -> None:
+    with cluster.client("a") as a:
+        ask(a, "hr", "Who counts the tokens of tenant A?")
+    rows = {}
+    for who in ("a", "b", "admin"):
+        with cluster.client(who) as client:
+            response = client.get("/v1/usage")
+            assert response.status_code == 200, response.text
+            rows[who] = response.json()["usage"]
+    assert {r["tenant"] for r in rows["a"]} == {"a"} and rows["a"][-1]["jobs"] >= 1
+    assert {r["tenant"] for r in rows["b"]} == {"b"}
+    assert {"a", "b"} <= {r["tenant"] for r in rows["admin"]}
+    with cluster.client("admin", **{"X-Ragserve-Tenant": "b"}) as admin_as_b:
+        assert admin_as_b.get("/v1/usage").json()["usage"] == rows["b"]

@@ -10,17 +10,24 @@ import pytest
 
 from ragserve.db.migrate import available_migrations
 from ragserve.db.pool import Database
-from ragserve.errors import NotFound, TenantQueueFull
+from ragserve.errors import BudgetExhausted, NotFound, TenantQueueFull
 from ragserve.jobs.cache import answer_cache_key
+from ragserve.jobs.estimates import QueueEstimator
 from ragserve.jobs.models import AnswerRequest
 from ragserve.jobs.service import QUEUE_FULL_RETRY_AFTER_S, JobService
 from ragserve.jobs.store import JobStore
+from ragserve.jobs.usage import TokenBudget
 from ragserve.kb.store import KnowledgeStore
 
 QUESTION = AnswerRequest(query="How many days of annual leave?", collection="hr")
 
 
-def job_service(db: Database, limit: int | None = None) -> JobService:
+def job_service(
+    db: Database,
+    limit: int | None = None,
+    estimator: QueueEstimator | None = None,
+    budget: TokenBudget | None = None,
+) -> JobService:
     return JobService(
         db,
         JobStore(db),
@@ -29,6 +36,8 @@ def job_service(db: Database, limit: int | None = None) -> JobService:
         embedder_name="e5",
         max_attempts=3,
         max_queued_per_tenant=limit,
+        estimator=estimator,
+        budget=budget,
     )
 
 
@@ -100,6 +109,39 @@ async def test_queue_limit_per_tenant(db: Database) -> None:
     first = (await service.list(None, 50, tenant="a"))[-1]
     await service.cancel(first.job_id, tenant="a")
     await service.submit_answer(AnswerRequest(query="question 2", collection="hr"), tenant="a")
+
+
+async def test_queue_limit_retry_after_comes_from_the_queue_estimate(db: Database) -> None:
+    # Ten answer jobs that each ran 10 s, just now: the queue's mean service time is known.
+    async with db.connection() as conn:
+        await conn.execute(
+            "INSERT INTO jobs (tenant, kind, app, collection, query, request, max_attempts,"
+            " request_hash, status, created_at, started_at, finished_at)"
+            " SELECT 'c', 'answer', 'rag', 'hr', 'q' || n, '{}', 3, 'h', 'succeeded',"
+            " now() - interval '21 s', now() - interval '20 s', now() - interval '10 s'"
+            " FROM generate_series(1, 10) n"
+        )
+    service = job_service(db, limit=2, estimator=QueueEstimator(["answer"], 2))
+    for n in range(2):
+        await service.submit_answer(AnswerRequest(query=f"q{n}", collection="hr"), tenant="a")
+    with pytest.raises(TenantQueueFull) as refused:
+        await service.submit_answer(AnswerRequest(query="q2", collection="hr"), tenant="a")
+    # No live worker: 2 slots assumed. The refused job would have had 2 jobs ahead, 2 slots
+    # free: it starts when 1 slot frees, 10 s / 2 = 5 s; plus one service time, 10 s.
+    assert refused.value.retry_after_s == pytest.approx(15.0, abs=1.0)
+
+
+async def test_the_daily_token_budget_is_each_tenants_own(db: Database) -> None:
+    async with db.connection() as conn:
+        await conn.execute(
+            "INSERT INTO usage (tenant, day, jobs, prompt_tokens)"
+            " VALUES ('a', (now() AT TIME ZONE 'UTC')::date, 3, 100)"
+        )
+    service = job_service(db, budget=TokenBudget(100))
+    with pytest.raises(BudgetExhausted, match="tenant 'a'"):
+        await service.submit_answer(QUESTION, tenant="a")
+    assert (await service.submit_answer(QUESTION, tenant="b")).created
+    assert await service.list(None, 50, tenant="a") == []
 
 
 async def test_rows_of_the_release_before_tenants_belong_to_the_default_tenant(

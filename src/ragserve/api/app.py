@@ -13,7 +13,7 @@ from ragserve import __version__
 from ragserve.api.auth import protected
 from ragserve.api.errors import install_error_handlers
 from ragserve.api.metrics import HttpMetricsMiddleware, Metrics
-from ragserve.api.routers import apps, collections, health, jobs, openai, ops
+from ragserve.api.routers import apps, collections, health, jobs, openai, ops, usage
 from ragserve.api.routers.ui import mount_console
 from ragserve.api.state import AppState
 from ragserve.db.api_keys import ApiKeyStore, KeyVerifier
@@ -73,6 +73,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
     app.include_router(jobs.router, **protected())
     app.include_router(collections.router, **protected())
     app.include_router(health.router)
+    app.include_router(usage.router, **protected())
     app.include_router(apps.router, **protected())
     app.include_router(ops.router, **protected())
     app.include_router(openai.router, **protected())

@@ -58,6 +58,13 @@ class DatabaseFactsCollector(Collector):
             depth.add_metric([queue], q.depth)
             oldest.add_metric([queue], q.oldest_s)
             running.add_metric([queue], q.running)
+        expected_wait = GaugeMetricFamily(
+            "ragserve_queue_expected_wait_seconds",
+            "Estimated wait of a job submitted now (as estimated_start_s); absent while unknown.",
+            labels=["queue"],
+        )
+        for queue, wait_s in sorted(facts.expected_wait_s.items()):
+            expected_wait.add_metric([queue], wait_s)
         workers = GaugeMetricFamily(
             "ragserve_workers", "Live worker processes (presence refreshed in the database)."
         )
@@ -67,7 +74,7 @@ class DatabaseFactsCollector(Collector):
         )
         for version, count in sorted(facts.workers_by_version.items()):
             by_version.add_metric([version], count)
-        yield from (depth, oldest, running, workers, by_version)
+        yield from (depth, oldest, running, expected_wait, workers, by_version)
 
 
 class Metrics:

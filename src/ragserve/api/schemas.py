@@ -5,12 +5,12 @@ Field names are the contract (ARCHITECTURE.md); ``/openapi.json`` is generated f
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from ragserve.jobs.models import Job, JobStatus, storable
+from ragserve.jobs.models import Job, JobStatus, RetrievalQuery
 
 
 class ErrorDetail(BaseModel):
@@ -48,6 +48,10 @@ class Accepted(BaseModel):
     cached: bool = Field(description="The answer came from the cache: the job is done already.")
     coalesced: bool = Field(
         description="An identical question was in flight: this is its job, computed once."
+    )
+    estimated_start_s: float | None = Field(
+        description="Seconds until a worker is expected to start the job (0: it has started);"
+        " null while unknown (no job of its kind has finished lately). See docs/API.md."
     )
 
 
@@ -139,6 +143,21 @@ class Readiness(BaseModel):
     )
 
 
+class UsageDay(BaseModel):
+    """One tenant's jobs and tokens of one UTC day."""
+
+    tenant: str
+    day: date
+    jobs: int = Field(description="Jobs that succeeded (cached answers are free: not counted).")
+    prompt_tokens: int
+    completion_tokens: int
+    embedding_tokens: int
+
+
+class UsageList(BaseModel):
+    usage: list[UsageDay]
+
+
 class AppSummary(BaseModel):
     name: str
     queue: str = Field(description="The queue its jobs wait in (worker --queue serves it).")
@@ -204,6 +223,7 @@ class QueueState(BaseModel):
 class RunningJob(BaseModel):
     job_id: str
     kind: str
+    app: str | None = Field(default=None, description="Its app ('rag' for answers); null: ingest.")
     collection: str
     query: str | None
     started_at: datetime = Field(description="When the current attempt started.")
@@ -266,24 +286,8 @@ class Source(BaseModel):
     location: SourceLocation
 
 
-class SearchRequest(BaseModel):
+class SearchRequest(RetrievalQuery):
     """Body of ``POST /v1/collections/{name}/search``: retrieval alone, no answer."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    query: str = Field(min_length=1, max_length=8000)
-    top_k: int = Field(default=4, ge=1, le=100)
-    document_scope: list[str] | None = Field(default=None, max_length=1000)
-    filters: dict[str, Any] | None = None
-
-    @field_validator("query")
-    @classmethod
-    def _query_has_text(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("query must contain text")
-        return value
-
-    _storable = field_validator("query", "document_scope", "filters")(storable)
 
 
 class SearchResults(BaseModel):

@@ -16,7 +16,19 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_lengt
 ACCEPTED_DOCS: Responses = {
     202: {"headers": LOCATION_HEADER},
     409: error_doc("The Idempotency-Key was used before with a different request"),
-    429: error_doc("Over RAGSERVE_MAX_QUEUED_PER_TENANT; retry after Retry-After seconds"),
+    429: {
+        **error_doc(
+            "Over a limit: the tenant's RAGSERVE_MAX_QUEUED_PER_TENANT (TenantQueueFull), the"
+            " estimated wait over RAGSERVE_MAX_QUEUE_WAIT_S (QueueFull), or the tenant's"
+            " RAGSERVE_DAILY_TOKEN_BUDGET used up (BudgetExhausted)"
+        ),
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds until it may pass",
+                "schema": {"type": "integer"},
+            }
+        },
+    },
 }
 
 
@@ -47,6 +59,7 @@ def accepted(submission: Submission, state: AppState) -> JSONResponse:
         events_url=f"{status_url}/events",
         cached=job.cached,
         coalesced=submission.coalesced,
+        estimated_start_s=submission.estimated_start_s,
     )
     return JSONResponse(
         body.model_dump(mode="json"), status_code=202, headers={"Location": status_url}

@@ -10,18 +10,24 @@ timeout, cancel, retries, result) is the same for both (``ragserve.jobs.runner``
   a ``token`` event, and its output (the root run's end) the result. ``astream_events`` rather
   than ``astream`` because it alone also sees the tokens of a chat model inside a chain whose
   output is not text (a parser, a graph); bench/apps_overhead.py measures its cost.
+
+Both report what the job cost (``Driven.usage``, counted in the tenant's usage when the result
+is stored): the built-in pipeline's ``usage`` on its ``answer`` event; for any other Runnable,
+the ``usage_metadata`` of every chat model call in it that reports one (none: the job counts,
+its tokens are 0).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from ragserve.errors import RagserveError
 from ragserve.jobs.app_output import to_json
+from ragserve.jobs.usage import TokenUsage
 
 
 class EventSink(Protocol):
@@ -39,6 +45,8 @@ class Driven:
     output: Any
     first_token_s: float | None = None
     """From the (first) chat model's request to its first token; None without a model."""
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    """Tokens the run used, as far as its models reported them."""
 
 
 async def drive_answer(
@@ -46,6 +54,7 @@ async def drive_answer(
 ) -> Driven:
     """The built-in pipeline: its ``sources``/``token``/``answer`` stream, as events."""
     result: dict[str, Any] | None = None
+    usage = TokenUsage()
     asked_at = time.monotonic()
     first_token_s: float | None = None
     async for event in pipeline.astream(request, config):
@@ -58,9 +67,10 @@ async def drive_answer(
             await events.token(event["text"])
         elif event["type"] == "answer":
             result = {"answer": event["answer"], "sources": event["sources"]}
+            usage = TokenUsage.from_event(event.get("usage"))
     if result is None:
         raise RagserveError("the answer pipeline ended without an answer")
-    return Driven(result, first_token_s)
+    return Driven(result, first_token_s, usage)
 
 
 async def drive_runnable(
@@ -72,6 +82,7 @@ async def drive_runnable(
     output: Any = None
     last_chunk: Any = None
     streamed = False
+    usage = TokenUsage()
     async for event in runnable.astream_events(value, config, version="v2"):
         kind = event["event"]
         root = not event.get("parent_ids")
@@ -83,6 +94,10 @@ async def drive_runnable(
                 if first_token_s is None and asked_at is not None:
                     first_token_s = time.monotonic() - asked_at
                 await events.token(text)
+        elif kind == "on_chat_model_end":
+            usage = usage + _usage_of(event["data"].get("output"))
+            if root:
+                output = event["data"].get("output")
         elif root and kind.endswith("_stream"):
             last_chunk, streamed = event["data"].get("chunk"), True
             await events.chunk(to_json(last_chunk))
@@ -90,7 +105,18 @@ async def drive_runnable(
             output = event["data"].get("output")
     if output is None and streamed:  # a Runnable that reports no output: its last chunk
         output = last_chunk
-    return Driven(to_json(output), first_token_s)
+    return Driven(to_json(output), first_token_s, usage)
+
+
+def _usage_of(message: Any) -> TokenUsage:
+    """A chat model's reported tokens (LangChain's ``usage_metadata``); none: zero."""
+    metadata = getattr(message, "usage_metadata", None) or {}
+    return TokenUsage.from_event(
+        {
+            "prompt_tokens": metadata.get("input_tokens"),
+            "completion_tokens": metadata.get("output_tokens"),
+        }
+    )
 
 
 def _text_of(chunk: Any) -> str:

@@ -49,13 +49,13 @@ def storable(value: Any) -> Any:
     return value
 
 
-class AnswerRequest(BaseModel):
-    """Body of ``POST /v1/jobs``."""
+class RetrievalQuery(BaseModel):
+    """A question and what narrows its passages: the part of an answer request that retrieval
+    alone (``POST /v1/collections/{name}/search``) takes too."""
 
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(min_length=1, max_length=8000)
-    collection: str = Field(default="default", pattern=COLLECTION_NAME.pattern)
     document_scope: list[str] | None = Field(default=None, max_length=1000)
     filters: dict[str, Any] | None = None
     top_k: int = Field(default=4, ge=1, le=100)
@@ -68,6 +68,12 @@ class AnswerRequest(BaseModel):
         return value
 
     _storable = field_validator("query", "document_scope", "filters")(storable)
+
+
+class AnswerRequest(RetrievalQuery):
+    """Body of ``POST /v1/jobs``."""
+
+    collection: str = Field(default="default", pattern=COLLECTION_NAME.pattern)
 
 
 class AnswerResult(BaseModel):

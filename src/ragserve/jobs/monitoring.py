@@ -2,19 +2,21 @@
 
 Every API replica answers the same, so Prometheus may scrape any of them (or all: dashboards
 take ``max`` over instances). One round trip; the queue part uses pgqueuer's partial indexes
-on queued entries.
+on queued entries. A second one, when asked, for each queue's expected wait
+(``ragserve.jobs.estimates``): the KEDA target (deploy/k8s/keda-scaledobject.yaml).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from pgqueuer.domain.settings import DBSettings
 from psycopg import sql
 
 from ragserve.db.pool import Connection
+from ragserve.jobs.estimates import expected_wait_s, read_loads
 
 BUILT_IN_QUEUES: Final = ("answer", "ingest")
 """The queues of answer and ingest jobs. They, and the queues of the process's apps
@@ -45,14 +47,20 @@ class QueueFacts:
 class DatabaseFacts:
     queues: dict[str, QueueFacts]
     workers_by_version: dict[str, int]
+    expected_wait_s: dict[str, float] = field(default_factory=dict)
+    """Per queue, the wait of a job submitted now; queues whose wait is unknown are left out."""
 
     @property
     def workers(self) -> int:
         return sum(self.workers_by_version.values())
 
 
-async def read_facts(conn: Connection, queues: Sequence[str] = BUILT_IN_QUEUES) -> DatabaseFacts:
-    """The facts; every queue of ``queues`` is among them, empty or not."""
+async def read_facts(
+    conn: Connection, queues: Sequence[str] = BUILT_IN_QUEUES, default_slots: int | None = None
+) -> DatabaseFacts:
+    """The facts; every queue of ``queues`` is among them, empty or not. With
+    ``default_slots`` (the job slots assumed for a worker that reports none, see
+    ``ragserve.jobs.estimates``) also the expected wait of each queue whose wait is known."""
     queue_table = DBSettings().qualified.queue_table
     statement = sql.SQL(_FACTS).format(queue=sql.SQL(queue_table))
     rows = await (await conn.execute(statement)).fetchall()
@@ -63,4 +71,9 @@ async def read_facts(conn: Connection, queues: Sequence[str] = BUILT_IN_QUEUES) 
             by_queue[row["name"]] = QueueFacts(row["depth"], row["running"], row["oldest_s"])
         else:
             workers[row["name"]] = row["depth"]
-    return DatabaseFacts(by_queue, workers)
+    waits: dict[str, float] = {}
+    if default_slots is not None:
+        for name, load in (await read_loads(conn, queues, default_slots)).items():
+            if (wait := expected_wait_s(load, load.waiting, default_slots)) is not None:
+                waits[name] = wait
+    return DatabaseFacts(by_queue, workers, waits)

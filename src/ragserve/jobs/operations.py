@@ -13,6 +13,7 @@ running jobs shows only the tenant's (docs/SECURITY.md).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -68,7 +69,7 @@ SELECT_LIVE_WORKERS: Final = (
 )
 
 SELECT_RUNNING_ATTEMPTS: Final = (
-    "SELECT a.worker_id::text AS worker_id, j.id::text AS job_id, j.kind, j.collection,"
+    "SELECT a.worker_id::text AS worker_id, j.id::text AS job_id, j.kind, j.app, j.collection,"
     " j.query, a.started_at FROM jobs j JOIN job_attempts a"
     " ON a.job_id = j.id AND a.attempt = j.attempts"
     f" WHERE j.status = 'running' AND {tenant_scope('j.tenant')} ORDER BY a.started_at"
@@ -197,12 +198,18 @@ class Operations:
             attempts = await (await conn.execute(SELECT_ATTEMPTS, params)).fetchall()
         return Timeline(Job.from_row(row), events, tokens, attempts)
 
-    async def overview(self, dead_letters: int, *, tenant: str | None) -> Overview:
-        """Queues and live workers (global), and ``tenant``'s job counts, running jobs and
-        newest dead letters."""
+    async def overview(
+        self,
+        dead_letters: int,
+        queues: Sequence[str] = monitoring.BUILT_IN_QUEUES,
+        *,
+        tenant: str | None,
+    ) -> Overview:
+        """Queues (each of ``queues`` even when empty) and live workers, both global; and
+        ``tenant``'s job counts, running jobs and newest dead letters."""
         scope = {"tenant": tenant}
         async with self.db.transaction() as conn:
-            facts = await monitoring.read_facts(conn)
+            facts = await monitoring.read_facts(conn, queues)
             counts = await (await conn.execute(COUNT_JOBS_BY_STATUS, scope)).fetchall()
             workers = await (await conn.execute(SELECT_LIVE_WORKERS)).fetchall()
             running = await (await conn.execute(SELECT_RUNNING_ATTEMPTS, scope)).fetchall()

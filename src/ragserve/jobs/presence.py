@@ -21,9 +21,9 @@ MISSED_BEATS: Final = 3
 """A worker is gone after this many missed refreshes (one may be late under load)."""
 
 UPSERT_WORKER: Final = (
-    "INSERT INTO workers (id, host, pid, version, queues, running, expires_at)"
+    "INSERT INTO workers (id, host, pid, version, queues, running, concurrency, expires_at)"
     " VALUES (%(id)s, %(host)s, %(pid)s, %(version)s, %(queues)s, %(running)s,"
-    " now() + make_interval(secs => %(valid_s)s))"
+    " %(concurrency)s, now() + make_interval(secs => %(valid_s)s))"
     " ON CONFLICT (id) DO UPDATE SET running = excluded.running, heartbeat_at = now(),"
     " expires_at = excluded.expires_at"
 )
@@ -33,12 +33,19 @@ DELETE_WORKER: Final = "DELETE FROM workers WHERE id = %(id)s"
 
 class WorkerPresence:
     def __init__(
-        self, db: Database, worker: WorkerIdentity, queues: Sequence[str], interval_s: float
+        self,
+        db: Database,
+        worker: WorkerIdentity,
+        queues: Sequence[str],
+        interval_s: float,
+        concurrency: int | None = None,
     ) -> None:
+        """``concurrency``: the worker's job slots, for the API's wait estimates."""
         self.db = db
         self.worker = worker
         self.queues = list(queues)
         self.interval_s = interval_s
+        self.concurrency = concurrency
 
     async def beat(self, running: int) -> None:
         """Say this worker is alive, running ``running`` jobs, for ``MISSED_BEATS`` intervals."""
@@ -49,6 +56,7 @@ class WorkerPresence:
             "version": self.worker.version,
             "queues": self.queues,
             "running": running,
+            "concurrency": self.concurrency,
             "valid_s": self.interval_s * MISSED_BEATS,
         }
         async with self.db.connection() as conn:

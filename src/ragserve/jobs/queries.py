@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from ragserve.jobs.usage import COUNT_SUCCEEDED_JOB
+
 _JOB_FIELDS = (
     "id, tenant, kind, status, collection, query, request, attempts, max_attempts, cached,"
     " cache_key, idempotency_key, request_hash, result, error,"
@@ -215,11 +217,13 @@ SUCCEED: Final = (
     " result = excluded.result, created_at = now(),"
     " expires_at = excluded.expires_at),"
     " files AS (DELETE FROM job_files WHERE job_id IN (SELECT id FROM job)),"
+    f" {COUNT_SUCCEEDED_JOB},"
     f" {_attempt_ends(_SUCCEEDED)}"
     " SELECT count(*) AS n FROM job"
 )
-"""The result, the ``done`` event, the cache entry (when ``cache_key`` is not null) and the
-removal of the uploaded files, in one statement."""
+"""The result, the ``done`` event, the cache entry (when ``cache_key`` is not null), the
+removal of the uploaded files and the tenant's usage (when ``usage_tenant`` is not null), in one
+statement."""
 
 FAIL: Final = (
     "WITH job AS (UPDATE jobs SET status = 'failed', result = %(result)s, error = %(error)s,"

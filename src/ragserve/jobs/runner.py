@@ -20,6 +20,7 @@ from ragserve.errors import DocumentError, RagserveError
 from ragserve.jobs.app_streams import Driven, drive_answer, drive_runnable
 from ragserve.jobs.apps import RAG_APP, App, AppRegistry
 from ragserve.jobs.store import Attempt, JobStore
+from ragserve.jobs.usage import TokenUsage
 from ragserve.kb.ingest import DocumentResult, IngestItem, Ingestor
 from ragserve.kb.store import KnowledgeStore
 
@@ -135,7 +136,7 @@ class JobRunner:
         driven = await _drive(app, value, cast(RunnableConfig, config), events)
         await events.flush()
         result = driven.output if attempt.kind == "answer" else {"output": driven.output}
-        if not await self.jobs.succeed(attempt, result, cache=cache):
+        if not await self.jobs.succeed(attempt, result, cache=cache, tokens=driven.usage):
             raise JobFenced("the job changed hands before its result was stored")
         return AttemptReport("succeeded", driven.first_token_s)
 
@@ -170,7 +171,10 @@ class JobRunner:
             ok = await self.jobs.fail(attempt, {"type": error.type, "message": str(error)}, result)
             report = AttemptReport("failed")
         else:
-            ok = await self.jobs.succeed(attempt, result)
+            embedded = sum(r.embedding_tokens for r in results)
+            ok = await self.jobs.succeed(
+                attempt, result, tokens=TokenUsage(embedding_tokens=embedded)
+            )
             report = AttemptReport("succeeded")
         if not ok:
             raise JobFenced("the job changed hands before its result was stored")

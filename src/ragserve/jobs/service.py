@@ -14,20 +14,22 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
 
 from ragserve.db.pool import Connection, Database
-from ragserve.errors import Conflict, NotFound, TenantQueueFull
+from ragserve.errors import Conflict, NotFound, QueueFull, TenantQueueFull, TooManyRequests
 from ragserve.jobs import queue
 from ragserve.jobs.apps import RAG_APP, AppRegistry, check_config
 from ragserve.jobs.cache import answer_cache_key, stable_hash
+from ragserve.jobs.estimates import QueueEstimator, wait_falls_under
 from ragserve.jobs.models import AnswerRequest, AppJobRequest, Job, JobEvent, JobStatus
 from ragserve.jobs.notify import NotificationHub
 from ragserve.jobs.routing import CanaryRouter
 from ragserve.jobs.store import JobStore, NewJob, UploadedFile
+from ragserve.jobs.usage import TokenBudget
 from ragserve.names import check_collection_name
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ class Submission:
     job: Job
     created: bool
     coalesced: bool = False
+    estimated_start_s: float | None = None
+    """Seconds until a worker starts the job (0: it has started); None while unknown."""
 
 
 class JobService:
@@ -63,10 +67,20 @@ class JobService:
         router: CanaryRouter | None = None,
         max_queued_per_tenant: int | None = None,
         apps: AppRegistry | None = None,
+        estimator: QueueEstimator | None = None,
+        max_queue_wait_s: float | None = None,
+        budget: TokenBudget | None = None,
     ) -> None:
+        """``apps``: the apps whose jobs this service submits (None: answer and ingest only);
+        ``estimator``: the queue loads behind ``estimated_start_s`` (None: always null);
+        ``max_queue_wait_s``: refuse new jobs expected to wait longer (``QueueFull``);
+        ``budget``: refuse new answer and app jobs of tenants past their daily tokens."""
         self._db = db
         self._apps = apps
         self._router = router or CanaryRouter(percent=0)
+        self._estimator = estimator
+        self._max_queue_wait_s = max_queue_wait_s
+        self._budget = budget
         self._store = store
         self._hub = hub
         self.answerer_name = answerer_name
@@ -77,10 +91,16 @@ class JobService:
     # -- submitting ------------------------------------------------------------------
 
     async def submit_answer(
-        self, request: AnswerRequest, idempotency_key: str | None = None, *, tenant: str
+        self,
+        request: AnswerRequest,
+        idempotency_key: str | None = None,
+        *,
+        tenant: str,
     ) -> Submission:
-        """Cache hit: a job already succeeded. Same question in flight: that job. Else a new one.
-        All three within ``tenant``: its collection, its cache, its jobs in flight."""
+        """Cache hit: a job already succeeded. Same question in flight: that job. Else a new one,
+        unless the queue is too long, or ``tenant``'s token budget is used up or its queue
+        limit reached (``429``). All within ``tenant``: its collection, its cache, its jobs in
+        flight."""
         body = request.model_dump(mode="json")
         cache_key = answer_cache_key(request, self.answerer_name, self.embedder_name, tenant=tenant)
         new = NewJob(
@@ -101,7 +121,7 @@ class JobService:
                 row = await self._store.insert_cached(conn, new, cached)
                 return Submission(Job.from_row(row), created=True)
             # An identical question in flight makes the insert a no-op: see _insert_and_enqueue.
-            return await self._insert_and_enqueue(conn, new)
+            return await self._insert_and_enqueue(conn, new, budgeted=True)
 
         return await self._submit(new, attempt)
 
@@ -117,7 +137,8 @@ class JobService:
         ``tenant``. Its input is checked against the app's input schema now (``InvalidInput``
         naming the field), so that no job exists for an input the Runnable cannot take.
         Instances of the built-in pipeline are cached and coalesced like answer jobs, within
-        the tenant; other apps are not (their output need not be a function of their input)."""
+        the tenant; other apps are not (their output need not be a function of their input).
+        Refused (``429``) like an answer job."""
         if self._apps is None or name not in self._apps:
             raise NotFound(f"app {name!r} not found (GET /v1/apps lists them)")
         app = self._apps.get(name)
@@ -151,7 +172,7 @@ class JobService:
             ):
                 row = await self._store.insert_cached(conn, new, cached)
                 return Submission(Job.from_row(row), created=True)
-            return await self._insert_and_enqueue(conn, new)
+            return await self._insert_and_enqueue(conn, new, budgeted=True)
 
         return await self._submit(new, attempt)
 
@@ -215,15 +236,15 @@ class JobService:
                 async with self._db.transaction() as conn:
                     key = new.idempotency_key
                     if key is None:
-                        return await attempt(conn)
+                        return await self._estimated(conn, await attempt(conn))
                     existing = await self._store.by_idempotency_key(conn, key, tenant=new.tenant)
                     if existing is not None:
-                        return self._replay(existing, new)
+                        return await self._estimated(conn, self._replay(existing, new))
                     submission = await attempt(conn)
                     await self._store.remember_key(
                         conn, key, submission.job.job_id, new.request_hash, tenant=new.tenant
                     )
-                    return submission
+                    return await self._estimated(conn, submission)
             except psycopg.errors.UniqueViolation:
                 if last_try:
                     raise
@@ -237,7 +258,20 @@ class JobService:
             )
         return Submission(Job.from_row(existing), created=False)
 
-    async def _insert_and_enqueue(self, conn: Connection, new: NewJob) -> Submission:
+    async def _insert_and_enqueue(
+        self, conn: Connection, new: NewJob, *, budgeted: bool = False
+    ) -> Submission:
+        """Queue ``new``; ``budgeted``: check its tenant's token budget first (answer and app
+        jobs). Then its tenant's queue limit, once the job is inserted."""
+        queue_name = await self._router.queue_for(conn, new.queue or new.kind)
+        wait_s = await self._estimator.wait_s(conn, queue_name) if self._estimator else None
+        try:
+            await self._admit(conn, queue_name, wait_s, new.tenant if budgeted else None)
+        except TooManyRequests:
+            # An identical question in flight costs nothing more: share it, never refuse it.
+            if new.cache_key and (row := await self._store.in_flight(conn, new.cache_key)):
+                return Submission(Job.from_row(row), created=False, coalesced=True)
+            raise
         row = await self._store.insert(conn, new)
         if row is None:  # lost the race to an identical question: share its computation
             row = await self._store.in_flight(conn, new.cache_key or "")
@@ -245,15 +279,48 @@ class JobService:
                 raise psycopg.errors.UniqueViolation("in-flight job vanished; try again")
             return Submission(Job.from_row(row), created=False, coalesced=True)
         job_id = str(row["id"])
-        await self._check_queue_limit(conn, new.tenant)
-        await queue.enqueue(conn, await self._router.queue_for(conn, new.queue or new.kind), job_id)
+        await self._check_queue_limit(conn, new.tenant, queue_name, wait_s)
+        await queue.enqueue(conn, queue_name, job_id)
+        if self._estimator is not None:
+            self._estimator.enqueued(queue_name)
         log.info("job queued", extra={"event": "job.queued", "job_id": job_id, "kind": new.kind})
-        return Submission(Job.from_row(row), created=True)
+        return Submission(Job.from_row(row), created=True, estimated_start_s=wait_s)
 
-    async def _check_queue_limit(self, conn: Connection, tenant: str) -> None:
+    async def _admit(
+        self, conn: Connection, queue_name: str, wait_s: float | None, tenant: str | None
+    ) -> None:
+        """Raise ``TooManyRequests`` if a new job may not enter ``queue_name`` now."""
+        limit = self._max_queue_wait_s
+        if limit is not None and wait_s is not None and wait_s > limit:
+            retry_s = wait_falls_under(wait_s, limit)
+            raise QueueFull(
+                f"the estimated wait in queue {queue_name!r} is {wait_s:.0f} s, over"
+                f" RAGSERVE_MAX_QUEUE_WAIT_S ({limit:g} s); retry in {retry_s:.0f} s",
+                retry_after_s=retry_s,
+            )
+        if tenant is not None and self._budget is not None:
+            await self._budget.check(conn, tenant)
+
+    async def _estimated(self, conn: Connection, submission: Submission) -> Submission:
+        """``submission`` with its ``estimated_start_s``: the estimate made when it was queued;
+        for a job found (coalesced, replayed) that still waits, the wait behind its whole
+        queue (an upper bound: it may be further ahead); 0 for one that has started."""
+        if submission.estimated_start_s is not None:
+            return submission
+        if submission.job.status != JobStatus.queued:
+            return replace(submission, estimated_start_s=0.0)
+        if self._estimator is None:
+            return submission
+        wait_s = await self._estimator.wait_s(conn, self._queue_of(submission.job))
+        return replace(submission, estimated_start_s=wait_s)
+
+    async def _check_queue_limit(
+        self, conn: Connection, tenant: str, queue_name: str, wait_s: float | None
+    ) -> None:
         """After inserting a new job: if that puts ``tenant`` over its limit, refuse it (the
         transaction, and with it the job, is rolled back). Coalesced and cached submissions
-        add no work, so they are never refused."""
+        add no work, so they are never refused. ``wait_s``: the estimated wait in
+        ``queue_name`` before this job (for ``Retry-After``)."""
         limit = self.max_queued_per_tenant
         if limit is None:
             return
@@ -262,13 +329,23 @@ class JobService:
             raise TenantQueueFull(
                 f"tenant {tenant!r} has {active - 1} jobs queued or running, the most"
                 f" RAGSERVE_MAX_QUEUED_PER_TENANT ({limit}) allows; retry later",
-                retry_after_s=self.retry_after_s(tenant),
+                retry_after_s=await self.retry_after_s(conn, queue_name, wait_s),
             )
 
-    def retry_after_s(self, tenant: str) -> float:
-        """When a refused submission should come back. A constant until the queue's wait is
-        estimated (``estimated_start_s``); the hook for that estimate."""
-        return QUEUE_FULL_RETRY_AFTER_S
+    async def retry_after_s(self, conn: Connection, queue_name: str, wait_s: float | None) -> float:
+        """When a submission refused by its tenant's queue limit should come back: once one of
+        the tenant's jobs has likely finished. From the queue's estimate (``estimated_start_s``
+        of a job entering it now, ``wait_s``): by then every job queued now, the tenant's
+        included, has started, and one mean service time later the first of them is most
+        likely done, so ``wait_s`` + the mean service time (an upper bound, at least 1 s).
+        Without an estimate (no estimator, or no job of the queue ran lately): the
+        conservative ``QUEUE_FULL_RETRY_AFTER_S``."""
+        if self._estimator is None or wait_s is None:
+            return QUEUE_FULL_RETRY_AFTER_S
+        service_s = (await self._estimator.load(conn, queue_name)).service_s
+        if service_s is None:
+            return QUEUE_FULL_RETRY_AFTER_S
+        return max(1.0, wait_s + service_s)
 
     # -- reading and steering --------------------------------------------------------
 

@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 from ragserve.db.pool import Connection, Database
 from ragserve.jobs import queries
 from ragserve.jobs.models import Job, JobEvent, JobStatus
+from ragserve.jobs.usage import TokenUsage
 from ragserve.names import DEFAULT_TENANT, is_uuid
 
 IDEMPOTENCY_KEY_SEPARATOR = "\n"
@@ -293,12 +294,15 @@ class JobStore:
         attempt: Attempt,
         result: dict[str, Any],
         cache: tuple[str, int, float] | None = None,
+        tokens: TokenUsage | None = None,
     ) -> bool:
         """Record the result; with ``cache=(collection key, generation, ttl_s)`` also cache it
         (the key is ``Collection.key``, the stored name).
 
         One statement: the fenced update, the ``done`` event, the cache entry and the removal
-        of the uploaded files commit together, in one round trip.
+        of the uploaded files commit together, in one round trip; with ``tokens``, the job
+        and its tokens are added to the attempt's tenant's usage of the day, in the same
+        statement.
         """
         collection, generation, ttl_s = cache if cache is not None else (None, None, None)
         params = {
@@ -311,6 +315,7 @@ class JobStore:
             "generation": generation,
             "ttl_s": ttl_s,
             "tenant": attempt.tenant,
+            **(tokens or TokenUsage()).params(attempt.tenant if tokens is not None else None),
         }
         async with self.db.connection() as conn:
             row = await (await conn.execute(queries.SUCCEED, params)).fetchone()

@@ -59,6 +59,11 @@ class RunningJob:
     stop_reason: StopReason | None = field(default=None)
 
 
+def worker_slots(settings: Settings) -> int:
+    """Jobs one worker process runs at once (``RAGSERVE_WORKER_CONCURRENCY``, at least 2)."""
+    return max(2, settings.worker_concurrency)
+
+
 PROGRAMMING_ERRORS: tuple[type[Exception], ...] = (
     TypeError,
     AttributeError,
@@ -179,7 +184,7 @@ class Worker:
             self._qm = QueueManager(Queries(AsyncpgDriver(conn)))
             for queue in self.queues:
                 self._qm.entrypoint(queue)(self._handle)
-            concurrency = max(2, self.settings.worker_concurrency)
+            concurrency = worker_slots(self.settings)
             if self.draining.is_set():
                 return
             log.info(
@@ -202,7 +207,11 @@ class Worker:
 
     def _housekeeping(self) -> Housekeeping:
         presence = WorkerPresence(
-            self.db, self.identity, self.queues, self.settings.worker_presence_s
+            self.db,
+            self.identity,
+            self.queues,
+            self.settings.worker_presence_s,
+            concurrency=worker_slots(self.settings),
         )
         return Housekeeping(
             self.db,

@@ -26,6 +26,7 @@ from ragserve.kb.loaders.structure import build_blocks
 from ragserve.kb.store import Collection, KnowledgeStore
 from ragserve.kb.types import LOCATION_KEY, Chunk, LoadedDocument
 from ragserve.names import DEFAULT_TENANT, check_collection_name
+from ragserve.text import estimate_tokens
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,14 @@ class DocumentResult:
     status: Status
     chunks: int
     error: str | None = None
+    embedding_tokens: int = 0
+    """Tokens embedded (estimated, ``ragserve.text.estimate_tokens``): counted in the tenant's
+    usage, not part of the job's result."""
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        result = asdict(self)
+        del result["embedding_tokens"]
+        return result
 
 
 ProgressCallback = Callable[[DocumentResult], Awaitable[None] | None]
@@ -175,7 +181,8 @@ class Ingestor:
             chunks = self.chunker.split_document(doc)
             if not chunks:
                 raise DocumentError("empty document: no text after chunking")
-            vectors = await self.embedder.embed_documents([c.embedding_text() for c in chunks])
+            texts = [c.embedding_text() for c in chunks]
+            vectors = await self.embedder.embed_documents(texts)
             document_id = await self.store.replace_document(
                 collection,
                 doc.source,
@@ -193,7 +200,8 @@ class Ingestor:
                 extra={"event": "ingest.failed", "source": item.source, "error": str(exc)},
             )
             return DocumentResult(item.source, None, "failed", 0, str(exc))
-        return DocumentResult(doc.source, document_id, "ingested", len(chunks))
+        tokens = sum(estimate_tokens(text) for text in texts)
+        return DocumentResult(doc.source, document_id, "ingested", len(chunks), None, tokens)
 
 
 def _chunk_metadata(chunk: Chunk) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from ragserve.api.schemas import Health, Readiness, ReadinessChecks
 from ragserve.api.state import AppState
 from ragserve.db.migrate import schema_is_current
 from ragserve.jobs.monitoring import read_facts
+from ragserve.jobs.worker import worker_slots
 from ragserve.kb.breaker import breakers_of, describe_circuits
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,9 @@ async def metrics(state: State) -> Response:
     try:
         async with asyncio.timeout(METRICS_DB_TIMEOUT_S):
             async with state.services.db.connection() as conn:
-                facts = await read_facts(conn, state.services.apps.queues())
+                facts = await read_facts(
+                    conn, state.services.apps.queues(), worker_slots(state.services.settings)
+                )
             by_status = {s.value: n for s, n in (await state.jobs.count_by_status()).items()}
     except Exception as exc:  # a scrape must not fail because the database is away
         log.warning(

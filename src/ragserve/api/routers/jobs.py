@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated
 
@@ -25,6 +26,7 @@ from ragserve.api.submissions import ACCEPTED_DOCS, IdempotencyKey, accepted
 from ragserve.errors import InvalidInput, NotFound
 from ragserve.jobs.models import AnswerRequest, AskRequest, Job, JobKind, JobStatus
 from ragserve.jobs.operations import JobListing
+from ragserve.jobs.service import Submission
 from ragserve.names import COLLECTION_NAME, is_uuid
 
 router = APIRouter(prefix="/v1", tags=["jobs"], responses={**UNAVAILABLE})
@@ -77,7 +79,18 @@ async def ask(
     job = await jobs.wait(submission.job.job_id, body.wait_s, tenant=caller.tenant)
     if job.status.terminal:
         return job
-    return accepted(submission, state)
+    return accepted(waited(submission, job, body.wait_s), state)
+
+
+def waited(submission: Submission, job: Job, waited_s: float) -> Submission:
+    """``submission`` as it stands ``waited_s`` later: its estimate counts down, and is 0
+    once the job runs."""
+    estimate = submission.estimated_start_s
+    if job.status != JobStatus.queued:
+        estimate = 0.0
+    elif estimate is not None:
+        estimate = max(0.0, estimate - waited_s)
+    return replace(submission, job=job, estimated_start_s=estimate)
 
 
 @router.get("/jobs", summary="List jobs, newest first (filters, and pages with ?before=)")

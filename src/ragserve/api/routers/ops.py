@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from ragserve.api.auth import Caller
-from ragserve.api.deps import Ops
+from ragserve.api.deps import Ops, State
 from ragserve.api.schemas import UNAVAILABLE, OpsOverview, QueueState, Throughput
 
 router = APIRouter(prefix="/v1/ops", tags=["operations"], responses={**UNAVAILABLE})
@@ -22,11 +22,13 @@ router = APIRouter(prefix="/v1/ops", tags=["operations"], responses={**UNAVAILAB
 async def overview(
     ops: Ops,
     caller: Caller,
+    state: State,
     dead_letters: Annotated[
         int, Query(ge=0, le=200, description="How many of the newest failed jobs to include.")
     ] = 20,
 ) -> OpsOverview:
-    read = await ops.overview(dead_letters, tenant=caller.scope)
+    # Every queue of the apps this process serves shows, even while empty (as in the metrics).
+    read = await ops.overview(dead_letters, state.services.apps.queues(), tenant=caller.scope)
     queues = [
         QueueState(name=name, depth=q.depth, running=q.running, oldest_s=q.oldest_s)
         for name, q in sorted(read.queues.items())

@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ragserve.kb.types import RetrievedChunk
+
+
+@dataclass
+class LLMUsage:
+    """Tokens one answer cost at the LLM, filled in by the answerer that called it: the
+    provider's ``usage`` when it reports one, else an estimate (``ragserve.text``). Left at
+    zero by answerers that call no LLM."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reported: bool = False
+    """The numbers are the provider's own (not estimated)."""
 
 
 @runtime_checkable
@@ -19,8 +32,12 @@ class Answerer(Protocol):
 
     name: str
 
-    def stream(self, question: str, chunks: Sequence[RetrievedChunk]) -> AsyncIterator[str]:
+    def stream(
+        self, question: str, chunks: Sequence[RetrievedChunk], usage: LLMUsage | None = None
+    ) -> AsyncIterator[str]:
         """Yield the answer in pieces; their concatenation is the full answer.
+
+        ``usage``, when given, receives the tokens the answer cost once the stream has ended.
 
         Chunks are numbered from 1 in the given order, and the answer cites them as ``[n]``.
         Failures raise :class:`ragserve.errors.ProviderError` (``TransientProviderError`` when

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 
 from ragserve.kb.types import RetrievedChunk
+from ragserve.rag.answerers.base import LLMUsage
 from ragserve.rag.prompts import is_chinese, not_found_message
 from ragserve.text import CJK_IDEOGRAPH as _CJK_RE
 from ragserve.text import CJK_IDEOGRAPHS as _CJK
@@ -582,8 +583,12 @@ class ExtractiveAnswerer:
             present.update(terms(chunk.text))
         return len(wanted & present) / len(wanted) > self.weights.min_question_share
 
-    async def stream(self, question: str, chunks: Sequence[RetrievedChunk]) -> AsyncIterator[str]:
-        """Yield the answer word by word (English) or a few characters at a time (Chinese)."""
+    async def stream(
+        self, question: str, chunks: Sequence[RetrievedChunk], usage: LLMUsage | None = None
+    ) -> AsyncIterator[str]:
+        """Yield the answer word by word (English) or a few characters at a time (Chinese).
+
+        It calls no LLM: ``usage`` stays at zero tokens."""
         for piece in stream_pieces(self.answer(question, chunks)):
             yield piece
             await asyncio.sleep(0)  # let other jobs on the event loop run between pieces

@@ -20,8 +20,10 @@ import httpx
 from ragserve.errors import InvalidInput, ProviderError, TransientProviderError
 from ragserve.kb.breaker import CircuitBreaker
 from ragserve.kb.types import RetrievedChunk
+from ragserve.rag.answerers.base import LLMUsage
 from ragserve.rag.prompts import PROMPT_VERSION, build_messages
 from ragserve.settings import Settings
+from ragserve.text import estimate_tokens
 
 _CONNECT_TIMEOUT_CAP_S = 10.0
 _MAX_ERROR_CHARS = 500
@@ -96,16 +98,32 @@ class OpenAIChatAnswerer:
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
             "stream": True,
+            # OpenAI, vLLM, Ollama and most others then end the stream with a usage chunk.
+            "stream_options": {"include_usage": True},
         }
 
-    async def stream(self, question: str, chunks: Sequence[RetrievedChunk]) -> AsyncIterator[str]:
-        """Yield content pieces as the endpoint produces them (see :class:`Answerer`)."""
-        payload = self._payload(question, chunks)
-        async with self.breaker.guard():
-            async for piece in self._request(payload):
-                yield piece
+    async def stream(
+        self, question: str, chunks: Sequence[RetrievedChunk], usage: LLMUsage | None = None
+    ) -> AsyncIterator[str]:
+        """Yield content pieces as the endpoint produces them (see :class:`Answerer`).
 
-    async def _request(self, payload: dict[str, Any]) -> AsyncIterator[str]:
+        ``usage`` gets the provider's token counts; a provider that reports none (or a
+        non-streamed answer without them) is counted with ``ragserve.text.estimate_tokens``.
+        """
+        payload = self._payload(question, chunks)
+        meter = usage if usage is not None else LLMUsage()
+        pieces: list[str] = []
+        async with self.breaker.guard():
+            async for piece in self._request(payload, meter):
+                pieces.append(piece)
+                yield piece
+        if not meter.reported:
+            meter.prompt_tokens = sum(
+                estimate_tokens(str(m.get("content") or "")) for m in payload["messages"]
+            )
+            meter.completion_tokens = estimate_tokens("".join(pieces))
+
+    async def _request(self, payload: dict[str, Any], usage: LLMUsage) -> AsyncIterator[str]:
         try:
             async with self._client.stream(
                 "POST", self._url, json=payload, headers=self._headers, timeout=self._timeout
@@ -116,9 +134,11 @@ class OpenAIChatAnswerer:
                 content_type = response.headers.get("content-type", "")
                 if content_type.startswith("application/json"):
                     # The server ignored ``stream: true`` and sent one ChatCompletion.
-                    yield _completion_content(await response.aread())
+                    body = await response.aread()
+                    _read_usage(_parsed(body), usage)
+                    yield _completion_content(body)
                     return
-                async for piece in _stream_contents(response):
+                async for piece in _stream_contents(response, usage):
                     yield piece
         except httpx.TimeoutException as exc:
             raise TransientProviderError(
@@ -135,7 +155,7 @@ class OpenAIChatAnswerer:
             await self._client.aclose()
 
 
-async def _stream_contents(response: httpx.Response) -> AsyncIterator[str]:
+async def _stream_contents(response: httpx.Response, usage: LLMUsage) -> AsyncIterator[str]:
     """Parse the SSE body: yield non-empty ``delta.content`` until ``data: [DONE]``.
 
     A stream that ends without ``[DONE]`` and without a ``finish_reason`` was cut off
@@ -155,6 +175,7 @@ async def _stream_contents(response: httpx.Response) -> AsyncIterator[str]:
         if "error" in event:
             # Some servers (vLLM, Ollama) report failures mid-stream as an error event.
             raise TransientProviderError(f"LLM stream error: {_error_message(event)}")
+        _read_usage(event, usage)
         choices = event.get("choices") or []  # usage-only chunks have no choices
         if not choices:
             continue
@@ -187,6 +208,23 @@ async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
             lines.append(value.removeprefix(" "))
     if lines:
         yield "\n".join(lines)
+
+
+def _read_usage(event: Any, usage: LLMUsage) -> None:
+    """Take ``usage.prompt_tokens``/``completion_tokens`` of a chunk or completion, if any."""
+    reported = event.get("usage") if isinstance(event, dict) else None
+    if not isinstance(reported, dict):
+        return
+    prompt, completion = reported.get("prompt_tokens"), reported.get("completion_tokens")
+    if isinstance(prompt, int) and isinstance(completion, int):
+        usage.prompt_tokens, usage.completion_tokens, usage.reported = prompt, completion, True
+
+
+def _parsed(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None  # _completion_content reports the malformed body
 
 
 def _completion_content(body: bytes) -> str:

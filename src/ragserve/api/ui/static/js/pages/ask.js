@@ -1,9 +1,13 @@
-// Ask: a question to a collection (optionally scoped to chosen documents), the answer streamed
-// token by token with [n] citations that open the cited excerpt, cancel, job id and timings.
-// The job id is kept in the URL (#/ask?job=<id>): a reload replays the stored events from the
-// start and follows the live ones, so a long answer goes on where it was.
+// Ask: pick an app. The built-in pipeline (`rag`, and model classes such as `rag-large`): a
+// question to a collection (optionally scoped to chosen documents), the answer streamed token
+// by token with [n] citations that open the cited excerpt. Any other app: its input (JSON, or
+// text for a string input), its streamed tokens and chunks, then its output. Cancel, job id
+// and timings for both. The app and job id are kept in the URL (#/ask?app=<name>&job=<id>): a
+// reload replays the stored events from the start and follows the live ones, so a long answer
+// goes on where it was.
 
 import { api, followEvents } from "../api.js";
+import { RAG_APP, inputTemplate, isPipeline, listApps, outputText, takesText } from "../apps.js";
 import { between, clear, dateTime, errorBox, h, seconds, statusBadge, toast } from "../dom.js";
 import { t } from "../i18n.js";
 
@@ -82,50 +86,116 @@ export function sourceList(sources) {
   );
 }
 
+const MAX_CHUNKS_SHOWN = 100;
+const INPUT_KEY = "ragserve.appInput";
+
+/** The input of the last app job sent from this tab: {job, text}. */
+function readSentInput() {
+  try {
+    return JSON.parse(sessionStorage.getItem(INPUT_KEY) || "null");
+  } catch {
+    return null;
+  }
+}
+
+/** The URL of the Ask page for an app (``rag`` is the default, left out) and a job. */
+function askHash(app, jobId) {
+  const params = new URLSearchParams();
+  if (app && app !== RAG_APP) params.set("app", app);
+  if (jobId) params.set("job", jobId);
+  const query = params.toString();
+  return `#/ask${query ? `?${query}` : ""}`;
+}
+
+/** What an app job has streamed so far: its tokens' text, its chunks and, once done, its output. */
+function appResultNodes(run) {
+  const nodes = [];
+  if (run.text) nodes.push(h("h3", {}, t("ask.streamed")), h("div", { id: "app-tokens" }, run.text));
+  if (run.chunks.length) {
+    const shown = run.chunks.slice(-MAX_CHUNKS_SHOWN);
+    nodes.push(
+      h("h3", {}, t("ask.chunks", { n: run.chunks.length })),
+      run.chunks.length > shown.length ? h("p", { class: "hint" }, t("ask.chunks_more", { n: run.chunks.length - shown.length })) : null,
+      h("ol", { id: "app-chunks", class: "chunks", start: run.chunks.length - shown.length + 1 }, shown.map((c) => h("li", {}, outputText(c, false)))),
+    );
+  }
+  if (run.done) nodes.push(h("h3", {}, t("ask.output")), h("pre", { id: "app-output", class: "output" }, outputText(run.output)));
+  return nodes.length ? nodes : [t("ask.waiting")];
+}
+
 export async function render(main, route) {
   const jobId = route.params.get("job");
   const scope = readScope();
+  let apps = [{ name: RAG_APP, input_schema: {} }];
+  let app = apps[0];
 
+  const appSelect = h("select", { id: "ask-app", name: "app" });
+  const appHint = h("p", { class: "hint", id: "ask-app-hint" });
   const collection = h("select", { id: "ask-collection", name: "collection" });
   const question = h("textarea", {
     id: "ask-question",
     name: "query",
     rows: 3,
-    required: true,
     placeholder: t("ask.placeholder"),
   });
+  const inputLabel = h("label", { for: "ask-input" });
+  const input = h("textarea", { id: "ask-input", name: "input", rows: 5, class: "mono", spellcheck: false });
   const submit = h("button", { type: "submit", class: "primary", id: "ask-submit" }, t("ask.submit"));
   const cancel = h("button", { type: "button", id: "ask-cancel", disabled: true }, t("ask.cancel"));
   const scopeBox = h("div", { class: "scope", id: "ask-scope" });
+  const pipelineFields = h(
+    "div",
+    { id: "ask-pipeline-fields" },
+    h("div", { class: "field" }, h("label", { for: "ask-collection" }, t("ask.collection")), collection),
+    scopeBox,
+    h("div", { class: "field" }, h("label", { for: "ask-question" }, t("ask.question")), question),
+  );
+  const appFields = h("div", { id: "ask-app-fields", hidden: true }, h("div", { class: "field" }, inputLabel, input));
   const facts = h("dl", { class: "facts", id: "ask-facts" });
   const notice = h("p", { class: "notice", id: "ask-notice", role: "status" });
+  const answerTitle = h("h2", { id: "answer-title" }, t("ask.answer"));
   const answer = h("div", { class: "answer", id: "answer", "aria-live": "polite", "aria-busy": "false" }, t("ask.no_answer"));
   const sourcesBox = h("section", { "aria-labelledby": "sources-title" });
 
   const form = h(
     "form",
     { class: "card ask-form", onsubmit: (event) => submitQuestion(event) },
-    h("div", { class: "field" }, h("label", { for: "ask-collection" }, t("ask.collection")), collection),
-    scopeBox,
-    h("div", { class: "field" }, h("label", { for: "ask-question" }, t("ask.question")), question),
+    h("div", { class: "field" }, h("label", { for: "ask-app" }, t("ask.app")), appSelect, appHint),
+    pipelineFields,
+    appFields,
     h("div", { class: "actions" }, submit, cancel),
   );
-  question.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();
-  });
+  for (const box of [question, input]) {
+    box.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();
+    });
+  }
   main.append(
     h("h1", {}, t("ask.title")),
     form,
-    h(
-      "section",
-      { class: "card", "aria-labelledby": "answer-title" },
-      h("h2", { id: "answer-title" }, t("ask.answer")),
-      facts,
-      notice,
-      answer,
-      sourcesBox,
-    ),
+    h("section", { class: "card", "aria-labelledby": "answer-title" }, answerTitle, facts, notice, answer, sourcesBox),
   );
+
+  /** Show the form of ``name``: the question for the pipeline, an input box for other apps. */
+  function chooseApp(name, { prefill = true } = {}) {
+    app = apps.find((a) => a.name === name) ?? apps[0];
+    appSelect.value = app.name;
+    const pipeline = isPipeline(app);
+    pipelineFields.hidden = !pipeline;
+    appFields.hidden = pipeline;
+    question.required = pipeline;
+    clear(appHint, pipeline ? t("ask.app_pipeline") : t("ask.app_queue", { queue: app.queue ?? app.name }));
+    if (!pipeline) {
+      inputLabel.textContent = takesText(app) ? t("ask.input_text") : t("ask.input_json");
+      if (prefill) input.value = inputTemplate(app);
+    }
+  }
+
+  appSelect.addEventListener("change", () => {
+    chooseApp(appSelect.value);
+    // The app goes in the address (without reloading the page: the shown job stays).
+    history.replaceState(null, "", askHash(app.name, route.params.get("job")));
+  });
 
   function showScope() {
     const current = readScope();
@@ -155,18 +225,42 @@ export async function render(main, route) {
     );
   }
 
+  /** The request for the chosen app: [path, body], or null (the notice says why). */
+  function submission() {
+    if (isPipeline(app)) {
+      const current = readScope();
+      const body = { query: question.value, collection: collection.value };
+      if (current?.documents?.length) {
+        body.collection = current.collection;
+        body.document_scope = current.documents.map((d) => d.document_id);
+      }
+      // `rag` keeps the answer endpoint (and its cache); a model class runs as its own app.
+      if (app.name === RAG_APP) return ["/v1/jobs", body];
+      return [`/v1/apps/${encodeURIComponent(app.name)}/jobs`, { input: body }];
+    }
+    let value = input.value;
+    if (!takesText(app)) {
+      try {
+        value = JSON.parse(input.value);
+      } catch (error) {
+        clear(notice, h("span", { class: "error", role: "alert" }, t("ask.bad_json", { message: error.message })));
+        input.focus();
+        return null;
+      }
+    }
+    return [`/v1/apps/${encodeURIComponent(app.name)}/jobs`, { input: value }];
+  }
+
   async function submitQuestion(event) {
     event.preventDefault();
-    const current = readScope();
-    const body = { query: question.value, collection: collection.value };
-    if (current?.documents?.length) {
-      body.collection = current.collection;
-      body.document_scope = current.documents.map((d) => d.document_id);
-    }
+    const request = submission();
+    if (!request) return;
     submit.disabled = true;
     try {
-      const accepted = await api("POST", "/v1/jobs", { json: body });
-      location.hash = `#/ask?job=${encodeURIComponent(accepted.job_id)}`;
+      const accepted = await api("POST", request[0], { json: request[1] });
+      // The API does not return a job's input: keep what was sent, to show it again.
+      sessionStorage.setItem(INPUT_KEY, JSON.stringify({ job: accepted.job_id, text: input.value }));
+      location.hash = askHash(app.name, accepted.job_id);
     } catch (error) {
       clear(notice, errorBox(error));
     } finally {
@@ -175,7 +269,11 @@ export async function render(main, route) {
   }
 
   try {
-    const listed = await api("GET", "/v1/collections", { signal: route.signal });
+    const [listedApps, listed] = await Promise.all([
+      listApps(route.signal),
+      api("GET", "/v1/collections", { signal: route.signal }),
+    ]);
+    apps = listedApps;
     const names = listed.collections.map((c) => c.name);
     if (!names.length) names.push("default");
     if (scope?.collection && !names.includes(scope.collection)) names.push(scope.collection);
@@ -185,6 +283,8 @@ export async function render(main, route) {
     clear(collection, h("option", { value: "default" }, "default"));
     main.prepend(errorBox(error));
   }
+  clear(appSelect, apps.map((a) => h("option", { value: a.name }, a.name)));
+  chooseApp(route.params.get("app") || RAG_APP);
   showScope();
   if (jobId) await follow(jobId);
 
@@ -196,19 +296,36 @@ export async function render(main, route) {
       if (!route.signal.aborted) clear(notice, errorBox(error));
       return;
     }
-    question.value = job.query || "";
-    if ([...collection.options].some((o) => o.value === job.collection)) collection.value = job.collection;
+    const jobApp = job.kind === "answer" ? RAG_APP : job.app;
+    const listedApp = apps.find((a) => a.name === jobApp);
+    // An app no longer served still shows: a job with a question is one of the pipeline's.
+    const pipeline = job.kind === "answer" || (listedApp ? isPipeline(listedApp) : job.query !== null);
+    if (listedApp) chooseApp(listedApp.name, { prefill: !pipeline });
+    const sent = readSentInput();
+    if (!pipeline && sent?.job === job.job_id) input.value = sent.text;
+    if (pipeline) {
+      question.value = job.query || "";
+      if ([...collection.options].some((o) => o.value === job.collection)) collection.value = job.collection;
+    }
+    answerTitle.textContent = pipeline ? t("ask.answer") : t("ask.output");
+    answer.classList.toggle("app-result", !pipeline);
 
     let text = "";
     let sources = [];
     let status = job.status;
+    const run = { text: "", chunks: [], output: null, done: false };
     const showAnswer = () => {
+      if (!pipeline) {
+        clear(answer, appResultNodes(run));
+        return;
+      }
       clear(answer, text ? answerNodes(text, sources) : t("ask.waiting"));
       clear(sourcesBox, sources.length ? [h("h3", { id: "sources-title" }, t("ask.sources")), sourceList(sources)] : []);
     };
     const showFacts = (timings = {}) => {
       const rows = [
         ["job", t("ask.job"), h("a", { href: `#/jobs/${job.job_id}`, id: "ask-job-id" }, job.job_id)],
+        ["app", t("ask.app"), jobApp ?? t("common.none")],
         ["status", t("ask.status"), statusBadge(status)],
         ["created", t("jobs.created"), dateTime(job.created_at)],
         ["queue_wait", t("ask.queue_wait"), seconds(timings.wait ?? null)],
@@ -256,17 +373,27 @@ export async function render(main, route) {
         onEvent: ({ type, data }) => {
           if (type === "status") {
             status = data.status;
-            if (status === "running") text = ""; // a new attempt streams the answer anew
+            if (status === "running") {
+              // a new attempt streams anew
+              text = "";
+              Object.assign(run, { text: "", chunks: [] });
+            }
             if (status === "cancelled") notice.textContent = t("ask.cancelled");
             showFacts();
           } else if (type === "sources") {
             sources = data.sources || [];
           } else if (type === "token") {
             text += data.text;
+            run.text += data.text;
+          } else if (type === "chunk") {
+            run.chunks.push(data.chunk);
           } else if (type === "done") {
             status = "succeeded";
-            text = data.result?.answer ?? text;
-            sources = data.result?.sources ?? sources;
+            // an answer job's result is {answer, sources}; an app job's {output: ...}
+            const result = data.result && "output" in data.result ? data.result.output : data.result;
+            Object.assign(run, { output: result, done: true });
+            text = result?.answer ?? text;
+            sources = result?.sources ?? sources;
             showFacts();
           } else if (type === "error") {
             status = "failed";

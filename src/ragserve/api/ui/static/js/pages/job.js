@@ -4,7 +4,9 @@
 import { api } from "../api.js";
 import { between, clear, dateTime, errorBox, h, seconds, statusBadge, table, toast } from "../dom.js";
 import { label, t } from "../i18n.js";
+import { outputText } from "../apps.js";
 import { answerNodes, sourceList } from "./ask.js";
+import { kindLabel } from "./jobs.js";
 
 const REFRESH_MS = 1500;
 const TERMINAL = ["succeeded", "failed", "cancelled"];
@@ -25,13 +27,36 @@ function eventText(event) {
       return data.cached ? `${t("job.done")} · ${t("job.cached")}` : t("job.done");
     case "error":
       return `${data.type}: ${data.message}`;
+    case "chunk":
+      return outputText(data.chunk, false);
     default:
       return JSON.stringify(data);
   }
 }
 
+const CHUNKS_LISTED = 20;
+
+/** The events as timeline items; an attempt that streamed more than CHUNKS_LISTED chunks has
+ * them summed up in one item (a chain ending in a text parser streams one per token). */
+function eventItems(events) {
+  const chunksPerAttempt = new Map();
+  for (const e of events) if (e.type === "chunk") chunksPerAttempt.set(e.attempt, [...(chunksPerAttempt.get(e.attempt) || []), e]);
+  const items = [];
+  for (const e of events) {
+    const chunks = e.type === "chunk" ? chunksPerAttempt.get(e.attempt) : null;
+    if (chunks && chunks.length > CHUNKS_LISTED) {
+      if (chunks[0] !== e) continue;
+      const text = t("job.chunks", { n: chunks.length, attempt: e.attempt, last: seconds(between(e.created_at, chunks.at(-1).created_at)) });
+      items.push({ at: e.created_at, seq: e.seq, type: e.type, text });
+    } else {
+      items.push({ at: e.created_at, seq: e.seq, type: e.type, text: eventText(e) });
+    }
+  }
+  return items;
+}
+
 function timelineItems(timeline) {
-  const items = timeline.events.map((e) => ({ at: e.created_at, seq: e.seq, type: e.type, text: eventText(e) }));
+  const items = eventItems(timeline.events);
   for (const tokens of timeline.tokens) {
     items.push({
       at: tokens.first_at,
@@ -53,8 +78,13 @@ function resultView(job) {
       (job.result.documents || []).map((d) => [d.source, label("doc", d.status), String(d.chunks), d.error ?? t("common.none")]),
     );
   }
-  const sources = job.result.sources || [];
-  return h("div", {}, h("div", { class: "answer" }, answerNodes(job.result.answer || "", sources)), sourceList(sources));
+  // An app job's result is {output}; that of an instance of the built-in pipeline (and of an
+  // answer job) is an answer with its sources.
+  const answer = job.kind === "app" ? job.result.output : job.result;
+  if (typeof answer?.answer !== "string" || !Array.isArray(answer.sources)) {
+    return h("pre", { class: "output", id: "job-output" }, outputText(job.result.output));
+  }
+  return h("div", {}, h("div", { class: "answer" }, answerNodes(answer.answer, answer.sources)), sourceList(answer.sources));
 }
 
 export async function render(main, route) {
@@ -93,8 +123,9 @@ export async function render(main, route) {
         : null,
     );
     const details = [
-      [t("jobs.kind"), label("kind", job.kind)],
-      [t("job.collection"), job.collection],
+      [t("jobs.kind"), kindLabel(job)],
+      [t("job.app"), job.app ?? t("common.none")],
+      [t("job.collection"), job.collection || t("common.none")],
       [t("job.query"), job.query ?? t("common.none")],
       [t("jobs.attempts"), String(job.attempts)],
       [t("jobs.created"), dateTime(job.created_at)],

@@ -6,7 +6,7 @@ import { clear, dateTime, errorBox, focusInTable, h, seconds, shortId, statusBad
 import { label, t } from "../i18n.js";
 
 const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
-const KINDS = ["answer", "ingest"];
+const KINDS = ["answer", "ingest", "app"];
 const PAGE_SIZE = 25;
 const REFRESH_MS = 2000;
 
@@ -29,14 +29,25 @@ function select(id, label, values, current, prefix) {
   );
 }
 
+/** A job's kind, with its app for app jobs ("app · spell"; answer jobs are the app rag). */
+export function kindLabel(job) {
+  const kind = label("kind", job.kind);
+  return job.kind === "app" && job.app ? [kind, " · ", h("code", { class: "app-name" }, job.app)] : kind;
+}
+
+/** What a job is about: its question, the collection of an ingest job, else its app. */
+export function jobSubject(job) {
+  return job.query ?? (job.collection || job.app || t("common.none"));
+}
+
 export function jobRow(job) {
   return h(
     "tr",
     { "data-job": job.job_id, "data-status": job.status },
     h("td", { class: "mono" }, h("a", { href: `#/jobs/${job.job_id}`, title: job.job_id }, shortId(job.job_id))),
-    h("td", {}, label("kind", job.kind)),
+    h("td", { "data-field": "kind" }, kindLabel(job)),
     h("td", {}, statusBadge(job.status)),
-    h("td", { class: "wrap" }, job.query ?? job.collection),
+    h("td", { class: "wrap" }, jobSubject(job)),
     h("td", { class: "num" }, String(job.attempts)),
     h("td", { class: "num" }, seconds(job.queue_wait_s)),
     h("td", { class: "num" }, seconds(job.duration_s)),

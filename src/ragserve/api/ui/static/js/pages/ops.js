@@ -5,7 +5,8 @@
 import { api } from "../api.js";
 import { lines, stackedBars } from "../charts.js";
 import { between, clear, dateTime, errorBox, focusInTable, h, seconds, shortId, statusBadge, table, toast } from "../dom.js";
-import { label, t } from "../i18n.js";
+import { t } from "../i18n.js";
+import { jobSubject, kindLabel } from "./jobs.js";
 
 const REFRESH_MS = 2000;
 
@@ -68,7 +69,7 @@ export async function render(main, route) {
                 "td",
                 { class: "wrap-tight" },
                 w.jobs.length
-                  ? h("ul", { class: "plain" }, w.jobs.map((j) => h("li", {}, h("a", { href: `#/jobs/${j.job_id}` }, shortId(j.job_id)), ` ${label("kind", j.kind)}`)))
+                  ? h("ul", { class: "plain" }, w.jobs.map((j) => h("li", {}, h("a", { href: `#/jobs/${j.job_id}` }, shortId(j.job_id)), " ", kindLabel(j))))
                   : String(w.running),
               ),
             ]),
@@ -88,7 +89,7 @@ export async function render(main, route) {
                 "tr",
                 { "data-job": j.job_id },
                 h("td", { class: "mono" }, h("a", { href: `#/jobs/${j.job_id}` }, shortId(j.job_id))),
-                h("td", { class: "wrap" }, j.query ?? j.collection),
+                h("td", { class: "wrap" }, jobSubject(j)),
                 h("td", { class: "wrap error" }, j.error ? `${j.error.type}: ${j.error.message}` : t("common.none")),
                 h("td", {}, dateTime(j.finished_at)),
                 h("td", {}, h("button", { type: "button", onclick: () => redrive(j.job_id) }, t("ops.redrive"))),
