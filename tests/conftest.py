@@ -120,6 +120,13 @@ def mock_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockLLM]:
 
 
 @pytest.fixture
+def llm(mock_llm: MockLLM) -> Iterator[MockLLM]:
+    """The session's mock LLM, put back to the session defaults after the test."""
+    yield mock_llm
+    mock_llm.configure(ttft=0.05, tps=200, error_rate=0.0)
+
+
+@pytest.fixture
 def start_service(spawn: Callable[..., Proc]) -> Callable[..., tuple[str, Proc]]:
     """``ragserve serve`` (or ``api``) on a free port; returns its URL once ready."""
 
