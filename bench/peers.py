@@ -70,6 +70,7 @@ import signal
 import statistics
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -77,6 +78,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from httpx_sse import EventSource
 
 from _common import bench_parser, finish_run, format_table, load_now, machine_info
 from _common import stop_embedded as stop_embedded_server
@@ -86,7 +88,6 @@ from concurrency import (
     OTHER_DOCS,
     CpuMeter,
     Service,
-    ask_job,
     child_env,
     client,
     data_folder,
@@ -340,6 +341,7 @@ class Job:
     job_id: str | None = None
     queue_s: float | None = None
     error: str | None = None
+    retries: int = 0  # ragserve: 503s and cut streams retried, as the bundled client does
 
     @property
     def latency_s(self) -> float | None:
@@ -363,13 +365,54 @@ async def ask_celery(http: httpx.AsyncClient, query: str, poll_s: float, job: Jo
             raise RuntimeError(f"task {job.job_id} {body['status']}: {body.get('error')}")
 
 
+RETRYABLE = {502, 503, 504}
+
+
+async def ask_ragserve(http: httpx.AsyncClient, query: str, job: Job) -> None:
+    """Submit, then follow the job's events to ``done``, retrying as the bundled client does:
+    a ``503`` (or a cut stream) is retried after ``Retry-After`` and the stream resumed with
+    ``Last-Event-ID``. Each retry is counted in ``job.retries``."""
+    body = {"query": query, "collection": COLLECTION}
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    while True:
+        response = await http.post("/v1/jobs", json=body, headers=key)
+        if response.status_code not in RETRYABLE:
+            break
+        job.retries += 1
+        await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+    response.raise_for_status()
+    job.job_id = response.json()["job_id"]
+    last_id: str | None = None
+    while job.done is None:
+        headers = {"Last-Event-ID": last_id} if last_id else {}
+        try:
+            async with http.stream(
+                "GET", f"/v1/jobs/{job.job_id}/events", headers=headers
+            ) as events:
+                if events.status_code in RETRYABLE:
+                    job.retries += 1
+                    await asyncio.sleep(float(events.headers.get("Retry-After", "1")))
+                    continue
+                events.raise_for_status()
+                async for event in EventSource(events).aiter_sse():
+                    last_id = event.id or last_id
+                    if event.event == "done":
+                        job.done = time.perf_counter()
+                        return
+                    if event.event == "error":
+                        raise RuntimeError(f"job {job.job_id}: error {event.data}")
+        except (httpx.TransportError, httpx.StreamError):
+            pass  # a cut stream: resume
+        job.retries += 1
+        await asyncio.sleep(0.5)
+
+
 async def ask(system: System, http: httpx.AsyncClient, query: str, poll_s: float) -> Job:
     """One question, start to answer, on any system; errors are recorded, not raised."""
     job = Job(time.perf_counter())
     try:
         if system.kind == "ragserve":
-            timing = await ask_job(http, query)
-            job.job_id, job.done = timing.job_id, timing.done
+            await ask_ragserve(http, query, job)
         elif system.kind == "celery":
             await ask_celery(http, query, poll_s, job)
         else:
@@ -428,6 +471,7 @@ class BurstResult:
     latencies_s: list[float]
     cpu_s: dict[str, float]
     llm_max_in_flight: int
+    retries: int
     load: str
 
     @property
@@ -435,11 +479,11 @@ class BurstResult:
         return self.n / self.makespan_s
 
 
-async def single_job(system: System, poll_s: float) -> float:
-    """Median of 3 questions alone (the first also warms the system up)."""
+async def single_job(system: System, poll_s: float, runs: int) -> float:
+    """Median of ``runs`` questions alone, after one that warms the system up."""
     out = []
     async with http_client(system, 4) as http:
-        for i in range(4):
+        for i in range(runs + 1):
             job = await ask(system, http, QUESTION.format(tag="single", i=i), poll_s)
             if job.latency_s is None:
                 raise RuntimeError(f"{system.name}: one question failed: {job.error}")
@@ -457,7 +501,7 @@ async def burst_jobs(system: System, n: int, tag: str, poll_s: float, timeout: f
 
 def run_burst(system: System, shared: Shared) -> BurstResult:
     args = shared.args
-    single = asyncio.run(single_job(system, args.poll))
+    single = asyncio.run(single_job(system, args.poll, args.single_runs))
     n = args.serial_n if system.name == "proto-serial" else args.n
     meter = system.meter(shared)
     reset_mock(shared.llm)
@@ -485,6 +529,7 @@ def run_burst(system: System, shared: Shared) -> BurstResult:
         latencies_s=[round(x, 4) for x in latencies],
         cpu_s=cpu,
         llm_max_in_flight=int(mock_stats(shared.llm)["max_in_flight"]),
+        retries=sum(j.retries for j in jobs),
         load=load,
     )
 
@@ -503,6 +548,7 @@ class PoissonResult:
     queue_p99_s: float
     cpu_ms_per_job: dict[str, float]
     latencies_s: list[float]
+    retries: int
     load: str
 
 
@@ -557,6 +603,7 @@ def run_poisson(system: System, shared: Shared, capacity: float) -> list[Poisson
                 queue_p99_s=pct(queues, 99),
                 cpu_ms_per_job={k: round(1000 * v / max(1, answered), 1) for k, v in cpu.items()},
                 latencies_s=[round(x, 4) for x in latencies],
+                retries=sum(j.retries for j in jobs),
                 load=load,
             )
         )
@@ -580,6 +627,7 @@ class KillResult:
     p99_s: float
     done_at_s: list[float]
     first_error: str | None
+    retries: int
     load: str
 
 
@@ -617,6 +665,7 @@ def run_kill(system: System, shared: Shared) -> KillResult:
         p99_s=pct(latencies, 99),
         done_at_s=[round(x, 3) for x in done],
         first_error=errors[0] if errors else None,
+        retries=sum(j.retries for j in jobs),
         load=load,
     )
 
@@ -749,7 +798,12 @@ def run_ingress(system: System, shared: Shared) -> list[IngressResult]:
         load = load_now()
         meter.start()
         stats = run_wrk(
-            system.url, connections, args.ingress_duration, 2, script, f"c{connections}"
+            system.url,
+            connections,
+            args.ingress_duration,
+            min(2, connections),  # wrk threads: as in bench/ingress.py, at most one per core
+            script,
+            f"c{connections}",
         )
         cpu = meter.stop()
         requests = int(stats["requests"])
@@ -832,7 +886,9 @@ def measure(shared: Shared, results: Results) -> None:
             with running(name, shared, workers=0) as system:
                 results.noop.append(run_noop(system, shared))
                 print(f"{name} noop: {results.noop[-1]}", file=sys.stderr)
-        if "ingress" in wanted:
+        if "ingress" in wanted and shutil.which("wrk") is None:
+            results.skipped[f"{name} ingress"] = "wrk is not installed (apt-get install -y wrk)"
+        elif "ingress" in wanted:
             with running(name, shared, workers=0) as system:
                 results.ingress += run_ingress(system, shared)
 
@@ -862,13 +918,14 @@ def report(args: argparse.Namespace, results: Results) -> str:
                 f"{b.p50_s:.2f} / {b.p99_s:.2f}",
                 f"{b.capacity_per_s:.2f}",
                 b.llm_max_in_flight,
+                b.retries,
                 cpu_cell(b.cpu_s, b.answered),
                 b.load,
             ]
             for b in results.burst
         ]
         headers = ["system", "answered", "one job s", "makespan s", "/ one job"]
-        headers += ["latency p50 / p99 s", "jobs/s", "LLM calls at once"]
+        headers += ["latency p50 / p99 s", "jobs/s", "LLM calls at once", "client retries"]
         headers += ["CPU ms per job: system / stores", "load"]
         lines.append(format_table(headers, rows))
         if any(b.extrapolated for b in results.burst):
@@ -883,13 +940,15 @@ def report(args: argparse.Namespace, results: Results) -> str:
                 f"{p.answered} / {p.submitted}",
                 f"{p.p50_s:.2f} / {p.p99_s:.2f}",
                 f"{p.queue_p50_s:.3f} / {p.queue_p99_s:.3f}",
+                p.retries,
                 f"{p.cpu_ms_per_job['system']:.1f} / {p.cpu_ms_per_job['stores']:.1f}",
                 p.load,
             ]
             for p in results.poisson
         ]
         headers = ["system", "load", "arrivals/s", "answered / sent", "latency p50 / p99 s"]
-        headers += ["queue wait p50 / p99 s", "CPU ms per job: system / stores", "load avg"]
+        headers += ["queue wait p50 / p99 s", "client retries", "CPU ms per job: system / stores"]
+        headers += ["load avg"]
         lines.append(format_table(headers, rows))
     if results.kill:
         lines += ["", f"### A worker SIGKILLed {args.kill_after:g} s into {args.n} questions", ""]
@@ -901,12 +960,13 @@ def report(args: argparse.Namespace, results: Results) -> str:
                 k.lost,
                 k.all_done_s,
                 f"{k.p50_s:.2f} / {k.p99_s:.2f}",
+                k.retries,
                 k.load,
             ]
             for k in results.kill
         ]
         headers = ["system", "killed at s", "answered", f"lost (> {args.kill_timeout:g} s)"]
-        headers += ["last answer at s", "latency p50 / p99 s", "load"]
+        headers += ["last answer at s", "latency p50 / p99 s", "client retries", "load"]
         lines.append(format_table(headers, rows))
     if results.noop:
         lines += ["", f"### No-op jobs drained by one worker process ({args.noop_n} queued)", ""]
@@ -1038,6 +1098,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
     parser.add_argument("--n", type=int, default=100, help="questions at once (burst, kill)")
+    parser.add_argument("--single-runs", type=int, default=3, help="questions alone, timed")
     parser.add_argument("--serial-n", type=int, default=10, help="proto-serial's burst size")
     parser.add_argument("--concurrency", type=int, default=100, help="jobs per worker process")
     parser.add_argument("--ttft", type=float, default=1.5, help="mock LLM: seconds to 1st token")
@@ -1059,7 +1120,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep data dirs and logs")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write JSON ('-' = stdout)")
     args = parser.parse_args(argv)
-    if min(args.n, args.serial_n, args.concurrency, args.noop_n) < 1 or args.duration <= 0:
+    sizes = (args.n, args.serial_n, args.concurrency, args.noop_n, args.single_runs)
+    if min(sizes) < 1 or args.duration <= 0:
         parser.error("sizes must be >= 1 and --duration > 0")
     return args
 
