@@ -5,7 +5,7 @@ Starts the mock LLM (``bench/mock_llm.py``), the mock embeddings server of
 ``ragserve api`` + one ``ragserve worker`` on a fresh embedded PostgreSQL; ingests the small
 benchmark collection; sends a few questions to warm up; then measures ``--n`` distinct
 questions sent together (``--concurrency`` at a time), each followed to its ``done`` event as
-a client does (``--client poll`` polls ``GET /v1/jobs/{id}`` every 0.5 s instead).
+a client does (retrying a ``503`` after its ``Retry-After``, as the bundled client does).
 
 **CPU** (psutil, user + system) of the API process, the worker process and PostgreSQL over the
 run, minus what the same processes spend idle for as long (measured just before: heartbeats,
@@ -27,7 +27,7 @@ the CPU run and prints their hottest functions.
 
 Run (about a minute)::
 
-    python bench/job_cost.py                       # --n 100 --concurrency 100
+    python bench/job_cost.py                       # --n 100 --concurrency 25
     python bench/job_cost.py --profile /tmp/job-cost-prof --json /tmp/job-cost.json
 """
 
@@ -57,11 +57,9 @@ from _common import (
 from concurrency import (
     CpuMeter,
     Service,
-    ask_job,
     client,
     data_folder,
     ingest_collection,
-    poll_job,
     postgres_processes,
     processes,
     profiled,
@@ -70,7 +68,7 @@ from concurrency import (
     start_mock_llm,
     start_ragserve,
 )
-from peers import start_ragserve_worker
+from peers import Job, ask_ragserve, start_ragserve_worker
 from ragserve.db.embedded import start_embedded_server
 
 QUESTION = "How many days a week may employees work remotely? ({tag}, request {i})"
@@ -88,6 +86,7 @@ class Run:
     idle_seconds: float
     cpu_s: dict[str, float]
     idle_cpu_s: dict[str, float]
+    retries: int
     load: str
 
     def cpu_ms_per_job(self, group: str) -> float:
@@ -111,16 +110,19 @@ class RoundTrips:
         return round((self.statements - idle) / self.n, 1)
 
 
-async def run_jobs(url: str, n: int, concurrency: int, tag: str, poll: bool) -> None:
+async def run_jobs(url: str, n: int, concurrency: int, tag: str) -> int:
+    """``n`` questions, ``concurrency`` at a time, each followed to ``done``; the number of
+    retries (``503`` answers, cut streams) the clients needed."""
     gate = asyncio.Semaphore(concurrency)
     async with client(url, 2 * concurrency + 8) as http:
 
-        async def one(i: int) -> None:
+        async def one(i: int) -> int:
             async with gate:
-                query = QUESTION.format(tag=tag, i=i)
-                await (poll_job(http, query, 0.5) if poll else ask_job(http, query))
+                job = Job(time.perf_counter())
+                await ask_ragserve(http, QUESTION.format(tag=tag, i=i), job)
+                return job.retries
 
-        await asyncio.gather(*(one(i) for i in range(n)))
+        return sum(await asyncio.gather(*(one(i) for i in range(n))))
 
 
 def measure_cpu(
@@ -143,9 +145,41 @@ def measure_cpu(
         profiled(api.pid, args.profile, f"api-{tag}.txt", top=25),
         profiled(worker.pid, args.profile, f"worker-{tag}.txt", top=25),
     ):
-        asyncio.run(run_jobs(api.url, args.n, args.concurrency, tag, args.client == "poll"))
+        retries = asyncio.run(run_jobs(api.url, args.n, args.concurrency, tag))
     seconds = time.perf_counter() - start
-    return Run(args.n, round(seconds, 3), args.idle, meter.stop(), idle, load)
+    return Run(args.n, round(seconds, 3), args.idle, meter.stop(), idle, retries, load)
+
+
+# Where a sampled stack belongs: the first category (in this order) one of whose markers is in
+# one of its frames. Specific parts first (a pool check inside an event write is a pool check).
+CATEGORIES = (
+    ("pool checkout check (empty query per checkout)", ("check_connection",)),
+    ("token/event writes (EventWriter, append_event)", ("EventWriter.", "append_event")),
+    ("event streams: re-reads (events_after)", ("events_after",)),
+    ("event streams: the rest (JobService.events, SSE)", ("JobService.events", "api/sse.py")),
+    ("submissions (POST /v1/jobs)", ("submit_job", "JobService.submit", "JobService._submit")),
+    ("job reads (JobService.get)", ("JobService.get", "JobStore.get")),
+    ("LLM client (OpenAI answerer: httpx stream, SSE parse)", ("rag/answerers/",)),
+    ("embeddings client", ("kb/embeddings.py",)),
+    ("retrieval (search, collection lookup)", ("rag/retrieval.py", "kb/store.py")),
+    ("job start/finish, cache (JobStore, runner)", ("jobs/store.py", "jobs/runner.py")),
+    ("queue (pgqueuer, asyncpg)", ("pgqueuer/", "asyncpg/")),
+    ("HTTP server (uvicorn, starlette, FastAPI, metrics)", ("uvicorn/", "starlette/", "fastapi/")),
+    ("logging", ("logging/", "ragserve/logs.py")),
+)
+
+
+def profile_categories(path: Path) -> dict[str, float]:
+    """Share of a raw py-spy profile's samples in each of ``CATEGORIES`` (and "other")."""
+    counts: Counter[str] = Counter()
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        name = next((name for name, marks in CATEGORIES if any(m in stack for m in marks)), "other")
+        counts[name] += int(count)
+    total = sum(counts.values()) or 1
+    return {name: round(100 * n / total, 1) for name, n in counts.most_common()}
 
 
 def statement_kind(sql: str) -> str:
@@ -190,7 +224,7 @@ def count_round_trips(args: argparse.Namespace, api: Service, data_dir: Path) ->
             conn.execute(f"SELECT '{marks[1]}'")
             conn.execute(f"SELECT '{marks[2]}'")
             start = time.perf_counter()
-            asyncio.run(run_jobs(api.url, args.n, args.concurrency, "round trips", False))
+            asyncio.run(run_jobs(api.url, args.n, args.concurrency, "round trips"))
             seconds = time.perf_counter() - start
             conn.execute(f"SELECT '{marks[3]}'")
         finally:
@@ -209,9 +243,15 @@ def count_round_trips(args: argparse.Namespace, api: Service, data_dir: Path) ->
     )
 
 
+def profile_table(profiles: dict[str, dict[str, float]]) -> str:
+    names = list(dict.fromkeys(name for shares in profiles.values() for name in shares))
+    rows = [[name, *(shares.get(name, 0.0) for shares in profiles.values())] for name in names]
+    return format_table(["where (py-spy samples, %)", *profiles], rows)
+
+
 def report(args: argparse.Namespace, runs: Sequence[Run], trips: RoundTrips | None) -> str:
     lines = [
-        f"{args.n} answer jobs, {args.concurrency} at a time, client {args.client};"
+        f"{args.n} answer jobs, {args.concurrency} at a time, each followed to its done event;"
         f" ragserve api + 1 worker (concurrency {args.worker_concurrency}), mock LLM"
         f" ttft {args.ttft} s + {args.tps} tok/s, mock embeddings server",
         "",
@@ -225,13 +265,22 @@ def report(args: argparse.Namespace, runs: Sequence[Run], trips: RoundTrips | No
             r.cpu_ms_per_job("worker"),
             round(r.cpu_ms_per_job("api") + r.cpu_ms_per_job("worker"), 2),
             r.cpu_ms_per_job("postgres"),
+            r.retries,
             r.load,
         ]
         for i, r in enumerate(runs)
     ]
     headers = ["run", "jobs", "s", "API ms/job", "worker ms/job", "API + worker ms/job"]
-    headers += ["PostgreSQL ms/job", "load"]
+    headers += ["PostgreSQL ms/job", "client retries (503)", "load"]
     lines.append(format_table(headers, rows))
+    if args.profile:
+        profiles = {
+            f"{proc} {run}": profile_categories(args.profile / f"{proc}-run{run}.txt")
+            for proc in ("api", "worker")
+            for run in range(1, len(runs) + 1)
+            if (args.profile / f"{proc}-run{run}.txt").exists()
+        }
+        lines += ["", profile_table(profiles)]
     if trips is not None:
         lines += [
             "",
@@ -248,13 +297,12 @@ def report(args: argparse.Namespace, runs: Sequence[Run], trips: RoundTrips | No
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = bench_parser(__doc__)
     parser.add_argument("--n", type=int, default=100, help="answer jobs per run")
-    parser.add_argument("--concurrency", type=int, default=100, help="jobs sent at a time")
+    parser.add_argument("--concurrency", type=int, default=25, help="jobs sent at a time")
     parser.add_argument("--worker-concurrency", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=2, help="CPU runs")
     parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle baseline")
     parser.add_argument("--ttft", type=float, default=1.5)
     parser.add_argument("--tps", type=float, default=50.0)
-    parser.add_argument("--client", choices=["sse", "poll"], default="sse")
     parser.add_argument("--skip-round-trips", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep data dirs and logs")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the API and worker")
@@ -284,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         worker = start_ragserve_worker(data_dir, scratch, "worker", **settings)
         try:
             asyncio.run(ingest_collection(api.url))
-            asyncio.run(run_jobs(api.url, 5, 5, "warm-up", False))
+            asyncio.run(run_jobs(api.url, 5, 5, "warm-up"))
             runs = [
                 measure_cpu(args, api, worker, data_dir, f"run{i + 1}") for i in range(args.repeat)
             ]

@@ -368,6 +368,12 @@ async def ask_celery(http: httpx.AsyncClient, query: str, poll_s: float, job: Jo
 RETRYABLE = {502, 503, 504}
 
 
+async def job_failed(http: httpx.AsyncClient, job_id: str) -> bool:
+    """After an ``error`` event: is the job over, or will another attempt follow?"""
+    response = await http.get(f"/v1/jobs/{job_id}")
+    return response.status_code == 200 and response.json()["status"] in ("failed", "cancelled")
+
+
 async def ask_ragserve(http: httpx.AsyncClient, query: str, job: Job) -> None:
     """Submit, then follow the job's events to ``done``, retrying as the bundled client does:
     a ``503`` (or a cut stream) is retried after ``Retry-After`` and the stream resumed with
@@ -399,7 +405,7 @@ async def ask_ragserve(http: httpx.AsyncClient, query: str, job: Job) -> None:
                     if event.event == "done":
                         job.done = time.perf_counter()
                         return
-                    if event.event == "error":
+                    if event.event == "error" and await job_failed(http, job.job_id):
                         raise RuntimeError(f"job {job.job_id}: error {event.data}")
         except (httpx.TransportError, httpx.StreamError):
             pass  # a cut stream: resume
