@@ -849,6 +849,25 @@ class Results:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
+def include(results: Results, path: Path) -> None:
+    """Add the figures of an earlier run (its ``--json``) for the systems this run did not
+    measure, so that one report and one set of charts can hold both."""
+    earlier = json.loads(path.read_text())
+    measured = {
+        r.system for part in (results.burst, results.poisson, results.kill) for r in part
+    } | {r.system for r in (*results.noop, *results.ingress)}
+    kinds: dict[str, Any] = {
+        "burst": BurstResult,
+        "poisson": PoissonResult,
+        "kill": KillResult,
+        "noop": NoopResult,
+        "ingress": IngressResult,
+    }
+    for name, kind in kinds.items():
+        rows = [kind(**r) for r in earlier.get(name, []) if r["system"] not in measured]
+        getattr(results, name).extend(rows)
+
+
 def celery_missing() -> str | None:
     """Why the Celery peer cannot run here, or None."""
     if shutil.which("redis-server") is None:
@@ -1018,6 +1037,7 @@ def report(args: argparse.Namespace, results: Results) -> str:
 def charts(folder: Path, results: Results) -> list[Path]:
     """PNG charts: latency distributions, throughput vs concurrency, recovery timeline."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -1045,6 +1065,8 @@ def charts(folder: Path, results: Results) -> list[Path]:
             ax.set_title(f"Poisson arrivals, {100 * fraction:.0f} % of capacity")
         for ax in axes:
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel("latency, submit -> answer (s, log)")
             ax.set_ylabel("fraction of questions")
             ax.grid(alpha=0.3)
@@ -1101,7 +1123,13 @@ def charts(folder: Path, results: Results) -> list[Path]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = bench_parser(__doc__)
-    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
+    parser.add_argument(
+        "--systems",
+        nargs="*",
+        choices=SYSTEMS,
+        default=list(SYSTEMS),
+        help="none: only report what --include brings",
+    )
     parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
     parser.add_argument("--n", type=int, default=100, help="questions at once (burst, kill)")
     parser.add_argument("--single-runs", type=int, default=3, help="questions alone, timed")
@@ -1123,6 +1151,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--ingress-duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--charts", type=Path, metavar="DIR", help="write PNG charts there")
+    parser.add_argument(
+        "--include",
+        type=Path,
+        nargs="*",
+        default=[],
+        metavar="JSON",
+        help="add an earlier run's figures (--json) for the systems this run did not measure",
+    )
     parser.add_argument("--keep", action="store_true", help="keep data dirs and logs")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write JSON ('-' = stdout)")
     args = parser.parse_args(argv)
@@ -1145,6 +1181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             embeddings.stop()
             llm.stop()
     info["load_at_end"] = load_now()
+    for path in args.include:
+        include(results, path)
     if args.charts:
         for path in charts(args.charts, results):
             print(f"wrote {path}", file=sys.stderr)
