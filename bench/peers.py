@@ -33,8 +33,9 @@ Every worker process runs ``--concurrency`` jobs at once (ragserve's
     capacity, taken as the completion rate of its own burst (n / makespan); latency p50/p99 and
     queue wait (ragserve: ``created_at -> started_at``; Celery: submission -> the task's start).
 ``kill``
-    ``--n`` questions at once on a system with two workers; one worker is SIGKILLed
-    ``--kill-after`` s later and not restarted. Jobs lost (not answered within
+    ``--n`` questions at once on a system with two workers; the worker with the most
+    connections open to the LLM (the busier one) is SIGKILLed ``--kill-after`` s later and
+    not restarted. Jobs lost (not answered within
     ``--kill-timeout`` s) and time until every answered job was done.
 ``noop``
     ``--noop-n`` jobs that do nothing are queued through HTTP with no worker running, then one
@@ -78,6 +79,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from httpx_sse import EventSource
 
 from _common import bench_parser, finish_run, format_table, load_now, machine_info
@@ -637,8 +639,20 @@ class KillResult:
     load: str
 
 
+def busiest_worker(system: System, llm_port: int) -> Service:
+    """The worker with the most connections open to the mock LLM: the one running the most
+    jobs (which worker a queue hands the burst to is up to it; killing an idle one would
+    show nothing)."""
+
+    def llm_connections(worker: Service) -> int:
+        connections = psutil.Process(worker.pid).net_connections(kind="tcp")
+        return sum(1 for c in connections if c.raddr and c.raddr.port == llm_port)
+
+    return max(system.workers, key=llm_connections)
+
+
 async def kill_jobs(
-    system: System, args: argparse.Namespace, tag: str
+    system: System, args: argparse.Namespace, tag: str, llm_port: int
 ) -> tuple[list[Job], float, float]:
     async with http_client(system, 2 * args.n + 8) as http:
         start = time.perf_counter()
@@ -648,7 +662,7 @@ async def kill_jobs(
             for q in questions
         ]
         await asyncio.sleep(args.kill_after)
-        system.workers[0].proc.send_signal(signal.SIGKILL)
+        busiest_worker(system, llm_port).proc.send_signal(signal.SIGKILL)
         killed = time.perf_counter() - start
         jobs = list(await asyncio.gather(*tasks))
     return jobs, start, killed
@@ -656,7 +670,10 @@ async def kill_jobs(
 
 def run_kill(system: System, shared: Shared) -> KillResult:
     load = load_now()
-    jobs, start, killed = asyncio.run(kill_jobs(system, shared.args, f"kill {system.name}"))
+    llm_port = int(shared.llm.url.rsplit(":", 1)[1])
+    jobs, start, killed = asyncio.run(
+        kill_jobs(system, shared.args, f"kill {system.name}", llm_port)
+    )
     done = sorted(j.done - start for j in jobs if j.done is not None)
     latencies = [j.latency_s for j in jobs if j.latency_s is not None]
     errors = [j.error for j in jobs if j.error]
@@ -850,12 +867,9 @@ class Results:
 
 
 def include(results: Results, path: Path) -> None:
-    """Add the figures of an earlier run (its ``--json``) for the systems this run did not
-    measure, so that one report and one set of charts can hold both."""
+    """Add the figures of an earlier run (its ``--json``) for each workload and system this
+    run (or an earlier ``--include``) has none of, so that one report can hold several runs."""
     earlier = json.loads(path.read_text())
-    measured = {
-        r.system for part in (results.burst, results.poisson, results.kill) for r in part
-    } | {r.system for r in (*results.noop, *results.ingress)}
     kinds: dict[str, Any] = {
         "burst": BurstResult,
         "poisson": PoissonResult,
@@ -864,7 +878,8 @@ def include(results: Results, path: Path) -> None:
         "ingress": IngressResult,
     }
     for name, kind in kinds.items():
-        rows = [kind(**r) for r in earlier.get(name, []) if r["system"] not in measured]
+        have = {r.system for r in getattr(results, name)}
+        rows = [kind(**r) for r in earlier.get(name, []) if r["system"] not in have]
         getattr(results, name).extend(rows)
 
 
@@ -1065,6 +1080,7 @@ def charts(folder: Path, results: Results) -> list[Path]:
             ax.set_title(f"Poisson arrivals, {100 * fraction:.0f} % of capacity")
         for ax in axes:
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator([1, 2, 3, 5, 10, 20, 50]))
             ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel("latency, submit -> answer (s, log)")
@@ -1157,7 +1173,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         nargs="*",
         default=[],
         metavar="JSON",
-        help="add an earlier run's figures (--json) for the systems this run did not measure",
+        help="add earlier runs' figures (--json) where this run has none (first one wins)",
     )
     parser.add_argument("--keep", action="store_true", help="keep data dirs and logs")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write JSON ('-' = stdout)")

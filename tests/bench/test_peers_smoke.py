@@ -36,9 +36,10 @@ def test_answer_workloads_on_every_system(tmp_path: Path) -> None:
     systems += [] if CELERY else ["celery"]
     out = bench(
         "peers.py",
-        *("--systems", *systems, "--workloads", "burst", "poisson"),
+        *("--systems", *systems, "--workloads", "burst", "poisson", "ingress"),
         *TINY,
-        *("--serial-n", 2, "--duration", 1.5, "--loads", 0.5),
+        *("--serial-n", 2, "--duration", 1, "--loads", 0.5),
+        *("--connections", 4, "--ingress-duration", 1),
         *("--charts", tmp_path / "img", "--json", tmp_path / "peers.json"),
         cwd=tmp_path,
     )
@@ -57,42 +58,42 @@ def test_answer_workloads_on_every_system(tmp_path: Path) -> None:
         assert cells[1] == "50 %" and float(cells[2]) > 0, cells
         answered, sent = (int(x) for x in cells[3].split(" / "))
         assert answered == sent, cells  # half the capacity: nothing left behind
-    if CELERY:
-        assert "skipped" not in out  # only systems asked for are reported
+    if shutil.which("wrk"):
+        ingress = section(out, "Ingress")
+        for name in {"ragserve-split", "celery"} & set(systems):
+            cells = row(ingress, name)
+            assert cells[3] == "0" and float(cells[4]) > 0, cells  # no errors, some req/s
+    else:
+        assert "ragserve-split ingress: wrk is not installed" in out
     assert (tmp_path / "img" / "peers-latency.png").stat().st_size > 10_000
     assert (tmp_path / "img" / "peers-throughput.png").exists()
 
 
 @pytest.mark.skipif(CELERY is not None, reason=f"Celery peer unavailable: {CELERY}")
 def test_queue_workloads_ragserve_and_celery(tmp_path: Path) -> None:
-    """Worker SIGKILLed mid-burst, no-op drain, ingress: ragserve takes the killed worker's
-    jobs over; Celery with its defaults loses them (acks on receipt), with ``acks_late`` it
-    gets them back after the visibility timeout."""
+    """Worker SIGKILLed mid-burst and no-op drain: ragserve takes the killed worker's
+    jobs over; Celery with ``acks_late`` gets them back after the visibility timeout. (Celery
+    with its defaults loses them: that run waits for the whole ``--kill-timeout``, too long
+    for a smoke test; the same code path runs here with the other settings.)"""
     out = bench(
         "peers.py",
-        *("--systems", "ragserve-split", "celery", "celery-acks-late"),
-        *("--workloads", "kill", "noop", "ingress"),
+        *("--systems", "ragserve-split", "celery-acks-late"),
+        *("--workloads", "kill", "noop"),
         *TINY,
         *("--ttft", 1.0, "--kill-after", 0.6, "--kill-timeout", 25),
-        *("--visibility-timeout", 1, "--noop-n", 40, "--connections", 4),
-        *("--ingress-duration", 1, "--charts", tmp_path / "img"),
+        *("--visibility-timeout", 1, "--noop-n", 40, "--charts", tmp_path / "img"),
         cwd=tmp_path,
     )
     kill = section(out, "A worker SIGKILLed")
-    for name in ("ragserve-split", "celery", "celery-acks-late"):
+    for name in ("ragserve-split", "celery-acks-late"):
         cells = row(kill, name)
         answered, lost = int(cells[2]), int(cells[3])
         assert answered + lost == 4, cells
     assert row(kill, "ragserve-split")[3] == "0"  # taken over after the heartbeat timeout
     noop = section(out, "No-op jobs")
-    for name in ("ragserve-split", "celery", "celery-acks-late"):
+    for name in ("ragserve-split", "celery-acks-late"):
         cells = row(noop, name)
         assert cells[2] == "40" and float(cells[5]) > 0, cells
-    if shutil.which("wrk"):
-        ingress = section(out, "Ingress")
-        for name in ("ragserve-split", "celery"):
-            cells = row(ingress, name)
-            assert cells[3] == "0" and float(cells[4]) > 0, cells
     assert (tmp_path / "img" / "peers-recovery.png").exists()
 
 
@@ -104,7 +105,7 @@ def test_job_cost(tmp_path: Path) -> None:
     )
     cells = table_rows(out)[2]  # the first run under the header and its rule
     api, worker, total, postgres = (float(c) for c in cells[3:7])
-    assert math.isclose(api + worker, total, abs_tol=0.02), cells
+    assert math.isclose(api + worker, total, abs_tol=0.11), cells  # each rounded
     assert total > 0 and postgres > 0, cells
     line = next(x for x in out.splitlines() if x.startswith("database round trips per"))
     per_job = float(line.split(":")[1].split("(")[0])
