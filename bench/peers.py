@@ -51,7 +51,7 @@ psutil for every workload: on a shared machine, CPU ms per job is steadier than 
 Prints one Markdown table per workload, writes charts with ``--charts DIR`` (matplotlib) and
 everything measured with ``--json PATH``.
 
-Run (about 15 minutes on 2 cores)::
+Run (15-20 minutes on 2 cores; ``--systems`` and ``--workloads`` pick parts)::
 
     python bench/peers.py --charts docs/img --json /tmp/peers.json
     python bench/peers.py --systems ragserve-split celery --workloads burst kill
