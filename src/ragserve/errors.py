@@ -53,6 +53,10 @@ class TooManyRequests(RagserveError):
         super().__init__(message)
 
 
+class RateLimited(TooManyRequests):
+    """The caller sends more than ``RAGSERVE_RATE_LIMIT_RPS`` requests a second."""
+
+
 class TenantQueueFull(TooManyRequests):
     """The tenant already has ``RAGSERVE_MAX_QUEUED_PER_TENANT`` jobs queued or running."""
 

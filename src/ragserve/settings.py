@@ -161,6 +161,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds a process trusts a verified key; a revocation takes this long.",
     )
+    rate_limit_rps: float | None = Field(
+        default=None,
+        gt=0,
+        description="Requests per second per API key (per client address with auth off), per"
+        " API process; bursts of twice that pass. Beyond it 429. Unset: no limit.",
+    )
     max_queued_per_tenant: int | None = Field(
         default=None,
         ge=1,

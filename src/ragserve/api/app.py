@@ -13,6 +13,7 @@ from ragserve import __version__
 from ragserve.api.auth import protected
 from ragserve.api.errors import install_error_handlers
 from ragserve.api.metrics import HttpMetricsMiddleware, Metrics
+from ragserve.api.ratelimit import RateLimiter
 from ragserve.api.routers import apps, collections, health, jobs, openai, ops, usage
 from ragserve.api.routers.ui import mount_console
 from ragserve.api.state import AppState
@@ -45,6 +46,9 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> FastAPI:
                     KeyVerifier(ApiKeyStore(services.db), settings.auth_cache_s)
                     if settings.auth_enabled
                     else None
+                ),
+                rate_limiter=(
+                    RateLimiter(settings.rate_limit_rps) if settings.rate_limit_rps else None
                 ),
             )
             if run_worker:

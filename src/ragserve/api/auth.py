@@ -22,7 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ragserve.api.deps import State
 from ragserve.api.schemas import Responses, error_doc
-from ragserve.errors import Forbidden, Unauthorized
+from ragserve.errors import Forbidden, RateLimited, Unauthorized
 from ragserve.names import DEFAULT_TENANT, check_tenant_name
 
 TENANT_HEADER = "X-Ragserve-Tenant"
@@ -70,6 +70,7 @@ async def authenticate(
     """The caller of this request; ``Unauthorized`` (401) without a valid key."""
     if state.keys is None:  # RAGSERVE_AUTH off
         principal = ANONYMOUS
+        caller = f"address {request.client.host if request.client else 'unknown'}"
     else:
         if credentials is None:
             raise Unauthorized("send an API key: Authorization: Bearer KEY")
@@ -77,6 +78,16 @@ async def authenticate(
         if grant is None:
             raise Unauthorized("invalid or revoked API key")
         principal = Principal(grant.tenant, admin=grant.admin)
+        caller = f"key {grant.key_id}"
+    if state.rate_limiter is not None:
+        # After the key check: a bad key gets its 401 without using anyone's tokens.
+        retry_s = state.rate_limiter.wait_s(caller)
+        if retry_s > 0:
+            raise RateLimited(
+                f"{caller} sends more than RAGSERVE_RATE_LIMIT_RPS"
+                f" ({state.rate_limiter.rate:g}) requests a second; retry in {retry_s:.2f} s",
+                retry_after_s=retry_s,
+            )
     return principal.acting_as(request.headers.get(TENANT_HEADER))
 
 
@@ -88,6 +99,7 @@ REQUIRE_KEY: list[DependsParam] = [Depends(authenticate)]
 AUTH_RESPONSES: Responses = {
     401: error_doc("No valid API key (RAGSERVE_AUTH=api_key); see WWW-Authenticate"),
     403: error_doc(f"{TENANT_HEADER} sent with a key that is not an admin key"),
+    429: error_doc("Over a limit (RAGSERVE_RATE_LIMIT_RPS and others); see Retry-After"),
 }
 
 

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from ragserve.api.metrics import Metrics
+from ragserve.api.ratelimit import RateLimiter
 from ragserve.db.api_keys import KeyVerifier
 from ragserve.jobs.notify import NotificationHub
 from ragserve.jobs.service import JobService
@@ -23,6 +24,8 @@ class AppState:
     models: EmbedderCheck
     keys: KeyVerifier | None = None
     """Checks API keys; None while RAGSERVE_AUTH is off."""
+    rate_limiter: RateLimiter | None = None
+    """Requests per second per caller; None without RAGSERVE_RATE_LIMIT_RPS."""
     worker: Worker | None = None
     worker_task: asyncio.Task[None] | None = None
     draining: bool = field(default=False)
