@@ -3,6 +3,7 @@ jobs stay queued, so coalescing and the queue limit can be watched at rest)."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 
 import psycopg
@@ -16,8 +17,9 @@ from ragserve.jobs.estimates import QueueEstimator
 from ragserve.jobs.models import AnswerRequest
 from ragserve.jobs.service import QUEUE_FULL_RETRY_AFTER_S, JobService
 from ragserve.jobs.store import JobStore
-from ragserve.jobs.usage import TokenBudget
+from ragserve.jobs.usage import TokenBudget, set_tenant_budget
 from ragserve.kb.store import KnowledgeStore
+from support import child_env, ragserve_command, service_env
 
 QUESTION = AnswerRequest(query="How many days of annual leave?", collection="hr")
 
@@ -142,6 +144,45 @@ async def test_the_daily_token_budget_is_each_tenants_own(db: Database) -> None:
         await service.submit_answer(QUESTION, tenant="a")
     assert (await service.submit_answer(QUESTION, tenant="b")).created
     assert await service.list(None, 50, tenant="a") == []
+
+
+async def test_a_tenants_own_budget_replaces_the_default(db: Database) -> None:
+    async with db.connection() as conn:
+        await conn.execute(
+            "INSERT INTO usage (tenant, day, jobs, prompt_tokens) VALUES"
+            " ('small', (now() AT TIME ZONE 'UTC')::date, 1, 60),"
+            " ('large', (now() AT TIME ZONE 'UTC')::date, 1, 600)"
+        )
+    # Set through the command line, as an operator does.
+    env = child_env(service_env(db.url))
+    for tenant, tokens in (("small", "50"), ("large", "1000")):
+        done = subprocess.run(
+            ragserve_command("keys", "budget", "--tenant", tenant, "--daily-tokens", tokens),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"{tokens} tokens a day" in done.stdout
+    service = job_service(db, budget=TokenBudget(100))
+    with pytest.raises(BudgetExhausted, match="its own budget") as refused:
+        await service.submit_answer(QUESTION, tenant="small")  # 60 of its own 50
+    assert "60 of its 50 tokens" in str(refused.value)
+    assert (await service.submit_answer(QUESTION, tenant="large")).created  # 600 of 1000
+    # Without a budget of its own a tenant has the default (100), also when none is set.
+    # (A new question each time: one identical to a job in flight shares it, never refused.)
+    async with db.transaction() as conn:
+        await set_tenant_budget(conn, "large", None)
+    with pytest.raises(BudgetExhausted, match="RAGSERVE_DAILY_TOKEN_BUDGET"):
+        await job_service(db, budget=TokenBudget(100)).submit_answer(
+            AnswerRequest(query="a second question", collection="hr"), tenant="large"
+        )
+    assert (
+        await job_service(db, budget=TokenBudget(None)).submit_answer(
+            AnswerRequest(query="another question", collection="hr"), tenant="large"
+        )
+    ).created
 
 
 async def test_rows_of_the_release_before_tenants_belong_to_the_default_tenant(

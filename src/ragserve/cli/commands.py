@@ -235,6 +235,26 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (keys l
     _run(revoke_key(_settings(), key_id, console))
 
 
+@keys_app.command("budget")
+def keys_budget(
+    tenant: Annotated[str, typer.Option(help="The tenant whose budget is set.")],
+    daily_tokens: Annotated[
+        int | None,
+        typer.Option(min=0, help="Tokens per UTC day (prompt + completion + embedding)."),
+    ] = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Back to RAGSERVE_DAILY_TOKEN_BUDGET.")
+    ] = False,
+) -> None:
+    """Set a tenant's own daily token budget (replaces RAGSERVE_DAILY_TOKEN_BUDGET for it)."""
+    from ragserve.cli.keys import set_budget
+
+    if (daily_tokens is not None) == clear:
+        raise typer.BadParameter("give --daily-tokens N or --clear (one of them)")
+    configure_logging("WARNING")
+    _run(set_budget(_settings(), tenant, daily_tokens, console))
+
+
 # -- clients of the HTTP API -------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""``ragserve keys create|list|revoke``: API keys, in-process on the database (like ``ingest``).
+"""``ragserve keys create|list|revoke|budget``: API keys and tenants' token budgets, in-process
+on the database (like ``ingest``).
 
 ``create`` prints the key once, alone on its last line (so ``| tail -1`` captures it); only
 its hash is stored. ``list`` never shows a key, only its first characters.
@@ -14,6 +15,8 @@ from rich.table import Table
 
 from ragserve.db.api_keys import ApiKey, ApiKeyStore
 from ragserve.db.pool import Database
+from ragserve.jobs.usage import set_tenant_budget
+from ragserve.names import check_tenant_name
 from ragserve.settings import Settings
 
 T = TypeVar("T")
@@ -66,3 +69,22 @@ def _when(key: ApiKey) -> str:
 
 def _revoked(key: ApiKey) -> str:
     return key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else ""
+
+
+async def set_budget(
+    settings: Settings, tenant: str, daily_tokens: int | None, console: Console
+) -> None:
+    check_tenant_name(tenant)
+    db = await Database.from_settings(settings)
+    await db.open()
+    try:
+        async with db.transaction() as conn:
+            await set_tenant_budget(conn, tenant, daily_tokens)
+    finally:
+        await db.close()
+    default = settings.daily_token_budget
+    if daily_tokens is None:
+        what = f"the default ({default} tokens)" if default is not None else "no budget"
+        console.print(f"tenant {tenant!r} now has {what} (RAGSERVE_DAILY_TOKEN_BUDGET)")
+    else:
+        console.print(f"tenant {tenant!r} may now use {daily_tokens} tokens a day (UTC)")

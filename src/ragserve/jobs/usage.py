@@ -57,9 +57,26 @@ SELECT_ALL_USAGE: Final = (
 """Every tenant's rows (for an administrator)."""
 
 TOKENS_TODAY: Final = (
-    "SELECT coalesce(sum(prompt_tokens + completion_tokens + embedding_tokens), 0)::bigint"
-    " AS tokens FROM usage WHERE tenant = %(tenant)s AND day = (now() AT TIME ZONE 'UTC')::date"
+    "SELECT (SELECT coalesce(sum(prompt_tokens + completion_tokens + embedding_tokens), 0)"
+    " FROM usage WHERE tenant = %(tenant)s AND day = (now() AT TIME ZONE 'UTC')::date)::bigint"
+    " AS tokens,"
+    " (SELECT daily_tokens FROM tenant_budgets WHERE tenant = %(tenant)s) AS own_budget"
 )
+SET_TENANT_BUDGET: Final = (
+    "INSERT INTO tenant_budgets (tenant, daily_tokens) VALUES (%(tenant)s, %(daily_tokens)s)"
+    " ON CONFLICT (tenant) DO UPDATE SET daily_tokens = excluded.daily_tokens,"
+    " updated_at = now()"
+)
+CLEAR_TENANT_BUDGET: Final = "DELETE FROM tenant_budgets WHERE tenant = %(tenant)s"
+
+
+async def set_tenant_budget(conn: Connection, tenant: str, daily_tokens: int | None) -> None:
+    """Give ``tenant`` a daily token budget of its own; None: back to the default
+    (``RAGSERVE_DAILY_TOKEN_BUDGET``). API processes see the change within a second."""
+    if daily_tokens is None:
+        await conn.execute(CLEAR_TENANT_BUDGET, {"tenant": tenant})
+    else:
+        await conn.execute(SET_TENANT_BUDGET, {"tenant": tenant, "daily_tokens": daily_tokens})
 
 
 @dataclass(frozen=True)
@@ -128,25 +145,31 @@ class TokenBudget:
         self.daily_tokens = daily_tokens
         self.ttl_s = ttl_s
         self._clock = clock
-        self._used: dict[str, tuple[float, int]] = {}
+        self._used: dict[str, tuple[float, int, int | None]] = {}
 
     async def check(self, conn: Connection, tenant: str) -> None:
-        """Raise ``BudgetExhausted`` when ``tenant`` has used its tokens of today."""
-        if self.daily_tokens is None:
-            return
-        used = await self.used_today(conn, tenant)
-        if used >= self.daily_tokens:
+        """Raise ``BudgetExhausted`` when ``tenant`` has used its tokens of today: its own
+        budget (``ragserve keys budget``) if it has one, else ``daily_tokens``."""
+        used, own_budget = await self.used_today(conn, tenant)
+        budget = own_budget if own_budget is not None else self.daily_tokens
+        if budget is not None and used >= budget:
+            source = (
+                "its own budget, ragserve keys budget"
+                if own_budget is not None
+                else "RAGSERVE_DAILY_TOKEN_BUDGET"
+            )
             raise BudgetExhausted(
-                f"tenant {tenant!r} has used {used} of its {self.daily_tokens} tokens of today"
-                " (RAGSERVE_DAILY_TOKEN_BUDGET); new answer and app jobs are accepted"
-                " again after midnight UTC",
+                f"tenant {tenant!r} has used {used} of its {budget} tokens of today"
+                f" ({source}); new answer and app jobs are accepted again after midnight UTC",
                 retry_after_s=seconds_to_utc_midnight(),
             )
 
-    async def used_today(self, conn: Connection, tenant: str) -> int:
-        read_at, used = self._used.get(tenant, (float("-inf"), 0))
+    async def used_today(self, conn: Connection, tenant: str) -> tuple[int, int | None]:
+        """Tokens ``tenant`` used today, and its own budget (None: it has none)."""
+        read_at, used, own_budget = self._used.get(tenant, (float("-inf"), 0, None))
         if self._clock() - read_at > self.ttl_s:
             row = await (await conn.execute(TOKENS_TODAY, {"tenant": tenant})).fetchone()
             used = int(row["tokens"]) if row else 0
-            self._used[tenant] = (self._clock(), used)
-        return used
+            own_budget = int(row["own_budget"]) if row and row["own_budget"] is not None else None
+            self._used[tenant] = (self._clock(), used, own_budget)
+        return used, own_budget
