@@ -6,6 +6,7 @@ import io
 import time
 import tracemalloc
 import zipfile
+import zlib
 
 import pytest
 from pypdf import PdfWriter
@@ -104,6 +105,69 @@ def test_docx_zip_bomb_fails_from_its_declared_sizes_without_inflating() -> None
 def test_pdf_over_the_page_limit_fails_before_extracting_text() -> None:
     reason = fails(pdf_with_pages(SMALL.max_pages + 1), "long.pdf")
     assert "RAGSERVE_MAX_DOCUMENT_PAGES" in reason and str(SMALL.max_pages + 1) in reason
+
+
+def raw_pdf(objects: list[bytes]) -> bytes:
+    """A PDF written object by object, for structures no PDF library would write."""
+    out = b"%PDF-1.4\n"
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\n" % (len(objects) + 1)
+    return out + b"startxref\n%d\n%%%%EOF\n" % xref
+
+
+def pdf_decompression_bomb(unpacked_mb: int) -> bytes:
+    """One page whose content stream inflates to ``unpacked_mb`` MB (compressed ~2.5 KB/MB)."""
+    packer = zlib.compressobj(9)
+    line = b"BT /F1 12 Tf (A) Tj ET\n"
+    block = line * (MB // len(line))
+    content = b"".join(packer.compress(block) for _ in range(unpacked_mb)) + packer.flush()
+    page = (
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 5 0 R >> >> >>"
+    )
+    stream = b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(content)
+    return raw_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            page,
+            stream + content + b"\nendstream",
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        ]
+    )
+
+
+def test_pdf_decompression_bomb_fails_without_inflating_it_whole() -> None:
+    tracemalloc.start()
+    try:
+        reason = fails(pdf_decompression_bomb(300), "bomb.pdf")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "Limit reached while decompressing" in reason, reason
+    # pypdf stops inflating a stream at 75 MB (pypdf.filters.ZLIB_MAX_OUTPUT_LENGTH), and holds
+    # about twice that while it joins its buffers (146 MB measured): bounded, not the 300 MB.
+    assert peak < 200 * MB, f"peak {peak / MB:.1f} MB while refusing the bomb"
+
+
+def test_pdf_page_tree_loop_fails_with_a_reason() -> None:
+    looped = raw_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [2 0 R 3 0 R] /Count 2 >>",
+            b"<< /Type /Pages /Kids [2 0 R] /Parent 2 0 R /Count 1 >>",
+        ]
+    )
+    started = time.monotonic()
+    reason = fails(looped, "loop.pdf")
+    assert "cyclic" in reason, reason
+    assert time.monotonic() - started < 5
 
 
 async def test_each_hostile_document_fails_alone_and_the_batch_goes_on(
