@@ -17,11 +17,18 @@ from typing import Any
 
 import httpx
 import pytest
+from langchain_core.messages import convert_to_openai_messages
 
 from ragserve.errors import InvalidInput, ProviderError, TransientProviderError
 from ragserve.kb.types import RetrievedChunk
 from ragserve.rag.answerers.openai import OpenAIChatAnswerer
-from ragserve.rag.prompts import NOT_FOUND_EN, NOT_FOUND_ZH, build_messages
+from ragserve.rag.prompts import (
+    NOT_FOUND_EN,
+    NOT_FOUND_ZH,
+    answer_prompt,
+    build_messages,
+    prompt_inputs,
+)
 from ragserve.settings import Settings
 from support import MockLLM, start_mock_llm
 
@@ -197,6 +204,15 @@ def test_prompt_numbers_passages_and_states_the_rules() -> None:
     assert "[1] (source: handbook.md)\nEmployees get 25 days" in user["content"]
     assert "[3] (source: code.md)\nUse {braces} freely." in user["content"]
     assert user["content"].endswith("Question: 报销 {x} 怎么办？")
+
+
+def test_prompt_messages_are_the_langchain_templates_rendering() -> None:
+    chunks = [*CHUNKS, RetrievedChunk("c3", "d3", "code.md", "Use {braces} freely.", 0.1)]
+    for question, passages in [("报销 {x} 怎么办？", chunks), ("What is {y}?", []), ("Q", CHUNKS)]:
+        rendered = answer_prompt().invoke(prompt_inputs(question, passages))
+        assert build_messages(question, passages) == convert_to_openai_messages(
+            rendered.to_messages()
+        )
 
 
 def test_rejects_a_base_url_without_scheme() -> None:
