@@ -203,10 +203,13 @@ def _attempt_ends(outcome: str) -> str:
 SUCCEED: Final = (
     "WITH job AS (UPDATE jobs SET status = 'succeeded', result = %(result)s,"
     " error = NULL, finished_at = now(), updated_at = now(),"
-    f" event_seq = event_seq + 1 WHERE {_HELD_BY_ATTEMPT}"
+    f" event_seq = event_seq + jsonb_array_length(%(events)s) + 1 WHERE {_HELD_BY_ATTEMPT}"
     " RETURNING id, event_seq, attempts),"
     " event AS (INSERT INTO job_events (job_id, seq, attempt, type, data)"
-    " SELECT id, event_seq, attempts, 'done', %(done)s FROM job),"
+    " SELECT id, event_seq - jsonb_array_length(%(events)s) - 1 + e.ord::int, attempts,"
+    " e.value ->> 'type', e.value -> 'data'"
+    " FROM job, jsonb_array_elements(%(events)s) WITH ORDINALITY AS e(value, ord)"
+    " UNION ALL SELECT id, event_seq, attempts, 'done', %(done)s FROM job),"
     " cached AS (INSERT INTO answer_cache (cache_key, collection, generation,"
     " job_id, result, expires_at, tenant) SELECT %(cache_key)s, %(collection)s,"
     " %(generation)s, id, %(result)s,"
@@ -221,7 +224,8 @@ SUCCEED: Final = (
     f" {_attempt_ends(_SUCCEEDED)}"
     " SELECT count(*) AS n FROM job"
 )
-"""The result, the ``done`` event, the cache entry (when ``cache_key`` is not null), the
+"""The result, the ``done`` event (after ``events``, a JSON array of ``{"type", "data"}`` still to
+store: the attempt's last tokens), the cache entry (when ``cache_key`` is not null), the
 removal of the uploaded files and the tenant's usage (when ``usage_tenant`` is not null), in one
 statement."""
 

@@ -295,14 +295,15 @@ class JobStore:
         result: dict[str, Any],
         cache: tuple[str, int, float] | None = None,
         tokens: TokenUsage | None = None,
+        events: Sequence[tuple[str, dict[str, Any]]] = (),
     ) -> bool:
         """Record the result; with ``cache=(collection key, generation, ttl_s)`` also cache it
         (the key is ``Collection.key``, the stored name).
 
-        One statement: the fenced update, the ``done`` event, the cache entry and the removal
-        of the uploaded files commit together, in one round trip; with ``tokens``, the job
-        and its tokens are added to the attempt's tenant's usage of the day, in the same
-        statement.
+        One statement: the fenced update, ``events`` (the attempt's events not stored yet, in
+        order), the ``done`` event, the cache entry and the removal of the uploaded files
+        commit together, in one round trip; with ``tokens``, the job and its tokens are added
+        to the attempt's tenant's usage of the day, in the same statement.
         """
         collection, generation, ttl_s = cache if cache is not None else (None, None, None)
         params = {
@@ -310,6 +311,7 @@ class JobStore:
             "attempt": attempt.number,
             "result": Jsonb(result),
             "done": Jsonb({"result": result}),
+            "events": Jsonb([{"type": type_, "data": data} for type_, data in events]),
             "cache_key": attempt.cache_key if cache is not None else None,
             "collection": collection,
             "generation": generation,
