@@ -187,9 +187,11 @@ class JobRunner:
             # owner's. Read the generation before retrieving: a change during the job leaves
             # the cached answer already stale, never wrongly fresh.
             value = {**value, "tenant": attempt.tenant}
-            collection = await self.kb.require_collection(
-                value["collection"], tenant=attempt.tenant
-            )
+            collection = attempt.target  # read by the statement that started the attempt
+            if collection is None or collection.name != value["collection"]:
+                collection = await self.kb.require_collection(
+                    value["collection"], tenant=attempt.tenant
+                )
             if self.cache_ttl_s:
                 cache = (collection.key, collection.generation, self.cache_ttl_s)
         events = EventWriter(self.jobs, attempt)

@@ -20,6 +20,7 @@ from ragserve.db.pool import Connection, Database
 from ragserve.jobs import queries
 from ragserve.jobs.models import Job, JobEvent, JobStatus
 from ragserve.jobs.usage import TokenUsage
+from ragserve.kb.store import Collection
 from ragserve.names import DEFAULT_TENANT, is_uuid
 
 IDEMPOTENCY_KEY_SEPARATOR = "\n"
@@ -68,6 +69,8 @@ class Attempt:
     tenant: str = DEFAULT_TENANT
     """Whose job it is: its collection is that tenant's."""
     app: str | None = None
+    target: Collection | None = None
+    """The job's collection as it was when the attempt started; None if it did not exist."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,19 @@ def _new_job_params(job: NewJob) -> dict[str, Any]:
         "idempotency_key": None,
         "app": job.app,
     }
+
+
+def _collection_of(row: dict[str, Any]) -> Collection | None:
+    """The job's collection from the ``collection_*`` columns of ``START_ATTEMPT``."""
+    if row["collection_embedder"] is None:
+        return None
+    return Collection(
+        name=row["collection"],
+        embedder=row["collection_embedder"],
+        embedding_dim=row["collection_dim"],
+        generation=row["collection_generation"],
+        tenant=row["tenant"],
+    )
 
 
 class JobStore:
@@ -271,6 +287,7 @@ class JobStore:
             waited_s=row["waited_s"],
             tenant=row["tenant"],
             app=row["app"],
+            target=_collection_of(row),
         )
 
     async def append_event(self, attempt: Attempt, type_: str, data: dict[str, Any]) -> bool:

@@ -51,6 +51,11 @@ def collection_key(tenant: str, name: str) -> str:
     return name if tenant == DEFAULT_TENANT else f"{tenant}/{name}"
 
 
+def collection_key_sql(tenant: str, name: str) -> str:
+    """:func:`collection_key` as an SQL expression of ``tenant`` and ``name`` (columns)."""
+    return f"CASE WHEN {tenant} = '{DEFAULT_TENANT}' THEN {name} ELSE {tenant} || '/' || {name} END"
+
+
 def _shown_name(key: str) -> str:
     return key.rpartition("/")[2]
 
