@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Final
 
 from ragserve.jobs.usage import COUNT_SUCCEEDED_JOB
+from ragserve.kb.store import collection_key_sql
 
 _JOB_FIELDS = (
     "id, tenant, kind, status, collection, query, request, attempts, max_attempts, cached,"
@@ -174,8 +175,11 @@ START_ATTEMPT: Final = (
     " FROM job)"
     " SELECT id::text, tenant, attempts, max_attempts, kind, collection, request, cache_key, app,"
     " CASE WHEN previous = 'queued' THEN greatest(0, extract(epoch FROM now()"
-    " - greatest(queued_at, %(eligible_at)s::timestamptz)))::float8 END AS waited_s"
-    " FROM job"
+    " - greatest(queued_at, %(eligible_at)s::timestamptz)))::float8 END AS waited_s,"
+    " c.collection_embedder, c.collection_dim, c.collection_generation"
+    " FROM job LEFT JOIN LATERAL (SELECT embedder AS collection_embedder,"
+    " embedding_dim AS collection_dim, generation AS collection_generation FROM collections"
+    f" WHERE name = {collection_key_sql('job.tenant', 'job.collection')}) c ON true"
 )
 """The next attempt of a queued job, or of a running one whose worker died, with its event
 and, when the worker names its ``version``, its ``job_attempts`` row.
@@ -183,7 +187,8 @@ and, when the worker names its ``version``, its ``job_attempts`` row.
 ``waited_s`` is how long the job waited in the queue: from its (re)queueing or, for a retry
 with a backoff, from when the queue entry became due (``eligible_at``) until now; null for a
 takeover (the job was running on a worker that died), which is not queue wait. ``took_over``
-in the event says a job was taken from a dead worker."""
+in the event says a job was taken from a dead worker. ``collection_*``: the job's collection
+as it is now (nulls if it does not exist), which saves an answer job a statement to read it."""
 
 
 _REQUEUE_OUTCOME = "CASE WHEN %(refund)s = 1 THEN 'handed_back' ELSE 'retried' END"
@@ -203,10 +208,13 @@ def _attempt_ends(outcome: str) -> str:
 SUCCEED: Final = (
     "WITH job AS (UPDATE jobs SET status = 'succeeded', result = %(result)s,"
     " error = NULL, finished_at = now(), updated_at = now(),"
-    f" event_seq = event_seq + 1 WHERE {_HELD_BY_ATTEMPT}"
+    f" event_seq = event_seq + jsonb_array_length(%(events)s) + 1 WHERE {_HELD_BY_ATTEMPT}"
     " RETURNING id, event_seq, attempts),"
     " event AS (INSERT INTO job_events (job_id, seq, attempt, type, data)"
-    " SELECT id, event_seq, attempts, 'done', %(done)s FROM job),"
+    " SELECT id, event_seq - jsonb_array_length(%(events)s) - 1 + e.ord::int, attempts,"
+    " e.value ->> 'type', e.value -> 'data'"
+    " FROM job, jsonb_array_elements(%(events)s) WITH ORDINALITY AS e(value, ord)"
+    " UNION ALL SELECT id, event_seq, attempts, 'done', %(done)s FROM job),"
     " cached AS (INSERT INTO answer_cache (cache_key, collection, generation,"
     " job_id, result, expires_at, tenant) SELECT %(cache_key)s, %(collection)s,"
     " %(generation)s, id, %(result)s,"
@@ -221,7 +229,8 @@ SUCCEED: Final = (
     f" {_attempt_ends(_SUCCEEDED)}"
     " SELECT count(*) AS n FROM job"
 )
-"""The result, the ``done`` event, the cache entry (when ``cache_key`` is not null), the
+"""The result, the ``done`` event (after ``events``, a JSON array of ``{"type", "data"}`` still to
+store: the attempt's last tokens), the cache entry (when ``cache_key`` is not null), the
 removal of the uploaded files and the tenant's usage (when ``usage_tenant`` is not null), in one
 statement."""
 

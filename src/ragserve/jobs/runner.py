@@ -3,13 +3,16 @@
 Answer jobs are jobs of the app ``rag``: every Runnable, the built-in pipeline included, runs
 through ``_run_app`` (``ragserve.jobs.app_streams`` turns its stream into events).
 
-Every write goes through the attempt (fenced). Tokens and chunks are buffered and stored about
-ten times a second, in one statement per flush, so a hundred streaming jobs cost a thousand
-small inserts a second, not one per token.
+Every write goes through the attempt (fenced). Tokens and chunks are buffered (``EventWriter``):
+the first one is stored at once, the following ones every ``FLUSH_S`` in one statement, by a
+background write that the token loop does not wait for, and the last ones together with the
+result; a hundred streaming jobs cost a few hundred small inserts a second, not one per token.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -38,15 +41,35 @@ class AttemptReport:
     """From the retrieved sources (the model's request) to the first answer token."""
 
 
-class EventWriter:
-    """Writes the events of one attempt, batching tokens and chunks."""
+FLUSH_S = 0.25
+"""How often buffered tokens and chunks are stored (and streams woken) after the first one.
 
-    def __init__(self, jobs: JobStore, attempt: Attempt, flush_s: float = 0.1) -> None:
+Each flush is a statement, and a wake-up of every stream of the job; at 0.25 s an answer of
+the usual 20-50 tokens a second goes out in chunks of 5-12 tokens, still smooth to read
+(docs/PERFORMANCE.md, "Worker side and pool: after")."""
+
+
+class EventWriter:
+    """Writes the events of one attempt in order, batching tokens and chunks.
+
+    The first token or chunk of the attempt is stored at once (time to first token); later
+    ones are buffered and stored every ``flush_s`` in one statement. Those writes run in a
+    background task, one at a time (so in order), and the token loop does not wait for them;
+    a write that finds the attempt fenced, or that fails, is raised by the next call (``token``,
+    ``chunk``, ``emit``, ``flush``, ``drain``): a fenced attempt stops at its next token.
+    ``emit`` (sources, progress) and ``flush`` wait until everything before them is stored;
+    ``drain`` hands back what is still buffered, for the statement that stores the result.
+    """
+
+    def __init__(self, jobs: JobStore, attempt: Attempt, flush_s: float = FLUSH_S) -> None:
         self.jobs = jobs
         self.attempt = attempt
         self.flush_s = flush_s
         self._pending: list[tuple[str, dict[str, Any]]] = []
-        self._last_flush = time.monotonic()
+        self._last_flush = -math.inf  # the first token or chunk goes out at once
+        self._streamed = False
+        self._writing: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
 
     async def emit(self, type_: str, data: dict[str, Any]) -> None:
         """Store an event now (after whatever is pending)."""
@@ -54,34 +77,71 @@ class EventWriter:
         await self.flush()
 
     async def token(self, text: str) -> None:
+        self._raise_failure()
         if self._pending and self._pending[-1][0] == "token":
             last = self._pending[-1][1]
             last["text"] += text
         else:
             self._pending.append(("token", {"text": text}))
-        await self._maybe_flush()
+        self._streaming()
 
     async def chunk(self, chunk: Any) -> None:
+        self._raise_failure()
         self._pending.append(("chunk", {"chunk": chunk}))
-        await self._maybe_flush()
-
-    async def _maybe_flush(self) -> None:
-        if time.monotonic() - self._last_flush >= self.flush_s:
-            await self.flush()
+        self._streaming()
 
     async def flush(self) -> None:
+        """Store everything pending, and wait until it is stored."""
+        if batch := await self._settled():
+            await self._write(batch)
+
+    async def drain(self) -> list[tuple[str, dict[str, Any]]]:
+        """Wait for the write in progress, then hand back the events not yet stored (stamped
+        with the attempt), for the caller to store with its own statement."""
+        return self._stamped(await self._settled())
+
+    def _streaming(self) -> None:
+        """Start a background write when one is due and none is running."""
+        if not self._streamed:
+            self._streamed = True
+            self._last_flush = -math.inf
+        if self._writing is None and time.monotonic() - self._last_flush >= self.flush_s:
+            self._last_flush = time.monotonic()
+            batch, self._pending = self._pending, []
+            self._writing = asyncio.create_task(self._write(batch))
+            self._writing.add_done_callback(self._written)
+
+    def _written(self, task: asyncio.Task[None]) -> None:
+        self._writing = None
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._failure = exc
+
+    async def _settled(self) -> list[tuple[str, dict[str, Any]]]:
+        """Wait for the write in progress (raising its failure); take what is pending."""
+        if (task := self._writing) is not None:
+            await asyncio.wait([task])
+            self._written(task)
+        self._raise_failure()
         self._last_flush = time.monotonic()
-        if not self._pending:
-            return
         batch, self._pending = self._pending, []
+        return batch
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _stamped(self, batch: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
         number = self.attempt.number
-        stamped = [(type_, {**data, "attempt": number}) for type_, data in batch]
+        return [(type_, {**data, "attempt": number}) for type_, data in batch]
+
+    async def _write(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
+        stamped = self._stamped(batch)
         if len(stamped) == 1:
             ok = await self.jobs.append_event(self.attempt, *stamped[0])
         else:
             ok = await self.jobs.append_events(self.attempt, stamped)
         if not ok:
-            raise JobFenced(f"attempt {number} no longer holds the job")
+            raise JobFenced(f"attempt {self.attempt.number} no longer holds the job")
 
 
 class JobRunner:
@@ -127,16 +187,21 @@ class JobRunner:
             # owner's. Read the generation before retrieving: a change during the job leaves
             # the cached answer already stale, never wrongly fresh.
             value = {**value, "tenant": attempt.tenant}
-            collection = await self.kb.require_collection(
-                value["collection"], tenant=attempt.tenant
-            )
+            collection = attempt.target  # read by the statement that started the attempt
+            if collection is None or collection.name != value["collection"]:
+                collection = await self.kb.require_collection(
+                    value["collection"], tenant=attempt.tenant
+                )
             if self.cache_ttl_s:
                 cache = (collection.key, collection.generation, self.cache_ttl_s)
         events = EventWriter(self.jobs, attempt)
         driven = await _drive(app, value, cast(RunnableConfig, config), events)
-        await events.flush()
+        # The last tokens are stored with the result, in its statement.
+        last = await events.drain()
         result = driven.output if attempt.kind == "answer" else {"output": driven.output}
-        if not await self.jobs.succeed(attempt, result, cache=cache, tokens=driven.usage):
+        if not await self.jobs.succeed(
+            attempt, result, cache=cache, tokens=driven.usage, events=last
+        ):
             raise JobFenced("the job changed hands before its result was stored")
         return AttemptReport("succeeded", driven.first_token_s)
 

@@ -20,6 +20,7 @@ from ragserve.db.pool import Connection, Database
 from ragserve.jobs import queries
 from ragserve.jobs.models import Job, JobEvent, JobStatus
 from ragserve.jobs.usage import TokenUsage
+from ragserve.kb.store import Collection
 from ragserve.names import DEFAULT_TENANT, is_uuid
 
 IDEMPOTENCY_KEY_SEPARATOR = "\n"
@@ -68,6 +69,8 @@ class Attempt:
     tenant: str = DEFAULT_TENANT
     """Whose job it is: its collection is that tenant's."""
     app: str | None = None
+    target: Collection | None = None
+    """The job's collection as it was when the attempt started; None if it did not exist."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,19 @@ def _new_job_params(job: NewJob) -> dict[str, Any]:
         "idempotency_key": None,
         "app": job.app,
     }
+
+
+def _collection_of(row: dict[str, Any]) -> Collection | None:
+    """The job's collection from the ``collection_*`` columns of ``START_ATTEMPT``."""
+    if row["collection_embedder"] is None:
+        return None
+    return Collection(
+        name=row["collection"],
+        embedder=row["collection_embedder"],
+        embedding_dim=row["collection_dim"],
+        generation=row["collection_generation"],
+        tenant=row["tenant"],
+    )
 
 
 class JobStore:
@@ -271,6 +287,7 @@ class JobStore:
             waited_s=row["waited_s"],
             tenant=row["tenant"],
             app=row["app"],
+            target=_collection_of(row),
         )
 
     async def append_event(self, attempt: Attempt, type_: str, data: dict[str, Any]) -> bool:
@@ -295,14 +312,15 @@ class JobStore:
         result: dict[str, Any],
         cache: tuple[str, int, float] | None = None,
         tokens: TokenUsage | None = None,
+        events: Sequence[tuple[str, dict[str, Any]]] = (),
     ) -> bool:
         """Record the result; with ``cache=(collection key, generation, ttl_s)`` also cache it
         (the key is ``Collection.key``, the stored name).
 
-        One statement: the fenced update, the ``done`` event, the cache entry and the removal
-        of the uploaded files commit together, in one round trip; with ``tokens``, the job
-        and its tokens are added to the attempt's tenant's usage of the day, in the same
-        statement.
+        One statement: the fenced update, ``events`` (the attempt's events not stored yet, in
+        order), the ``done`` event, the cache entry and the removal of the uploaded files
+        commit together, in one round trip; with ``tokens``, the job and its tokens are added
+        to the attempt's tenant's usage of the day, in the same statement.
         """
         collection, generation, ttl_s = cache if cache is not None else (None, None, None)
         params = {
@@ -310,6 +328,7 @@ class JobStore:
             "attempt": attempt.number,
             "result": Jsonb(result),
             "done": Jsonb({"result": result}),
+            "events": Jsonb([{"type": type_, "data": data} for type_, data in events]),
             "cache_key": attempt.cache_key if cache is not None else None,
             "collection": collection,
             "generation": generation,

@@ -51,6 +51,11 @@ def collection_key(tenant: str, name: str) -> str:
     return name if tenant == DEFAULT_TENANT else f"{tenant}/{name}"
 
 
+def collection_key_sql(tenant: str, name: str) -> str:
+    """:func:`collection_key` as an SQL expression of ``tenant`` and ``name`` (columns)."""
+    return f"CASE WHEN {tenant} = '{DEFAULT_TENANT}' THEN {name} ELSE {tenant} || '/' || {name} END"
+
+
 def _shown_name(key: str) -> str:
     return key.rpartition("/")[2]
 
@@ -77,7 +82,8 @@ class StoredDocument:
 
 
 class KnowledgeStore:
-    """Reads and writes the knowledge base tables. Holds no state but the database."""
+    """Reads and writes the knowledge base tables. Holds no state but the database and the
+    collections it has read (``searchable_collection``)."""
 
     def __init__(
         self,
@@ -91,6 +97,8 @@ class KnowledgeStore:
         self.segmentation = segmentation
         self.fusion: Fusion = fusion
         self.vector_weight = vector_weight
+        self._read: dict[str, Collection] = {}
+        """Collections read by this process, by stored name: what searching needs of them."""
 
     def lexical_text(self, text: str) -> str:
         return lexical_text(text, self.segmentation)
@@ -110,13 +118,29 @@ class KnowledgeStore:
                     (collection_key(tenant, name),),
                 )
             ).fetchone()
-        return Collection(name=name, **row) if row else None
+        if row is None:
+            return None
+        found = Collection(name=name, **row)
+        self._read[found.key] = found
+        return found
 
     async def require_collection(self, name: str, *, tenant: str) -> Collection:
         found = await self.get_collection(name, tenant=tenant)
         if found is None:
             raise NotFound(f"collection {name!r} does not exist")
         return found
+
+    async def searchable_collection(self, name: str, *, tenant: str) -> Collection:
+        """``tenant``'s collection ``name`` for a search, read from the database only if this
+        process has not read it before.
+
+        What a search needs of a collection (its stored name, embedder and dimension) never
+        changes once it exists: ``ensure_collection`` never changes a row, and collections
+        are not deleted. Its ``generation`` does change, so the one returned here may be
+        old: whatever depends on it (the answer cache) uses ``require_collection``.
+        """
+        known = self._read.get(collection_key(tenant, name))
+        return known if known is not None else await self.require_collection(name, tenant=tenant)
 
     async def ensure_collection(
         self, name: str, embedder: str, dim: int, *, tenant: str

@@ -42,7 +42,8 @@ class Retriever:
         filters: dict[str, Any] | None = None,
     ) -> list[RetrievedChunk]:
         check_collection_name(collection)
-        target = await self.store.require_collection(collection, tenant=tenant)
+        # Read once per process (a worker's job has just read it for its cache generation).
+        target = await self.store.searchable_collection(collection, tenant=tenant)
         if target.embedder != self.embedder.name:
             raise InvalidInput(
                 f"collection {collection!r} was embedded with {target.embedder};"
