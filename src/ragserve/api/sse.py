@@ -18,7 +18,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from ragserve.errors import DatabaseError
-from ragserve.jobs.models import JobEvent
+from ragserve.jobs.models import Job, JobEvent
 from ragserve.jobs.service import JobService
 
 log = logging.getLogger(__name__)
@@ -41,11 +41,13 @@ async def job_event_stream(
     closing: asyncio.Event,
     *,
     tenant: str | None,
+    job: Job | None = None,
 ) -> AsyncIterator[str]:
     """Replay from ``last_event_id``, then follow live, until the job's terminal event, or
     until ``closing`` is set (the process is shutting down) or the database is lost: then the
-    stream just ends and the client resumes elsewhere."""
-    events = aiter(jobs.events(job_id, last_event_id, idle_s=KEEPALIVE_S, tenant=tenant))
+    stream just ends and the client resumes elsewhere. ``job``: as the caller has just read it
+    (``JobService.events`` then need not read it again)."""
+    events = aiter(jobs.events(job_id, last_event_id, idle_s=KEEPALIVE_S, tenant=tenant, job=job))
     retry_ms: int | None = RECONNECT_MS
     try:
         while True:

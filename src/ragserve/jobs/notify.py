@@ -1,17 +1,22 @@
-"""LISTEN/NOTIFY fan-out: one listening connection per process, many waiters.
+"""LISTEN/NOTIFY fan-out: one listening connection per process, many subscribers.
 
-SSE streams and ``/v1/ask`` wait on an ``asyncio.Event`` per job instead of each polling the
-table; a worker registers a callback for cancellations. A notification only says "look again":
-the stored events stay the source of truth, so a missed wake-up costs latency, never data.
+Two ways to listen. ``on``: a callback per notification, with its payload (a worker's
+cancellations). ``follow``: on a channel whose payloads are JSON objects, the messages for one
+key (a job's events, ``ragserve.jobs.service``), delivered to a bounded ``Feed`` per subscriber.
+A feed that overflows, or that may have missed messages because the listener reconnected, is
+marked ``lost``: its reader then reads the source of truth again. So a notification is never
+the only copy of anything: a lost one costs a read, never data.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from psycopg import sql
 
@@ -21,12 +26,65 @@ log = logging.getLogger(__name__)
 
 RECONNECT_MAX_S = 5.0
 
+FEED_CAPACITY = 256
+"""Messages a feed keeps for a reader that does not take them (a slow SSE client); beyond,
+the feed is emptied and marked lost, and the reader reads the table instead."""
+
+
+class Feed:
+    """The messages for one key of a JSON channel, for one subscriber, in the order they were
+    sent; or, once ``lost``, a note that some may be missing."""
+
+    def __init__(self, capacity: int = FEED_CAPACITY) -> None:
+        self.capacity = capacity
+        self._lost = False
+        self._messages: deque[dict[str, Any]] = deque()
+        self._news = asyncio.Event()
+
+    def put(self, message: dict[str, Any]) -> None:
+        if self._lost:
+            return  # its reader reads everything from the source anyway
+        if len(self._messages) >= self.capacity:
+            self.mark_lost()
+            return
+        self._messages.append(message)
+        self._news.set()
+
+    def mark_lost(self) -> None:
+        self._lost = True
+        self._messages.clear()
+        self._news.set()
+
+    async def wait(self, timeout_s: float) -> bool:
+        """True as soon as there is something to ``take``; False after ``timeout_s`` without."""
+        if self._messages or self._lost:
+            return True
+        self._news.clear()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._news.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def take(self) -> list[dict[str, Any]] | None:
+        """The waiting messages, oldest first (the feed is then empty); None if some may have
+        been lost: the feed starts afresh, and the caller reads the source of truth, after
+        this call, so that nothing published meanwhile falls between the two."""
+        if self._lost:
+            self._lost = False
+            return None
+        messages = list(self._messages)
+        self._messages.clear()
+        return messages
+
 
 class NotificationHub:
     def __init__(self, db: Database, channels: list[str]) -> None:
         self.db = db
         self.channels = channels
-        self._waiters: dict[tuple[str, str], set[asyncio.Event]] = defaultdict(set)
+        self._feeds: dict[tuple[str, str], set[Feed]] = defaultdict(set)
+        self._key_fields: dict[str, str] = {}
         self._callbacks: dict[str, list[Callable[[str], None]]] = defaultdict(list)
         self._conn: Connection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -54,24 +112,30 @@ class NotificationHub:
         self._callbacks[channel].append(callback)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, channel: str, key: str) -> AsyncIterator[asyncio.Event]:
-        """An event set whenever ``channel`` carries ``key``; clear it after each look."""
-        event = asyncio.Event()
-        self._waiters[(channel, key)].add(event)
+    async def follow(
+        self, channel: str, key: str, *, key_field: str, capacity: int = FEED_CAPACITY
+    ) -> AsyncIterator[Feed]:
+        """A feed of the messages on ``channel`` (JSON objects) whose ``key_field`` is ``key``,
+        from now on, for as long as the context lasts."""
+        known = self._key_fields.setdefault(channel, key_field)
+        if known != key_field:
+            raise ValueError(f"channel {channel!r} is keyed by {known!r}, not {key_field!r}")
+        feed = Feed(capacity)
+        self._feeds[(channel, key)].add(feed)
         try:
-            yield event
+            yield feed
         finally:
-            waiters = self._waiters[(channel, key)]
-            waiters.discard(event)
-            if not waiters:
-                del self._waiters[(channel, key)]
+            feeds = self._feeds[(channel, key)]
+            feeds.discard(feed)
+            if not feeds:
+                del self._feeds[(channel, key)]
 
     @property
     def healthy(self) -> bool:
         return self._connected and self._task is not None and not self._task.done()
 
     async def _pump(self) -> None:
-        """Deliver notifications; if the connection drops, wake everyone and reconnect."""
+        """Deliver notifications; if the connection drops, mark every feed lost and reconnect."""
         while True:
             try:
                 assert self._conn is not None
@@ -85,8 +149,8 @@ class NotificationHub:
                     extra={"event": "notify.lost", "error": str(exc)},
                 )
             self._connected = False
-            # Waiters fall back to reading the table; they may have missed something.
-            self._wake_all()
+            # Followers fall back to reading the table; they may have missed something.
+            self._lose_all()
             await self._reconnect()
 
     async def _reconnect(self) -> None:
@@ -104,17 +168,30 @@ class NotificationHub:
                 continue
             self._connected = True
             log.info("notification listener reconnected", extra={"event": "notify.reconnect"})
-            # Notifications sent while we were away are lost: everyone looks again.
-            self._wake_all()
+            # Notifications sent while we were away are lost: everyone reads again.
+            self._lose_all()
             return
 
-    def _wake_all(self) -> None:
-        for waiters in self._waiters.values():
-            for event in waiters:
-                event.set()
+    def _lose_all(self) -> None:
+        for feeds in self._feeds.values():
+            for feed in feeds:
+                feed.mark_lost()
 
     def _deliver(self, channel: str, payload: str) -> None:
-        for event in self._waiters.get((channel, payload), ()):
-            event.set()
         for callback in self._callbacks.get(channel, ()):
             callback(payload)
+        key_field = self._key_fields.get(channel)
+        if key_field is None or not self._feeds:
+            return  # nobody follows anything: no need to decode
+        try:
+            message = json.loads(payload)
+            key = str(message[key_field])
+        except (ValueError, TypeError, KeyError):
+            log.warning(
+                "notification without a key ignored",
+                extra={"event": "notify.malformed", "channel": channel, "payload": payload[:200]},
+            )
+            return
+        # One decoded message, shared by the key's followers (they only read it).
+        for feed in self._feeds.get((channel, key), ()):
+            feed.put(message)

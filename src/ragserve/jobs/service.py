@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
+from pydantic import ValidationError
 
 from ragserve.db.pool import Connection, Database
 from ragserve.errors import Conflict, NotFound, QueueFull, TenantQueueFull, TooManyRequests
@@ -26,7 +28,7 @@ from ragserve.jobs.apps import RAG_APP, AppRegistry, check_config
 from ragserve.jobs.cache import answer_cache_key, stable_hash
 from ragserve.jobs.estimates import QueueEstimator, wait_falls_under
 from ragserve.jobs.models import AnswerRequest, AppJobRequest, Job, JobEvent, JobStatus
-from ragserve.jobs.notify import NotificationHub
+from ragserve.jobs.notify import Feed, NotificationHub
 from ragserve.jobs.routing import CanaryRouter
 from ragserve.jobs.store import JobStore, NewJob, UploadedFile
 from ragserve.jobs.usage import TokenBudget
@@ -34,7 +36,16 @@ from ragserve.names import check_collection_name
 
 log = logging.getLogger(__name__)
 
-EVENTS_CHANNEL = "ragserve_job_events"
+EVENTS_CHANNEL = "ragserve_job_events_v2"
+"""Where each stored event is published with its content (migration 0010; JSON keyed by
+``job_id``). Migration 0002's ``ragserve_job_events`` (the job id only) is still sent, for the
+API processes of earlier releases during a rolling upgrade."""
+
+EVENTS_PAGE = 500
+"""Stored events read per statement when a stream starts, resumes or catches up."""
+
+WAIT_RECHECK_S = 5.0
+"""``JobService.wait`` reads the job at least this often even without news, in case."""
 
 QUEUE_LIMIT_LOCK = 0x7274_716C  # "rtql": first half of the per-tenant submission lock
 
@@ -394,57 +405,131 @@ class JobService:
         return self._apps.queue_of(job.kind, job.app)
 
     async def events(
-        self, job_id: str, after: int, *, idle_s: float, tenant: str | None
+        self,
+        job_id: str,
+        after: int,
+        *,
+        idle_s: float,
+        tenant: str | None,
+        job: Job | None = None,
     ) -> AsyncIterator[JobEvent | None]:
         """The job's events after ``after``: stored ones first, then live ones, until the
         terminal one. ``None`` after each ``idle_s`` without news (for keep-alives).
+        ``job``: the job as the caller has just read it for ``tenant`` (saves a read).
 
-        Never loses an event: we subscribe before reading, and every wake-up re-reads the
-        table from the last event seen.
+        Live events come from the notifications' payloads (migration 0010), not from the
+        table. Never loses an event: we follow the job's notifications before reading the
+        table, take a notified event only if it is the one after the last sent (``seq``), and
+        read the table again from the last one sent on a gap, an event too large to be
+        notified, a feed that overflowed or was lost (the listener reconnected), and after
+        each ``idle_s`` without news.
         """
-        await self.get(job_id, tenant=tenant)  # NotFound before anything is read
+        if job is None:
+            job = await self.get(job_id, tenant=tenant)  # NotFound before anything is read
         last = after
-        async with self._watch(job_id) as wake:
+        async with self._follow(job.job_id) as feed:
+            first_read = True
+            read_table = True
             while True:
-                wake.clear()
-                events = await self._store.events_after(job_id, last)
-                for event in events:
-                    last = event.seq
-                    yield event
-                    if event.terminal:
+                if read_table:
+                    read_table = False
+                    found = False
+                    async for event in self._stored_events(job.job_id, last):
+                        found = True
+                        last = event.seq
+                        yield event
+                        if event.terminal:
+                            return
+                    if first_read and not found and job.status.terminal:
+                        # Read before the table, and the terminal event commits with the
+                        # status: the client resumed after the terminal event.
                         return
-                if events:
-                    continue
-                if (await self.get(job_id, tenant=tenant)).status.terminal:
-                    # The terminal event commits with the status: read once more, in case it
-                    # landed between our two reads; if nothing is new, the stream is over
-                    # (a client resumed after the terminal event).
-                    if await self._store.events_after(job_id, last, limit=1):
-                        continue
-                    return
-                try:
-                    await asyncio.wait_for(wake.wait(), idle_s)
-                except TimeoutError:
+                    first_read = False
+                if not await feed.wait(idle_s):
                     yield None
+                    read_table = True  # nothing for idle_s: look, in case
+                    continue
+                messages = feed.take()
+                if messages is None:
+                    read_table = True
+                    continue
+                for message in messages:
+                    seq = message.get("seq")
+                    if isinstance(seq, int) and seq <= last:
+                        continue  # sent already (read from the table)
+                    notified = published_event(message)
+                    if notified is None or notified.seq != last + 1:
+                        read_table = True  # too large to publish, or a gap: read it
+                        break
+                    last = notified.seq
+                    yield notified
+                    if notified.terminal:
+                        return
+
+    async def _stored_events(self, job_id: str, after: int) -> AsyncIterator[JobEvent]:
+        """Every stored event of the job after ``after``, a page at a time."""
+        while True:
+            page = await self._store.events_after(job_id, after, limit=EVENTS_PAGE)
+            for event in page:
+                yield event
+            if len(page) < EVENTS_PAGE:
+                return
+            after = page[-1].seq
 
     async def wait(self, job_id: str, timeout_s: float, *, tenant: str | None) -> Job:
-        """The job once it is terminal, or as it is when ``timeout_s`` has passed."""
+        """The job once it is terminal, or as it is when ``timeout_s`` has passed.
+
+        Reads the job at the start, then again only when its notifications may say it ended
+        (a terminal event, an event too large to be notified, a lost feed), and at least every
+        ``WAIT_RECHECK_S`` (every second without a hub), in case.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        async with self._watch(job_id) as wake:
+        recheck_s = WAIT_RECHECK_S if self._hub is not None else 1.0
+        async with self._follow(canonical_job_id(job_id)) as feed:
             while True:
                 job = await self.get(job_id, tenant=tenant)
                 remaining = deadline - loop.time()
                 if job.status.terminal or remaining <= 0:
                     return job
-                wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    # Re-read at least every second, in case a notification was missed.
-                    await asyncio.wait_for(wake.wait(), min(remaining, 1.0))
+                await _until_it_may_end(feed, min(remaining, recheck_s))
 
-    def _watch(self, job_id: str) -> contextlib.AbstractAsyncContextManager[asyncio.Event]:
-        """An event set when ``job_id`` has news; without a hub it is never set (callers then
-        re-read on their timeouts)."""
+    def _follow(self, job_id: str) -> contextlib.AbstractAsyncContextManager[Feed]:
+        """The job's events as they are notified (keyed by its canonical id); without a hub, a
+        feed that never brings anything (callers then read the table on their timeouts)."""
         if self._hub is None:
-            return contextlib.nullcontext(asyncio.Event())
-        return self._hub.subscribe(EVENTS_CHANNEL, job_id)
+            return contextlib.nullcontext(Feed())
+        return self._hub.follow(EVENTS_CHANNEL, job_id, key_field="job_id")
+
+
+def canonical_job_id(job_id: str) -> str:
+    """``job_id`` as PostgreSQL prints it (the key of its notifications), if it is a UUID."""
+    try:
+        return str(uuid.UUID(job_id))
+    except ValueError:
+        return job_id
+
+
+def published_event(message: dict[str, Any]) -> JobEvent | None:
+    """The event a notification carries; None if it carries only its number (``"more"``: too
+    large for a notification) or is not one of ours."""
+    if message.get("more"):
+        return None
+    try:
+        return JobEvent(seq=message["seq"], type=message["type"], data=message["data"])
+    except (KeyError, ValidationError):
+        return None
+
+
+async def _until_it_may_end(feed: Feed, timeout_s: float) -> None:
+    """Until ``feed`` brings news that may end the job (``JobService.wait``), or ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while await feed.wait(end - loop.time()):
+        messages = feed.take()
+        if messages is None:
+            return
+        for message in messages:
+            event = published_event(message)
+            if event is None or event.terminal:
+                return

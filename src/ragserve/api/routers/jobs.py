@@ -196,14 +196,14 @@ async def job_events(
     caller: Caller,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
-    await jobs.get(job_id, tenant=caller.scope)  # 404 before the stream starts
+    job = await jobs.get(job_id, tenant=caller.scope)  # 404 before the stream starts
     after = 0
     if last_event_id:
         if not last_event_id.strip().isdigit():
             raise InvalidInput("Last-Event-ID must be a non-negative integer")
         after = int(last_event_id)
     return StreamingResponse(
-        job_event_stream(jobs, job_id, after, state.streams_closing, tenant=caller.scope),
+        job_event_stream(jobs, job_id, after, state.streams_closing, tenant=caller.scope, job=job),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -1,0 +1,268 @@
+"""SSE streams: the API process's CPU per answer job with a few event streams open, and with
+1,000 open at once (issue 10: "1,000 concurrent streams on one API process without raising its
+CPU per job by more than 20 %").
+
+Starts the mock LLM (``bench/mock_llm.py``), the mock embeddings server of
+``bench/concurrency.py``, one ``ragserve api`` and ``--workers`` ``ragserve worker`` processes on
+a fresh embedded PostgreSQL, ingests the benchmark collection and warms up. Then two workloads
+of distinct questions, each job submitted and followed to its ``done`` event over
+``GET /v1/jobs/{id}/events`` as ``ragserve ask`` does (``bench/peers.py``'s ``ask_ragserve``:
+``503`` retried after ``Retry-After``, a cut stream resumed with ``Last-Event-ID``), by a
+client in a process of its own (``--clients`` processes):
+
+- **few**: ``--few-n`` jobs, ``--few`` at a time (a new one starts when one ends): at most
+  ``--few`` streams open, each getting its job's events live;
+- **many**: ``--n`` jobs submitted all at once, each followed by its own stream from its
+  submission on: ``--n`` streams open together. The workers run ``workers x
+  worker-concurrency`` jobs at a time, so most streams wait for their job first (keep-alives
+  every 15 s), then get its events live, like clients queued behind a burst.
+
+**CPU per job** (psutil, user + system; ``bench/job_cost.py``'s ``Run``): the API process's
+CPU over the workload minus its idle rate (measured just before, ``--idle`` s), divided by the
+jobs. It covers the submissions and the streams; the client's CPU is not in it. The workers'
+and PostgreSQL's are reported too. The goal is the ratio many / few of the API's CPU per job:
+at most 1.2.
+
+Run (about 3 minutes)::
+
+    python bench/sse_streams.py                  # --n 1000 --few-n 250 --few 25
+    python bench/sse_streams.py --json /tmp/sse.json --profile /tmp/sse-prof
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+from _common import bench_parser, finish_run, format_table, load_now, machine_info, stop_embedded
+from concurrency import (
+    CpuMeter,
+    Service,
+    client,
+    data_folder,
+    ingest_collection,
+    postgres_processes,
+    processes,
+    profiled,
+    scratch_dir,
+    start_mock_embeddings,
+    start_mock_llm,
+    start_ragserve,
+)
+from job_cost import QUESTION, Run
+from peers import Job, ask_ragserve, start_ragserve_worker
+
+
+@dataclass
+class ClientResult:
+    """What one client process saw."""
+
+    jobs: int
+    done: int
+    retries: int
+    peak_in_flight: int
+    seconds: float
+    errors: list[str]
+
+
+async def follow_jobs(url: str, n: int, concurrency: int, tag: str) -> ClientResult:
+    """``n`` questions, ``concurrency`` at a time, each followed to ``done``."""
+    gate = asyncio.Semaphore(concurrency)
+    in_flight = peak = 0
+    start = time.perf_counter()
+    async with client(url, concurrency + 8) as http:
+
+        async def one(i: int) -> Job:
+            nonlocal in_flight, peak
+            async with gate:
+                in_flight += 1
+                peak = max(peak, in_flight)
+                job = Job(time.perf_counter())
+                try:
+                    await ask_ragserve(http, QUESTION.format(tag=tag, i=i), job)
+                except Exception as exc:  # recorded, so that one failure does not hide the rest
+                    job.error = f"{type(exc).__name__}: {exc}"
+                finally:
+                    in_flight -= 1
+                return job
+
+        jobs = await asyncio.gather(*(one(i) for i in range(n)))
+    return ClientResult(
+        jobs=n,
+        done=sum(job.done is not None for job in jobs),
+        retries=sum(job.retries for job in jobs),
+        peak_in_flight=peak,
+        seconds=round(time.perf_counter() - start, 2),
+        errors=[job.error for job in jobs if job.error][:5],
+    )
+
+
+def client_process(url: str, n: int, concurrency: int, tag: str) -> ClientResult:
+    """The entry point of a client process."""
+    return asyncio.run(follow_jobs(url, n, concurrency, tag))
+
+
+def run_clients(args: argparse.Namespace, url: str, n: int, at_once: int, tag: str) -> ClientResult:
+    """``n`` jobs (``at_once`` at a time) split over ``--clients`` processes; their sum."""
+    k = args.clients
+    shares = [n // k + (i < n % k) for i in range(k)]
+    with ProcessPoolExecutor(k, mp_context=get_context("spawn")) as pool:
+        futures = [
+            pool.submit(client_process, url, share, max(1, at_once // k), f"{tag} c{i}")
+            for i, share in enumerate(shares)
+        ]
+        results = [f.result() for f in futures]
+    return ClientResult(
+        jobs=sum(r.jobs for r in results),
+        done=sum(r.done for r in results),
+        retries=sum(r.retries for r in results),
+        peak_in_flight=sum(r.peak_in_flight for r in results),
+        seconds=max(r.seconds for r in results),
+        errors=[e for r in results for e in r.errors][:5],
+    )
+
+
+@dataclass
+class Workload:
+    name: str
+    streams: int
+    run: Run
+    client: ClientResult
+
+
+def measure(
+    args: argparse.Namespace,
+    name: str,
+    n: int,
+    at_once: int,
+    api: Service,
+    workers: Sequence[Service],
+    data_dir: Path,
+) -> Workload:
+    meter = CpuMeter(
+        {
+            "api": processes(api.pid),
+            "worker": processes(*(w.pid for w in workers)),
+            "postgres": lambda: postgres_processes(data_dir),
+        }
+    )
+    meter.start()
+    time.sleep(args.idle)
+    idle = meter.stop()
+    load = load_now()
+    meter.start()
+    start = time.perf_counter()
+    with profiled(api.pid, args.profile, f"api-{name}.txt", top=25):
+        result = run_clients(args, api.url, n, at_once, name)
+    seconds = time.perf_counter() - start
+    run = Run(n, round(seconds, 3), args.idle, meter.stop(), idle, result.retries, load)
+    return Workload(name, at_once, run, result)
+
+
+def report(args: argparse.Namespace, workloads: Sequence[Workload]) -> str:
+    lines = [
+        f"ragserve api + {args.workers} worker(s) (concurrency {args.worker_concurrency} each),"
+        f" mock LLM ttft {args.ttft} s + {args.tps} tok/s, mock embeddings server;"
+        f" {args.clients} client process(es); each job followed over its own event stream",
+        "",
+    ]
+    rows = [
+        [
+            w.name,
+            w.run.n,
+            w.client.done,
+            w.client.peak_in_flight,
+            w.run.seconds,
+            w.run.cpu_ms_per_job("api"),
+            w.run.cpu_ms_per_job("worker"),
+            w.run.cpu_ms_per_job("postgres"),
+            w.client.retries,
+            w.run.load,
+        ]
+        for w in workloads
+    ]
+    headers = ["workload", "jobs", "done", "peak streams open", "s", "API ms/job"]
+    headers += ["workers ms/job", "PostgreSQL ms/job", "client retries", "load"]
+    lines.append(format_table(headers, rows))
+    by_name = {w.name: w for w in workloads}
+    if {"few", "many"} <= by_name.keys():
+        few = by_name["few"].run.cpu_ms_per_job("api")
+        many = by_name["many"].run.cpu_ms_per_job("api")
+        lines += ["", f"API CPU per job, many / few: {many / few:.2f} (goal: <= 1.20)"]
+    for w in workloads:
+        for error in w.client.errors:
+            lines.append(f"{w.name}: error: {error}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = bench_parser(__doc__)
+    parser.add_argument("--n", type=int, default=1000, help="jobs (and streams) of 'many'")
+    parser.add_argument("--few-n", type=int, default=250, help="jobs of 'few'")
+    parser.add_argument("--few", type=int, default=25, help="streams open at a time in 'few'")
+    parser.add_argument("--workers", type=int, default=1, help="ragserve worker processes")
+    parser.add_argument("--worker-concurrency", type=int, default=100)
+    parser.add_argument("--clients", type=int, default=1, help="client processes")
+    parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle baseline")
+    parser.add_argument("--ttft", type=float, default=1.5)
+    parser.add_argument("--tps", type=float, default=50.0)
+    parser.add_argument("--only", choices=("few", "many"), help="run one workload only")
+    parser.add_argument("--keep", action="store_true", help="keep data dirs and logs")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the API process")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write JSON ('-' = stdout)")
+    args = parser.parse_args(argv)
+    if min(args.n, args.few_n, args.few, args.workers, args.clients) < 1 or args.idle <= 0:
+        parser.error("counts must be >= 1 and --idle > 0")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    info = machine_info()
+    workloads: list[Workload] = []
+    with scratch_dir("ragserve-bench-sse-", keep=args.keep) as scratch:
+        llm = start_mock_llm(scratch, ttft=args.ttft, tps=args.tps)
+        embeddings = start_mock_embeddings(scratch, 0.02)
+        data_dir = data_folder(scratch, "data")
+        settings = {
+            "worker_concurrency": str(args.worker_concurrency),
+            "llm_base_url": f"{llm.url}/v1",
+            "llm_model": "mock",
+            "embeddings": "openai",
+            "embeddings_base_url": f"{embeddings.url}/v1",
+            "embeddings_model": "mock-embeddings",
+        }
+        api = start_ragserve("api", data_dir, scratch, **settings)
+        workers = [
+            start_ragserve_worker(data_dir, scratch, f"worker{i + 1}", **settings)
+            for i in range(args.workers)
+        ]
+        try:
+            asyncio.run(ingest_collection(api.url))
+            run_clients(args, api.url, 10, 10, "warm-up")
+            if args.only != "many":
+                workloads.append(measure(args, "few", args.few_n, args.few, api, workers, data_dir))
+            if args.only != "few":
+                workloads.append(measure(args, "many", args.n, args.n, api, workers, data_dir))
+        finally:
+            for service in (*workers, api, embeddings, llm):
+                service.stop()
+            stop_embedded(data_dir)
+    finish_run(
+        args,
+        info,
+        report(args, workloads),
+        {"workloads": [asdict(w) for w in workloads]},
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
