@@ -294,3 +294,44 @@ APPEND_EVENTS_OF_ATTEMPT: Final = (
 )
 """Several events of ``attempt`` (a JSON array of ``{"type", "data"}``) in one round trip,
 numbered in order under the job's row lock; no row when the attempt no longer holds the job."""
+
+# -- a submission in one statement ---------------------------------------------------------
+
+
+def insert_queued_job_and_entry(queue_table: str, queue_log_table: str) -> str:
+    """A queued job, its first event, its ``Idempotency-Key`` (when ``stored_key`` is not
+    null) and its pgqueuer entry (with the entry's ``queued`` line in pgqueuer's log), in one
+    statement: in autocommit it commits alone, so a submission needs no ``BEGIN``/``COMMIT``.
+
+    No row when nothing was inserted: an identical question is in flight, or (with
+    ``check_cache``) a valid cached answer exists; the caller then takes the slow path, which
+    tells the two apart. A twin's key makes the statement fail (UniqueViolation) and insert
+    nothing.
+
+    The entry is the row pgqueuer's own ``Queries.enqueue`` writes (pgqueuer 1.6,
+    ``build_enqueue_query``): priority 0, ``execute_after`` now, no dedupe key, JSON null
+    headers, payload the job id; pgqueuer's statement trigger sends its NOTIFY at commit.
+    ``tests/jobs/test_submit_statement.py`` compares the two rows column by column.
+    ``queue_table``/``queue_log_table``: pgqueuer's (schema-qualified) table names.
+    """
+    return (
+        "WITH cached AS (SELECT 1 FROM answer_cache a JOIN collections c"
+        " ON c.name = a.collection WHERE %(check_cache)s AND a.cache_key = %(cache_key)s"
+        " AND a.generation = c.generation AND a.expires_at > now()),"
+        f" job AS (INSERT INTO jobs ({_NEW_JOB_COLUMNS}, event_seq) SELECT {_NEW_JOB_VALUES}, 1"
+        " WHERE NOT EXISTS (SELECT 1 FROM cached)"
+        f" ON CONFLICT (cache_key) WHERE {IN_FLIGHT} DO NOTHING"
+        f" RETURNING {INSERTED_JOB_COLUMNS}),"
+        " event AS (INSERT INTO job_events (job_id, seq, attempt, type, data)"
+        " SELECT id, 1, 0, 'status', %(first_event)s FROM job),"
+        " remembered AS (INSERT INTO job_idempotency_keys (key, job_id, body_hash, tenant)"
+        " SELECT %(stored_key)s, id, request_hash, tenant FROM job"
+        " WHERE %(stored_key)s::text IS NOT NULL),"
+        f" entry AS (INSERT INTO {queue_table}"
+        " (priority, entrypoint, payload, execute_after, dedupe_key, headers, status)"
+        " SELECT 0, %(queue)s, convert_to(id::text, 'UTF8'), now(), NULL, 'null'::jsonb,"
+        " 'queued' FROM job RETURNING id, entrypoint, priority),"
+        f" logged AS (INSERT INTO {queue_log_table} (job_id, status, entrypoint, priority)"
+        " SELECT id, 'queued', entrypoint, priority FROM entry)"
+        " SELECT * FROM job"
+    )

@@ -6,14 +6,17 @@ connection of the caller's transaction, so the job row and its queue entry commi
 
 from __future__ import annotations
 
+import functools
 from typing import Any, cast
 
 import psycopg
 from pgqueuer import Queries
+from pgqueuer.domain.settings import db_settings
 from pgqueuer.models import JobId
 from psycopg import sql
 
 from ragserve.db.pool import Connection
+from ragserve.jobs import queries as job_queries
 
 CANCEL_CHANNEL = "ragserve_job_cancel"
 
@@ -22,6 +25,14 @@ async def enqueue(conn: Connection, queue: str, job_id: str) -> None:
     """Add an entry for ``job_id`` to ``queue`` (a pgqueuer entrypoint: the job's kind, or
     its canary queue, see ``ragserve.jobs.routing``) in ``conn``'s transaction."""
     await _queries(conn).enqueue(queue, job_id.encode())
+
+
+@functools.cache
+def insert_job_and_entry_statement() -> str:
+    """``queries.insert_queued_job_and_entry`` on pgqueuer's tables (names read once: they
+    come from pgqueuer's ``PGQUEUER_*`` settings, fixed for the process)."""
+    names = db_settings().qualified
+    return job_queries.insert_queued_job_and_entry(names.queue_table, names.queue_table_log)
 
 
 async def withdraw(conn: Connection, job_id: str) -> None:

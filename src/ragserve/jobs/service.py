@@ -134,7 +134,7 @@ class JobService:
             # An identical question in flight makes the insert a no-op: see _insert_and_enqueue.
             return await self._insert_and_enqueue(conn, new, budgeted=True)
 
-        return await self._submit(new, attempt)
+        return await self._submit(new, attempt, one_statement=True)
 
     async def submit_app(
         self,
@@ -185,7 +185,7 @@ class JobService:
                 return Submission(Job.from_row(row), created=True)
             return await self._insert_and_enqueue(conn, new, budgeted=True)
 
-        return await self._submit(new, attempt)
+        return await self._submit(new, attempt, one_statement=True)
 
     def apps(self) -> list[dict[str, object]]:
         """``GET /v1/apps``: each app's name, queue and JSON schemas."""
@@ -238,12 +238,22 @@ class JobService:
         return await self._submit(new, attempt)
 
     async def _submit(
-        self, new: NewJob, attempt: Callable[[Connection], Awaitable[Submission]]
+        self,
+        new: NewJob,
+        attempt: Callable[[Connection], Awaitable[Submission]],
+        *,
+        one_statement: bool = False,
     ) -> Submission:
+        """``one_statement``: ``new`` (an answer or app job, budgeted) may be queued by one
+        statement (``_submit_in_one_statement``), the hot path; whatever that cannot settle
+        alone goes the transactional way, ``attempt`` on a transaction's connection."""
         # Two tries: a concurrent twin (same idempotency key, or same question) may win the
         # unique index between our read and our insert; the second try then finds it.
         for last_try in (False, True):
             try:
+                fast = one_statement and self.max_queued_per_tenant is None
+                if fast and (submission := await self._submit_in_one_statement(new)):
+                    return submission
                 async with self._db.transaction() as conn:
                     key = new.idempotency_key
                     if key is None:
@@ -260,6 +270,33 @@ class JobService:
                 if last_try:
                     raise
         raise AssertionError("unreachable")
+
+    async def _submit_in_one_statement(self, new: NewJob) -> Submission | None:
+        """The common submission in one write, without ``BEGIN``/``COMMIT``: a new job with
+        no cached answer and no twin in flight, admitted, and no per-tenant queue limit to
+        count under a lock. The reads before it are the key's (when one is sent) and the
+        per-process cached ones (canary liveness, queue estimate, token budget: at most one
+        statement a second each). None: the transactional path must decide (a cached answer,
+        a twin in flight, or a refusal, which an identical question in flight overrides)."""
+        async with self._db.connection() as conn:
+            if new.idempotency_key is not None:
+                existing = await self._store.by_idempotency_key(
+                    conn, new.idempotency_key, tenant=new.tenant
+                )
+                if existing is not None:
+                    return await self._estimated(conn, self._replay(existing, new))
+            queue_name = await self._router.queue_for(conn, new.queue or new.kind)
+            wait_s = await self._estimator.wait_s(conn, queue_name) if self._estimator else None
+            try:
+                await self._admit(conn, queue_name, wait_s, new.tenant)
+            except TooManyRequests:
+                return None
+            row = await self._store.insert_and_enqueue(
+                conn, new, queue_name, check_cache=True, remember_key=True
+            )
+            if row is None:
+                return None
+            return await self._estimated(conn, self._queued(new, row, queue_name, wait_s))
 
     @staticmethod
     def _replay(existing: dict[str, Any], new: NewJob) -> Submission:
@@ -283,19 +320,31 @@ class JobService:
             if new.cache_key and (row := await self._store.in_flight(conn, new.cache_key)):
                 return Submission(Job.from_row(row), created=False, coalesced=True)
             raise
-        row = await self._store.insert(conn, new)
+        # The key, if any, is remembered by _submit, for new and coalesced jobs alike.
+        row = await self._store.insert_and_enqueue(
+            conn, new, queue_name, check_cache=False, remember_key=False
+        )
         if row is None:  # lost the race to an identical question: share its computation
             row = await self._store.in_flight(conn, new.cache_key or "")
             if row is None:
                 raise psycopg.errors.UniqueViolation("in-flight job vanished; try again")
             return Submission(Job.from_row(row), created=False, coalesced=True)
-        job_id = str(row["id"])
+        # Over the limit: the job and its entry roll back with the transaction (the entry's
+        # NOTIFY is sent at commit only, so no worker hears of it).
         await self._check_queue_limit(conn, new.tenant, queue_name, wait_s)
-        await queue.enqueue(conn, queue_name, job_id)
+        return self._queued(new, row, queue_name, wait_s)
+
+    def _queued(
+        self, new: NewJob, row: dict[str, Any], queue_name: str, wait_s: float | None
+    ) -> Submission:
+        """The submission of a job just inserted with its entry in ``queue_name``."""
         if self._estimator is not None:
             self._estimator.enqueued(queue_name)
-        log.info("job queued", extra={"event": "job.queued", "job_id": job_id, "kind": new.kind})
-        return Submission(Job.from_row(row), created=True, estimated_start_s=wait_s)
+        job = Job.from_row(row)
+        log.info(
+            "job queued", extra={"event": "job.queued", "job_id": job.job_id, "kind": new.kind}
+        )
+        return Submission(job, created=True, estimated_start_s=wait_s)
 
     async def _admit(
         self, conn: Connection, queue_name: str, wait_s: float | None, tenant: str | None

@@ -17,7 +17,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from ragserve.db.pool import Connection, Database
-from ragserve.jobs import queries
+from ragserve.jobs import queries, queue
 from ragserve.jobs.models import Job, JobEvent, JobStatus
 from ragserve.jobs.usage import TokenUsage
 from ragserve.kb.store import Collection
@@ -133,6 +133,34 @@ class JobStore:
             "first_event": Jsonb({"status": "queued", "attempt": 0}),
         }
         return await (await conn.execute(queries.INSERT_QUEUED_JOB, params)).fetchone()
+
+    async def insert_and_enqueue(
+        self,
+        conn: Connection,
+        job: NewJob,
+        queue_name: str,
+        *,
+        check_cache: bool,
+        remember_key: bool,
+    ) -> dict[str, Any] | None:
+        """Insert a queued job with its first event and its entry in ``queue_name``, in one
+        statement (``queries.insert_queued_job_and_entry``); with ``remember_key``, also its
+        ``Idempotency-Key`` (a twin's key raises ``UniqueViolation``). None when nothing was
+        inserted: an identical computation is in flight, or, with ``check_cache``, a valid
+        cached answer exists."""
+        params = {
+            **_new_job_params(job),
+            "first_event": Jsonb({"status": "queued", "attempt": 0}),
+            "check_cache": check_cache and job.cache_key is not None,
+            "stored_key": (
+                stored_key(job.tenant, job.idempotency_key)
+                if remember_key and job.idempotency_key
+                else None
+            ),
+            "queue": queue_name,
+        }
+        cursor = await conn.execute(queue.insert_job_and_entry_statement(), params)
+        return await cursor.fetchone()
 
     async def insert_cached(
         self, conn: Connection, job: NewJob, result: dict[str, Any]
