@@ -21,17 +21,23 @@ exact numpy search over the same vectors, and the plan is printed once to show t
     python bench/retrieval_latency.py --sizes 10000 --queries 300     # quick
     python bench/retrieval_latency.py --sizes 300 --queries 20 --warmup 5 --recall-queries 10
 
-Chunk texts come from ``--squad`` (default: the sample vendored in ``tests/data/squad``).
-    python bench/retrieval_latency.py --retrieval hybrid --sizes 10000,100000
+Chunk texts come from ``--squad`` (default: the sample vendored in ``tests/data/squad``; the
+full dev set, e.g. ``--squad /work/shared/data/squad-dev``, repeats each text less often).
+
+    python bench/retrieval_latency.py --retrieval vector,hybrid --sizes 10000,100000
 
 With ``--retrieval hybrid`` the timed searches are hybrid ones: the chunk texts (SQuAD
-paragraphs, repeated) are indexed for full text and each query vector comes with a real SQuAD
-question as its text; recall@10 and the plan stay those of the vector half.
+paragraphs, repeated) are indexed for full text (and counted in ``collection_words``, as the
+store does) and each query vector comes with a real SQuAD question as its text; recall@10 and
+the plan stay those of the vector half (the hybrid plan is printed too). With
+``--retrieval vector,hybrid`` each query is timed in both modes, one after the other, so both
+see the same load.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import re
 import sys
 import time
@@ -160,9 +166,16 @@ async def bulk_load(
                 ],
             )
         await copy_chunks(conn, name, doc_ids, chunk_ids, vectors, texts)
-        # The full-text column as replace_document fills it (English text: no segmentation).
+        # The full-text column as replace_document fills it (English text: no segmentation),
+        # and the collection's word counts as the store keeps them (collection_words).
         await conn.execute(
             f"UPDATE chunks SET tsv = to_tsvector('{TS_CONFIG}', text) WHERE collection = %s",
+            (name,),
+        )
+        await conn.execute(
+            "INSERT INTO collection_words (collection, lexeme, chunks)"
+            " SELECT c.collection, w.lexeme, count(*) FROM chunks c, unnest(c.tsv) AS w"
+            " WHERE c.collection = %s GROUP BY c.collection, w.lexeme",
             (name,),
         )
     return [str(c) for c in chunk_ids]
@@ -245,10 +258,15 @@ class RecordingDatabase:
             yield _RecordingConnection(conn, self.log)
 
 
-async def explain_search(db: Database, collection: Collection, query: np.ndarray, ef: int) -> str:
-    """The plan of exactly the SQL ``search`` runs (same settings), with actual timings."""
+async def explain_search(
+    db: Database, collection: Collection, query: np.ndarray, ef: int, text: str | None = None
+) -> str:
+    """The plan of exactly the SQL ``search`` runs (same settings), with actual timings; with
+    ``text``, of the hybrid search."""
     recorder = RecordingDatabase(db)
-    await KnowledgeStore(cast(Database, recorder)).search(collection, query, top_k=10, ef_search=ef)
+    await KnowledgeStore(cast(Database, recorder)).search(
+        collection, query, top_k=10, ef_search=ef, query_text=text
+    )
     async with db.transaction() as conn:
         for sql, params in recorder.log:
             if sql.startswith("SET"):
@@ -270,20 +288,25 @@ async def measure_latency(
     queries: np.ndarray,
     warmup: int,
     ef: int,
-    questions: Sequence[str] | None,
-) -> list[float]:
-    """Seconds per search; with ``questions`` (one per query vector), hybrid searches."""
+    questions: Sequence[str],
+    modes: Sequence[str],
+) -> dict[str, list[float]]:
+    """Seconds per search, per retrieval mode. With several modes each query is searched in
+    every mode, one after the other, so that all modes see the same load (the machine is
+    shared); hybrid searches take the question of the same index as their text."""
 
-    def text(i: int) -> str | None:
-        return questions[i % len(questions)] if questions else None
+    def text(mode: str, i: int) -> str | None:
+        return questions[i % len(questions)] if mode == "hybrid" else None
 
     for i, q in enumerate(queries[:warmup]):
-        await store.search(collection, q, top_k=10, ef_search=ef, query_text=text(i))
-    seconds: list[float] = []
+        for mode in modes:
+            await store.search(collection, q, top_k=10, ef_search=ef, query_text=text(mode, i))
+    seconds: dict[str, list[float]] = {mode: [] for mode in modes}
     for i, q in enumerate(queries[warmup:], warmup):
-        start = time.perf_counter()
-        await store.search(collection, q, top_k=10, ef_search=ef, query_text=text(i))
-        seconds.append(time.perf_counter() - start)
+        for mode in modes:
+            start = time.perf_counter()
+            await store.search(collection, q, top_k=10, ef_search=ef, query_text=text(mode, i))
+            seconds[mode].append(time.perf_counter() - start)
     return seconds
 
 
@@ -309,27 +332,33 @@ async def measure(
     recall: tuple[np.ndarray, np.ndarray, list[str]],
     ef: int,
     warmup: int,
-    questions: Sequence[str] | None = None,
+    questions: Sequence[str] = (),
+    modes: Sequence[str] = ("vector",),
 ) -> dict[str, Any]:
-    """Latency summary, recall@10 against exact search and the plan, at one ``ef_search``.
+    """Latency summary per mode, recall@10 against exact search and the plan, at one
+    ``ef_search``.
 
-    With ``questions`` the latency is of hybrid searches; recall and plan are of the vector
-    search either way (the exact answer is only known for it)."""
+    Recall and ``plan`` are of the vector search (the exact answer is only known for it); with
+    the hybrid mode, ``hybrid_plan`` is the hybrid statement's plan."""
     store = KnowledgeStore(db)
     recall_queries, truth, chunk_ids = recall
-    seconds = await measure_latency(store, collection, queries, warmup, ef, questions)
+    load = load_now()
+    seconds = await measure_latency(store, collection, queries, warmup, ef, questions, modes)
     generic = await generic_plans(db)
     found = await measure_recall(store, collection, recall_queries, truth, chunk_ids, ef)
     plan = await explain_search(db, collection, queries[0], ef)
-    return {
-        **latency_summary(seconds),
+    out = {
+        "modes": {mode: latency_summary(s) for mode, s in seconds.items()},
         "recall@10": found,
-        "load": load_now(),
+        "load": f"{load} -> {load_now()}",
         **generic,
         "plan_uses_index": INDEX in plan,
         "plan_kind": plan_kind(plan),
         "plan": plan,
     }
+    if "hybrid" in modes:
+        out["hybrid_plan"] = await explain_search(db, collection, queries[0], ef, questions[0])
+    return out
 
 
 async def generic_plans(db: Database) -> dict[str, int]:
@@ -387,6 +416,7 @@ async def run_size(
             ef,
             args.warmup,
             args.questions,
+            args.retrieval,
         )
     if args.small_collection:
         big = (collection, queries, (recall_queries, truth, chunk_ids))
@@ -444,9 +474,9 @@ async def run_small(
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     squad = load_squad(args.squad)
     texts = [paragraph.text for paragraph in squad.paragraphs]
-    args.questions = None
-    if args.retrieval == "hybrid":  # real questions for the lexical half
-        args.questions = [question.question for question in squad.questions]
+    # Real questions for the lexical half, in a fixed shuffled order (the file is by article).
+    args.questions = [question.question for question in squad.questions]
+    random.Random(args.seed).shuffle(args.questions)
     results: dict[str, Any] = {"machine": machine_info(), "retrieval": args.retrieval, "sizes": []}
     async with bench_database(args) as db:
         results["postgres"] = await server_settings(db, PG_SETTINGS)
@@ -455,6 +485,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             size = await run_size(db, args, n, texts)
             ef, first = next(iter(size["by_ef_search"].items()))
             print(f"plan at {n} chunks, ef_search={ef}:\n{first['plan']}\n", file=sys.stderr)
+            if "hybrid_plan" in first:
+                print(f"hybrid plan:\n{first['hybrid_plan']}\n", file=sys.stderr)
             results["sizes"].append(size)
     results["load_at_end"] = load_now()
     return results
@@ -486,6 +518,7 @@ def report(results: dict[str, Any]) -> str:
             "plan (EXPLAIN)",
             "generic/custom plans",
             "load (1/5/15 min)",
+            "retrieval",
         ],
         rows,
     )
@@ -508,24 +541,33 @@ def table_rows(
         [
             label,
             ef,
-            int(m["n"]),
-            m["mean_ms"],
-            m["p50_ms"],
-            m["p99_ms"],
-            m["max_ms"],
+            int(t["n"]),
+            t["mean_ms"],
+            t["p50_ms"],
+            t["p99_ms"],
+            t["max_ms"],
             m["recall@10"],
             "" if build_s is None else build_s,
             "" if size_mb is None else size_mb,
             m.get("plan_kind", "HNSW index" if m["plan_uses_index"] else "seq scan"),
             f"{m.get('generic_plans', '?')}/{m.get('custom_plans', '?')}",
             m["load"],
+            mode,
         ]
         for ef, m in by_ef.items()
+        for mode, t in m["modes"].items()
     ]
 
 
 def int_list(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
+
+
+def mode_list(text: str) -> list[str]:
+    modes = [part.strip() for part in text.split(",") if part.strip()]
+    if not modes or set(modes) - {"vector", "hybrid"}:
+        raise argparse.ArgumentTypeError(f"{text!r}: a comma list of vector, hybrid")
+    return modes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -553,9 +595,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--retrieval",
-        choices=["vector", "hybrid"],
-        default="vector",
-        help="hybrid: time vector + full-text searches (SQuAD questions as the query text)",
+        type=mode_list,
+        default=["vector"],
+        help="comma list of vector, hybrid (vector + full text, SQuAD questions as the query"
+        " text); with both, each query is timed in both modes, alternately",
     )
     parser.add_argument("--collection", default="bench-latency")
     parser.add_argument("--seed", type=int, default=0)

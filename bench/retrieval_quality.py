@@ -12,7 +12,7 @@ Sets (each ingested into a collection of its own through the real ``Ingestor``: 
 * ``offtopic``: bench/data/offtopic.jsonl, questions about none of them, asked of the SQuAD
   collection: no recall, but the best chunk's cosine (what a "not found" threshold sees).
 
-Modes: ``vector`` (HNSW only), ``hybrid`` (vector + full text, reciprocal rank fusion),
+Modes (``--modes``): ``vector`` (HNSW only), ``hybrid`` (vector + full text, fused),
 ``hybrid+rerank`` (the hybrid top 4 x top_k reordered by ``bench/mock_rerank.py``, a lexical-
 overlap mock: it shows the plumbing and an upper-bound-ish effect of a lexical reranker, not
 what a cross-encoder would do). For the Chinese set the lexical index is also rebuilt with
@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 
 from _common import (
     TimedEmbedder,
@@ -67,6 +68,7 @@ ROOT = HERE.parent
 SQUAD_SAMPLE = ROOT / "tests" / "data" / "squad"
 KS = (1, 5, 10)
 SETS = ("squad", "identifiers", "zh", "offtopic")
+MODES = ("vector", "hybrid", "hybrid+rerank")
 
 
 def first_rank(sources: Sequence[str], gold: str) -> int | None:
@@ -104,6 +106,63 @@ def load_set(
         HERE / "data" / ("identifiers.jsonl" if name == "identifiers" else "zh_eval.jsonl")
     )
     return [r for r in rows if r["kind"] == "passage"], [r for r in rows if r["kind"] == "query"]
+
+
+class QueryVectors:
+    """The embedder, with each question's vector computed once, up front, in batches (the
+    local embedder batches questions that arrive together), and kept in ``path`` (beside the
+    database of ``--data-dir``): every mode, and every rerun, of a large set then costs
+    searches, not embeddings. Documents pass through to the embedder."""
+
+    def __init__(self, inner: Embedder, path: Path | None) -> None:
+        self.inner = inner
+        self.path = path
+        self.vectors: dict[str, list[float]] = {}
+        if path is not None and path.exists():
+            saved = np.load(path)
+            self.vectors = dict(
+                zip(saved["texts"].tolist(), saved["vectors"].tolist(), strict=True)
+            )
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dim(self) -> int | None:
+        return self.inner.dim
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        return await self.inner.embed_documents(texts)
+
+    async def embed_query(self, text: str) -> list[float]:
+        if text not in self.vectors:
+            self.vectors[text] = await self.inner.embed_query(text)
+        return self.vectors[text]
+
+    async def prefetch(self, texts: Sequence[str], step: int = 512) -> None:
+        missing = sorted(set(texts) - set(self.vectors))
+        start = time.perf_counter()
+        for i in range(0, len(missing), step):
+            part = missing[i : i + step]
+            found = await asyncio.gather(*(self.inner.embed_query(t) for t in part))
+            self.vectors.update(zip(part, found, strict=True))
+            self.save()
+            print(
+                f"  query vectors: {i + len(part)}/{len(missing)} in"
+                f" {time.perf_counter() - start:.0f}s, load {load_now()}",
+                file=sys.stderr,
+            )
+
+    def save(self) -> None:
+        if self.path is not None:
+            texts = list(self.vectors)
+            vectors = np.asarray([self.vectors[t] for t in texts], dtype=np.float32)
+            with self.path.open("wb") as out:
+                np.savez(out, texts=np.asarray(texts), vectors=vectors)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 async def ingest(ingestor: Ingestor, collection: str, corpus: list[dict[str, Any]]) -> float:
@@ -150,18 +209,22 @@ async def evaluate_set(
     chunker = Chunker(Settings().chunk_size, Settings().chunk_overlap)
     out: dict[str, Any] = {"passages": len(corpus), "questions": len(queries)}
     out["ingest_s"] = await ingest(Ingestor(store, embedder, chunker), name, corpus)
-    runs: list[tuple[str, Retriever]] = [
-        ("vector", Retriever(store, embedder, mode="vector")),
+    cache = args.data_dir / f"query-vectors-{name}.npz" if args.data_dir else None
+    cached = QueryVectors(embedder, cache)
+    await cached.prefetch([row["question"].strip() for row in queries])
+    modes: list[tuple[str, Retriever]] = [
+        ("vector", Retriever(store, cached, mode="vector")),
         (
             f"hybrid ({FUSION} {VECTOR_WEIGHT if FUSION == 'convex' else RRF_K}, default)",
-            Retriever(store, embedder, mode="hybrid"),
+            Retriever(store, cached, mode="hybrid"),
         ),
-        ("hybrid+rerank", Retriever(store, embedder, mode="hybrid", reranker=reranker)),
+        ("hybrid+rerank", Retriever(store, cached, mode="hybrid", reranker=reranker)),
     ]
+    runs = [(label, r) for label, r in modes if label.partition(" ")[0] in args.modes]
     for spec in args.fusions:  # other fusions, for the record
         fusion, _, weight = spec.partition(":")
         other = KnowledgeStore(db, fusion=fusion, vector_weight=float(weight or VECTOR_WEIGHT))  # type: ignore[arg-type]
-        runs.append((f"hybrid ({fusion} {weight or RRF_K})", Retriever(other, embedder)))
+        runs.append((f"hybrid ({fusion} {weight or RRF_K})", Retriever(other, cached)))
     kinds = [row["doc_id"].rsplit("-", 1)[0] for row in queries]  # identifiers: error-007
     for label, retriever in runs:
         ranks, seconds = await ranks_of(retriever, name, queries, args.top_k)
@@ -178,7 +241,7 @@ async def evaluate_set(
         for segmentation in ("bigrams", "jieba"):  # jieba last: leaves the index as shipped
             other = await reindex_lexical(db, name, segmentation)
             ranks, _ = await ranks_of(
-                Retriever(other, embedder, mode="hybrid"), name, queries, args.top_k
+                Retriever(other, cached, mode="hybrid"), name, queries, args.top_k
             )
             out[f"hybrid {segmentation}"] = rank_metrics(ranks)
     return out
@@ -280,10 +343,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--fusions", default="rrf,convex:0.3,convex:0.7", help="other fusions to measure too"
     )
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {MODES}")
     add_database_args(parser)
     args = parser.parse_args(argv)
     args.sets = [s for s in args.sets.split(",") if s]
     args.fusions = [s for s in args.fusions.split(",") if s]
+    args.modes = [s for s in args.modes.split(",") if s]
+    if unknown := set(args.modes) - set(MODES):
+        parser.error(f"unknown modes {sorted(unknown)}")
     if unknown := set(args.sets) - set(SETS):
         parser.error(f"unknown sets {sorted(unknown)}")
     results = asyncio.run(run(args))

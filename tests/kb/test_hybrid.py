@@ -1,13 +1,18 @@
 """Hybrid retrieval against a real PostgreSQL and the bundled embedder: identifiers that vector
-search misses, Chinese words, filters and scope on both paths, the start-up backfill."""
+search misses, Chinese words, filters and scope on both paths, the start-up backfill, and the
+per-collection word counts that let a search skip common words before reading them."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
 
 import pytest
 
+from ragserve.db.pool import Connection, Database
+from ragserve.kb import store as store_module
 from ragserve.kb.embeddings import LocalEmbedder
 from ragserve.kb.ingest import IngestItem, Ingestor
 from ragserve.kb.lexical import bigrams, lexical_text
@@ -123,8 +128,143 @@ async def test_backfill_fills_chunks_written_before_the_index(
     )
     async with kb.db.connection() as conn:
         await conn.execute("UPDATE chunks SET tsv = NULL WHERE collection = 'old'")
+        # As an older version left them: no index text, hence no word counts either.
+        await conn.execute("DELETE FROM collection_words WHERE collection = 'old'")
     assert await kb.backfill_lexical(batch=2) == 5
     assert await kb.backfill_lexical(batch=2) == 0  # idempotent
+    assert await word_counts(kb, "old") == await words_in_chunks(kb, "old")
     hybrid = Retriever(kb, embedder, mode="hybrid")
     found = await hybrid.retrieve("ticket T-9003", collection="old", top_k=1)
     assert found[0].source == "3.txt"
+
+
+# -- word counts: common words are skipped before their postings are read ---------------------
+
+
+async def word_counts(kb: KnowledgeStore, collection: str) -> dict[str, int]:
+    """``collection_words`` of one collection."""
+    async with kb.db.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT lexeme, chunks FROM collection_words WHERE collection = %s",
+                (collection,),
+            )
+        ).fetchall()
+    return {r["lexeme"]: r["chunks"] for r in rows}
+
+
+async def words_in_chunks(kb: KnowledgeStore, collection: str) -> dict[str, int]:
+    """The same, counted afresh from the chunks (what the table must always equal)."""
+    async with kb.db.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT w.lexeme, count(*)::int AS chunks FROM chunks c, unnest(c.tsv) AS w"
+                " WHERE c.collection = %s GROUP BY w.lexeme",
+                (collection,),
+            )
+        ).fetchall()
+    return {r["lexeme"]: r["chunks"] for r in rows}
+
+
+async def test_word_counts_follow_ingest_replacement_and_deletion(
+    ingestor: Ingestor, kb: KnowledgeStore
+) -> None:
+    results = await ingestor.ingest(
+        "counted",
+        [
+            item("a.txt", "The boiler in hall A needs valve V-17."),
+            item("b.txt", "The boiler in hall B is new."),
+            item("c.txt", "Hall C has no boiler; heating comes from the grid."),
+        ],
+    )
+    counts = await word_counts(kb, "counted")
+    assert counts == await words_in_chunks(kb, "counted")
+    assert counts["boiler"] == 3 and counts["valve"] == 1
+    await ingestor.ingest("counted", [item("a.txt", "Hall A was emptied and sold.")])  # replaced
+    counts = await word_counts(kb, "counted")
+    assert counts == await words_in_chunks(kb, "counted")
+    assert counts["boiler"] == 2 and "valve" not in counts and counts["sold"] == 1
+    ids = {r.source: r.document_id for r in results}
+    await kb.delete_document("counted", ids["b.txt"], tenant="default")
+    counts = await word_counts(kb, "counted")
+    assert counts == await words_in_chunks(kb, "counted")
+    assert counts["boiler"] == 1 and "new" not in counts
+
+
+class RecordingConnection:
+    """A pooled connection that remembers the statements run on it."""
+
+    def __init__(self, conn: Connection, statements: list[tuple[str, Any]]) -> None:
+        self._conn = conn
+        self._statements = statements
+
+    async def execute(self, query: str, params: Any = None, **options: Any) -> Any:
+        self._statements.append((query, params))
+        return await self._conn.execute(query, params, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+class RecordingDatabase:
+    """The test database, remembering the statements a search runs (to EXPLAIN them)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.statements: list[tuple[str, Any]] = []
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[RecordingConnection]:
+        async with self.db.connection() as conn:
+            yield RecordingConnection(conn, self.statements)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[RecordingConnection]:
+        async with self.db.transaction() as conn:
+            yield RecordingConnection(conn, self.statements)
+
+
+def loops_of_word_lookups(plan: dict[str, Any]) -> int:
+    """How many times the plan looked a word up in chunks (the lateral full-text scan)."""
+    node_text = " ".join(str(plan.get(k, "")) for k in ("Recheck Cond", "Filter"))
+    looks_up = plan.get("Relation Name") == "chunks" and "tsv @@" in node_text
+    own = int(plan["Actual Loops"]) if looks_up else 0
+    return own + sum(loops_of_word_lookups(child) for child in plan.get("Plans", []))
+
+
+async def test_common_words_are_skipped_before_their_postings_are_read(
+    ingestor: Ingestor,
+    kb: KnowledgeStore,
+    embedder: LocalEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(store_module, "LEXICAL_DF_CAP", 3)  # "common": in more than 3 chunks
+    floors = [
+        item(f"{n}.txt", f"The printer of floor {n} in the building works.") for n in range(6)
+    ]
+    fault = item("fault.txt", "The printer of the building's floor 9 shows fault ZK4471.")
+    await ingestor.ingest("common", [*floors, fault])
+    question = "Which printer of the building shows fault ZK4471?"
+    recorder = RecordingDatabase(kb.db)
+    store = KnowledgeStore(cast(Database, recorder))
+    found = await Retriever(store, embedder, mode="hybrid").retrieve(
+        question, collection="common", top_k=1
+    )
+    assert found[0].source == "fault.txt"  # the identifier is found by its rare words
+    counts = await word_counts(kb, "common")
+    async with kb.db.connection() as conn:
+        rows = await (
+            await conn.execute("SELECT lexeme FROM unnest(to_tsvector('simple', %s))", (question,))
+        ).fetchall()
+    asked = {r["lexeme"] for r in rows}
+    rare = {w for w in asked if 0 < counts.get(w, 0) <= 3}
+    assert rare == {"shows", "fault", "zk4471"}
+    assert {"the", "printer", "of", "building"} <= {w for w in asked if counts.get(w, 0) > 3}
+    sql, params = next((q, p) for q, p in recorder.statements if str(q).startswith("WITH"))
+    async with kb.db.transaction() as conn:
+        await conn.execute("SET LOCAL enable_seqscan = off")  # the index, as in a large table
+        explained = await (
+            await conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
+        ).fetchone()
+    plan = next(iter(explained.values()))[0]["Plan"]  # type: ignore[union-attr]
+    assert loops_of_word_lookups(plan) == len(rare)  # not once per word of the question
