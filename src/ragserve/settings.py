@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         default=None, description="Key for the embeddings endpoint; default: llm_api_key."
     )
     embeddings_batch_size: int = Field(default=32, ge=1)
+    embeddings_local_workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Threads embedding documents side by side with the local model, one core"
+        " each; default: usable CPUs.",
+    )
 
     llm_base_url: str | None = Field(
         default=None, description="OpenAI-compatible base URL; unset = offline extractive answerer."

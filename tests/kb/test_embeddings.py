@@ -354,9 +354,16 @@ async def test_every_embedder_keeps_the_embedder_contract(any_embedder: Embedder
 
 def test_build_embedder_local_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RAGSERVE_EMBEDDINGS", raising=False)  # nothing chosen: the default
-    embedder = build_embedder(Settings(_env_file=None, embeddings_batch_size=7))
+    embedder = build_embedder(
+        Settings(_env_file=None, embeddings_batch_size=3, embeddings_local_workers=2)
+    )
     assert isinstance(embedder, LocalEmbedder)
-    assert embedder.batch_size == 7
+    assert embedder.batch_size == 3
+    assert embedder.document_workers == 2
+    capped = build_embedder(Settings(_env_file=None, embeddings_batch_size=32))
+    assert isinstance(capped, LocalEmbedder)
+    assert capped.batch_size == 4  # small batches spread a document over the workers
+    assert capped.document_workers == available_cpus()
 
 
 def test_build_embedder_openai_falls_back_to_llm_settings() -> None:

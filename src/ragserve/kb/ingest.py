@@ -1,8 +1,10 @@
 """The ingest pipeline: files or texts in, chunks with embeddings in the store out.
 
 Each document goes load -> chunk -> hash -> (unchanged? stop) -> embed -> replace. A document
-that fails is reported with its reason and the batch goes on. Loading runs in a thread, so the
-next file is parsed while the current one is being embedded.
+that fails is reported with its reason and the batch goes on. Three documents are in flight at
+once, each in another stage, so the embedder (the bottleneck) never waits for the others: the
+next file is parsed in a thread while the current one is embedded, and the previous one is
+written to the database meanwhile.
 """
 
 from __future__ import annotations
@@ -144,8 +146,19 @@ class Ingestor:
             raise InvalidInput("no documents to ingest")
         target = await self._collection(collection, tenant)
         results: list[DocumentResult] = []
+
+        async def report(result: DocumentResult) -> None:
+            results.append(result)
+            if on_document is not None:
+                maybe = on_document(result)
+                if maybe is not None:
+                    await maybe
+
         # Parse one document ahead, so CPU-bound loading overlaps embedding.
         pending = asyncio.ensure_future(asyncio.to_thread(_load, items[0], self.limits))
+        # The previous document's write, overlapping this one's embedding. Results are still
+        # reported in order: a write is awaited before the next document's result.
+        writing: _Write | None = None
         try:
             for index, item in enumerate(items):
                 loading = pending
@@ -153,14 +166,22 @@ class Ingestor:
                     pending = asyncio.ensure_future(
                         asyncio.to_thread(_load, items[index + 1], self.limits)
                     )
-                result = await self._ingest_one(target, item, loading)
-                results.append(result)
-                if on_document is not None:
-                    maybe = on_document(result)
-                    if maybe is not None:
-                        await maybe
+                step = await self._embed_one(target, item, loading, writing)
+                if writing is not None:
+                    await report(await writing.task)
+                    writing = None
+                if isinstance(step, DocumentResult):
+                    await report(step)
+                else:
+                    task = asyncio.ensure_future(self._write_one(target, item, step))
+                    writing = _Write(step.doc.source, task)
+            if writing is not None:
+                await report(await writing.task)
+                writing = None
         finally:
             pending.cancel()
+            if writing is not None:
+                writing.task.cancel()
         return results
 
     async def _collection(self, name: str, tenant: str) -> Collection:
@@ -169,39 +190,77 @@ class Ingestor:
             dim = len(await self.embedder.embed_query("dimension probe"))
         return await self.store.ensure_collection(name, self.embedder.name, dim, tenant=tenant)
 
-    async def _ingest_one(
-        self, collection: Collection, item: IngestItem, loading: Awaitable[LoadedDocument]
-    ) -> DocumentResult:
+    async def _embed_one(
+        self,
+        collection: Collection,
+        item: IngestItem,
+        loading: Awaitable[LoadedDocument],
+        writing: _Write | None,
+    ) -> DocumentResult | _Embedded:
+        """Load, chunk and embed one document: its result if it ends here, else what to write."""
         try:
             doc = await _read(loading)
             digest = self.content_hash(doc)
+            if writing is not None and writing.source == doc.source:
+                await asyncio.shield(writing.task)  # the same source twice: compare with it
             existing = await self.store.find_document(collection.key, doc.source)
             if existing is not None and existing.content_hash == digest:
                 return DocumentResult(doc.source, existing.id, "unchanged", 0)
             chunks = self.chunker.split_document(doc)
             if not chunks:
                 raise DocumentError("empty document: no text after chunking")
-            texts = [c.embedding_text() for c in chunks]
-            vectors = await self.embedder.embed_documents(texts)
+            vectors = await self.embedder.embed_documents([c.embedding_text() for c in chunks])
+        except RagserveError as exc:
+            return _failed(item, exc)
+        return _Embedded(doc, digest, chunks, vectors)
+
+    async def _write_one(
+        self, collection: Collection, item: IngestItem, embedded: _Embedded
+    ) -> DocumentResult:
+        doc, chunks = embedded.doc, embedded.chunks
+        try:
             document_id = await self.store.replace_document(
                 collection,
                 doc.source,
-                digest,
+                embedded.digest,
                 doc.metadata,
                 [chunk.text for chunk in chunks],
-                vectors,
+                embedded.vectors,
                 chunk_metadata=[_chunk_metadata(chunk) for chunk in chunks],
             )
         except RagserveError as exc:
-            if exc.retryable:
-                raise  # the database or the embeddings endpoint is down: retry the whole batch
-            log.warning(
-                "document failed",
-                extra={"event": "ingest.failed", "source": item.source, "error": str(exc)},
-            )
-            return DocumentResult(item.source, None, "failed", 0, str(exc))
-        tokens = sum(estimate_tokens(text) for text in texts)
+            return _failed(item, exc)
+        tokens = sum(estimate_tokens(chunk.embedding_text()) for chunk in chunks)
         return DocumentResult(doc.source, document_id, "ingested", len(chunks), None, tokens)
+
+
+@dataclass(frozen=True)
+class _Embedded:
+    """A document ready to be written: its chunks and their vectors."""
+
+    doc: LoadedDocument
+    digest: str
+    chunks: list[Chunk]
+    vectors: list[list[float]]
+
+
+@dataclass(frozen=True)
+class _Write:
+    """A document's write in progress, and its source (a later copy must wait for it)."""
+
+    source: str
+    task: asyncio.Future[DocumentResult]
+
+
+def _failed(item: IngestItem, exc: RagserveError) -> DocumentResult:
+    """The result of a document that failed for a reason of its own; outages are raised."""
+    if exc.retryable:
+        raise exc  # the database or the embeddings endpoint is down: retry the whole batch
+    log.warning(
+        "document failed",
+        extra={"event": "ingest.failed", "source": item.source, "error": str(exc)},
+    )
+    return DocumentResult(item.source, None, "failed", 0, str(exc))
 
 
 def _chunk_metadata(chunk: Chunk) -> dict[str, Any]:
