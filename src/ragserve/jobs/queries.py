@@ -234,20 +234,31 @@ store: the attempt's last tokens), the cache entry (when ``cache_key`` is not nu
 removal of the uploaded files and the tenant's usage (when ``usage_tenant`` is not null), in one
 statement."""
 
+_ENDING_EVENT = (
+    "event AS (INSERT INTO job_events (job_id, seq, attempt, type, data)"
+    " SELECT id, event_seq, attempts, %(event_type)s, %(event)s FROM job)"
+)
+"""The event that tells how the attempt ended (``event_type``, ``event``), numbered by the
+statement's updated job (the CTE ``job``, which bumps ``event_seq``)."""
+
 FAIL: Final = (
     "WITH job AS (UPDATE jobs SET status = 'failed', result = %(result)s, error = %(error)s,"
-    f" finished_at = now(), updated_at = now() WHERE {_HELD_BY_ATTEMPT} RETURNING id),"
-    f" {_attempt_ends(_FAILED)}"
+    " finished_at = now(), updated_at = now(), event_seq = event_seq + 1"
+    f" WHERE {_HELD_BY_ATTEMPT} RETURNING id, event_seq, attempts),"
+    f" {_ENDING_EVENT}, {_attempt_ends(_FAILED)}"
     " SELECT count(*) AS n FROM job"
 )
+"""Dead-letter the job, with its ``error`` event, in one statement."""
 
 REQUEUE: Final = (
     "WITH job AS (UPDATE jobs SET status = 'queued', error = %(error)s, updated_at = now(),"
-    f" max_attempts = max_attempts + %(refund)s WHERE {_HELD_BY_ATTEMPT} RETURNING id),"
-    f" {_attempt_ends(_REQUEUE_OUTCOME)}"
+    " max_attempts = max_attempts + %(refund)s, event_seq = event_seq + 1"
+    f" WHERE {_HELD_BY_ATTEMPT} RETURNING id, event_seq, attempts),"
+    f" {_ENDING_EVENT}, {_attempt_ends(_REQUEUE_OUTCOME)}"
     " SELECT count(*) AS n FROM job"
 )
-"""Back to ``queued``; ``refund`` (0 or 1) gives the attempt back."""
+"""Back to ``queued``, with its ``status`` event, in one statement; ``refund`` (0 or 1) gives
+the attempt back."""
 
 # -- the client's side ---------------------------------------------------------------------
 

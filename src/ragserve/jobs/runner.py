@@ -112,7 +112,8 @@ class EventWriter:
             self._writing.add_done_callback(self._written)
 
     def _written(self, task: asyncio.Task[None]) -> None:
-        self._writing = None
+        if self._writing is task:
+            self._writing = None
         if not task.cancelled() and (exc := task.exception()) is not None:
             self._failure = exc
 

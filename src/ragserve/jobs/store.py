@@ -371,19 +371,20 @@ class JobStore:
     async def fail(
         self, attempt: Attempt, error: dict[str, str], result: dict[str, Any] | None = None
     ) -> bool:
-        """Dead-letter: the job ends ``failed`` and stays inspectable (and retryable)."""
+        """Dead-letter: the job ends ``failed`` and stays inspectable (and retryable).
+
+        One statement: the fenced update and the ``error`` event."""
         params = {
             "id": attempt.job_id,
             "attempt": attempt.number,
             "result": Jsonb(result) if result is not None else None,
             "error": Jsonb(error),
+            "event_type": "error",
+            "event": Jsonb(error),
         }
-        async with self.db.transaction() as conn:
+        async with self.db.connection() as conn:
             row = await (await conn.execute(queries.FAIL, params)).fetchone()
-            if not (row and row["n"]):
-                return False
-            await self._append(conn, attempt.job_id, "error", error)
-        return True
+        return bool(row and row["n"])
 
     async def requeue(
         self, attempt: Attempt, error: dict[str, str] | None, *, refund: bool = False
@@ -391,29 +392,25 @@ class JobStore:
         """Put the job back to ``queued`` before pgqueuer re-queues its entry.
 
         ``refund`` gives the attempt back: a worker that drains on SIGTERM did nothing wrong.
+        One statement: the fenced update and the ``status`` event.
         """
+        event = {
+            "status": "queued",
+            "attempt": attempt.number,
+            "error": error,
+            "handed_back": refund,
+        }
         params = {
             "id": attempt.job_id,
             "attempt": attempt.number,
             "error": Jsonb(error) if error else None,
             "refund": 1 if refund else 0,
+            "event_type": "status",
+            "event": Jsonb(event),
         }
-        async with self.db.transaction() as conn:
+        async with self.db.connection() as conn:
             row = await (await conn.execute(queries.REQUEUE, params)).fetchone()
-            if not (row and row["n"]):
-                return False
-            await self._append(
-                conn,
-                attempt.job_id,
-                "status",
-                {
-                    "status": "queued",
-                    "attempt": attempt.number,
-                    "error": error,
-                    "handed_back": refund,
-                },
-            )
-        return True
+        return bool(row and row["n"])
 
     # -- the client's side -----------------------------------------------------------
 
