@@ -213,6 +213,20 @@ async def copy_chunks(
             )
 
 
+async def loaded_chunk_ids(db: Database, name: str, n: int) -> list[str]:
+    """The ids of a collection of ``n`` chunks left by an earlier run (``--reuse`` with
+    ``--data-dir``), in the order they were loaded (the same seed makes the same vectors);
+    empty if there is none of that size."""
+    async with db.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT id::text FROM chunks WHERE collection = %s ORDER BY source, ordinal",
+                (name,),
+            )
+        ).fetchall()
+    return [r["id"] for r in rows] if len(rows) == n else []
+
+
 async def index_size(db: Database) -> int:
     async with db.connection() as conn:
         row = await (
@@ -392,12 +406,14 @@ async def run_size(
     queries = make_queries(rng, vectors, args.warmup + args.queries, shape)
     recall_queries = make_queries(rng, vectors, args.recall_queries, shape)
     out: dict[str, Any] = {"chunks": n, "data": vector_stats(vectors, queries, rng)}
-    await reset(db, args.collection)
     start = time.perf_counter()
-    chunk_ids = await bulk_load(db, args.collection, vectors, texts, args.documents)
+    chunk_ids = await loaded_chunk_ids(db, args.collection, n) if args.reuse else []
+    if not chunk_ids:
+        await reset(db, args.collection)
+        chunk_ids = await bulk_load(db, args.collection, vectors, texts, args.documents)
+        async with db.connection() as conn:
+            await conn.execute("VACUUM ANALYZE chunks")
     out["load_s"] = time.perf_counter() - start
-    async with db.connection() as conn:
-        await conn.execute("VACUUM ANALYZE chunks")
     start = time.perf_counter()
     collection = await KnowledgeStore(db).ensure_collection(
         args.collection, EMBEDDER, DIM, tenant=DEFAULT_TENANT
@@ -599,6 +615,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=["vector"],
         help="comma list of vector, hybrid (vector + full text, SQuAD questions as the query"
         " text); with both, each query is timed in both modes, alternately",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --data-dir: search the collection an earlier run of the same size and seed"
+        " loaded, instead of loading it again",
     )
     parser.add_argument("--collection", default="bench-latency")
     parser.add_argument("--seed", type=int, default=0)

@@ -45,6 +45,12 @@ LEXICAL_DF_CAP = 1000
 no weight, and its postings are never read: it is as good as a stop word, in any language.
 Rarer words weigh by BM25's IDF."""
 
+LEXICAL_POSTINGS_BUDGET = 1000
+"""Postings one search reads at most: the question's words are read rarest first while their
+chunk counts add up to no more than this (the rarest one always). The words left out are the
+commonest of the question, which weigh least; the budget bounds the heap visits, the cost of
+the lexical half, in large collections."""
+
 BACKFILL_BATCH = 500
 
 
@@ -97,6 +103,7 @@ class KnowledgeStore:
         segmentation: Segmentation = SEGMENTATION,
         fusion: Fusion = FUSION,
         vector_weight: float = VECTOR_WEIGHT,
+        postings_budget: int | None = None,
     ) -> None:
         self.db = db
         self.segmentation = segmentation
@@ -104,6 +111,8 @@ class KnowledgeStore:
         self.vector_weight = vector_weight
         self._read: dict[str, Collection] = {}
         """Collections read by this process, by stored name: what searching needs of them."""
+        self.postings_budget = postings_budget
+        """None: ``LEXICAL_POSTINGS_BUDGET`` (read at search time)."""
 
     def lexical_text(self, text: str) -> str:
         return lexical_text(text, self.segmentation)
@@ -400,6 +409,7 @@ class KnowledgeStore:
                 "candidates": candidates,
                 "words": await self._query_words(query_text),
                 "df_cap": LEXICAL_DF_CAP,
+                "budget": self.postings_budget or LEXICAL_POSTINGS_BUDGET,
                 "rrf_k": RRF_K,
                 "vector_weight": self.vector_weight,
             }
@@ -513,8 +523,9 @@ def _hybrid_sql(dim: int, where: str, fusion: Fusion) -> str:
     The lexical half first looks the query's words up in ``collection_words`` (a primary-key
     probe each): a word found in more than ``df_cap`` chunks of the collection is dropped before
     any of its postings is read (too common to tell chunks apart, and the costly part to read:
-    a GIN bitmap scan reads a word's whole posting list before LIMIT can stop). The others weigh
-    BM25's IDF, ln(1 + (N - df + 0.5) / (df + 0.5)), N being the collection's chunk count (from
+    a GIN bitmap scan reads a word's whole posting list before LIMIT can stop), and so are the
+    commonest of the others beyond ``budget`` postings in all. The rest weigh BM25's IDF,
+    ln(1 + (N - df + 0.5) / (df + 0.5)), N being the collection's chunk count (from
     ``documents``, a small table), and only their postings are read, each word on its own in
     the GIN index. A chunk's lexical score is the sum of the weights of the query words it
     contains.
@@ -527,11 +538,14 @@ def _hybrid_sql(dim: int, where: str, fusion: Fusion) -> str:
         " LIMIT %(candidates)s),"
         " size AS (SELECT greatest(coalesce(sum(chunk_count), 0), 1)::float8 AS n"
         " FROM documents WHERE collection = %(collection)s),"
-        " weights AS MATERIALIZED (SELECT w.lexeme,"
-        " ln(1 + (size.n - w.chunks + 0.5) / (w.chunks + 0.5)) AS idf"
-        " FROM collection_words w, size WHERE w.collection = %(collection)s"
-        " AND w.chunks <= %(df_cap)s AND w.lexeme IN (SELECT lexeme"
+        " counted AS (SELECT lexeme, chunks,"
+        " sum(chunks) OVER (ORDER BY chunks, lexeme) AS reading"
+        " FROM collection_words WHERE collection = %(collection)s"
+        " AND chunks <= %(df_cap)s AND lexeme IN (SELECT lexeme"
         f" FROM unnest(to_tsvector('{TS_CONFIG}', %(words)s)))),"
+        " weights AS MATERIALIZED (SELECT lexeme,"
+        " ln(1 + (size.n - chunks + 0.5) / (chunks + 0.5)) AS idf FROM counted, size"
+        " WHERE reading = chunks OR reading <= %(budget)s),"
         " postings AS MATERIALIZED (SELECT w.idf, m.id FROM weights w CROSS JOIN LATERAL"
         f" (SELECT id FROM chunks WHERE {where}"
         " AND tsv @@ quote_literal(w.lexeme)::tsquery LIMIT %(df_cap)s) m),"
