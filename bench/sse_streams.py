@@ -12,10 +12,16 @@ client in a process of its own (``--clients`` processes):
 
 - **few**: ``--few-n`` jobs, ``--few`` at a time (a new one starts when one ends): at most
   ``--few`` streams open, each getting its job's events live;
-- **many**: ``--n`` jobs submitted all at once, each followed by its own stream from its
-  submission on: ``--n`` streams open together. The workers run ``workers x
-  worker-concurrency`` jobs at a time, so most streams wait for their job first (keep-alives
-  every 15 s), then get its events live, like clients queued behind a burst.
+- **many**: ``--n`` jobs submitted at ``--rate`` per second (100; ``0``: all at once), each
+  followed by its own stream from its submission on, **with the workers paused** (SIGSTOP)
+  until 5 s after the last submission: every stream is open (the report gives the peak)
+  before any job runs; then the workers run ``workers x worker-concurrency`` jobs at a time,
+  and each stream gets its job's events live, like clients queued behind a burst. The rate
+  keeps ingress out of the figure: 1,000 ``POST /v1/jobs`` at once, or even at 100/s while
+  the workers compete for the CPU, overflowed the API's database pool
+  (``RAGSERVE_DB_POOL_SIZE`` 10, 3 s timeout) on this loaded machine (load 13), and the
+  retried 503 answers then cost more than the streams (measured: 2,600-4,800 retries, API
+  15.6-16.5 ms/job against 9.9 for 'few').
 
 **CPU per job** (psutil, user + system; ``bench/job_cost.py``'s ``Run``): the API process's
 CPU over the workload minus its idle rate (measured just before, ``--idle`` s), divided by the
@@ -33,10 +39,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -72,8 +82,11 @@ class ClientResult:
     errors: list[str]
 
 
-async def follow_jobs(url: str, n: int, concurrency: int, tag: str) -> ClientResult:
-    """``n`` questions, ``concurrency`` at a time, each followed to ``done``."""
+async def follow_jobs(
+    url: str, n: int, concurrency: int, tag: str, rate: float | None = None
+) -> ClientResult:
+    """``n`` questions, ``concurrency`` at a time, each followed to ``done``; with ``rate``,
+    the i-th is submitted no earlier than i / ``rate`` seconds after the start."""
     gate = asyncio.Semaphore(concurrency)
     in_flight = peak = 0
     start = time.perf_counter()
@@ -81,6 +94,8 @@ async def follow_jobs(url: str, n: int, concurrency: int, tag: str) -> ClientRes
 
         async def one(i: int) -> Job:
             nonlocal in_flight, peak
+            if rate is not None:
+                await asyncio.sleep(start + i / rate - time.perf_counter())
             async with gate:
                 in_flight += 1
                 peak = max(peak, in_flight)
@@ -104,18 +119,29 @@ async def follow_jobs(url: str, n: int, concurrency: int, tag: str) -> ClientRes
     )
 
 
-def client_process(url: str, n: int, concurrency: int, tag: str) -> ClientResult:
+def client_process(
+    url: str, n: int, concurrency: int, tag: str, rate: float | None
+) -> ClientResult:
     """The entry point of a client process."""
-    return asyncio.run(follow_jobs(url, n, concurrency, tag))
+    return asyncio.run(follow_jobs(url, n, concurrency, tag, rate))
 
 
-def run_clients(args: argparse.Namespace, url: str, n: int, at_once: int, tag: str) -> ClientResult:
-    """``n`` jobs (``at_once`` at a time) split over ``--clients`` processes; their sum."""
+def run_clients(
+    args: argparse.Namespace,
+    url: str,
+    n: int,
+    at_once: int,
+    tag: str,
+    rate: float | None = None,
+) -> ClientResult:
+    """``n`` jobs (``at_once`` at a time, submitted at ``rate`` per second) split over
+    ``--clients`` processes; their sum."""
     k = args.clients
     shares = [n // k + (i < n % k) for i in range(k)]
+    share_rate = rate / k if rate else None
     with ProcessPoolExecutor(k, mp_context=get_context("spawn")) as pool:
         futures = [
-            pool.submit(client_process, url, share, max(1, at_once // k), f"{tag} c{i}")
+            pool.submit(client_process, url, share, max(1, at_once // k), f"{tag} c{i}", share_rate)
             for i, share in enumerate(shares)
         ]
         results = [f.result() for f in futures]
@@ -127,6 +153,33 @@ def run_clients(args: argparse.Namespace, url: str, n: int, at_once: int, tag: s
         seconds=max(r.seconds for r in results),
         errors=[e for r in results for e in r.errors][:5],
     )
+
+
+SETTLE_S = 5.0
+"""After the last submission of 'many', how long the workers stay paused (streams opening)."""
+
+
+@contextmanager
+def paused(workers: Sequence[Service], seconds: float | None) -> Iterator[None]:
+    """The workers stopped (SIGSTOP) for the first ``seconds`` of the block (None: not at
+    all), so that every job of 'many' is submitted, and its stream open, before any runs."""
+    if seconds is None:
+        yield
+        return
+    for worker in workers:
+        os.kill(worker.pid, signal.SIGSTOP)
+
+    def resume() -> None:
+        for worker in workers:
+            os.kill(worker.pid, signal.SIGCONT)
+
+    timer = threading.Timer(seconds, resume)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        resume()
 
 
 @dataclass
@@ -145,6 +198,7 @@ def measure(
     api: Service,
     workers: Sequence[Service],
     data_dir: Path,
+    rate: float | None = None,
 ) -> Workload:
     meter = CpuMeter(
         {
@@ -159,8 +213,11 @@ def measure(
     load = load_now()
     meter.start()
     start = time.perf_counter()
-    with profiled(api.pid, args.profile, f"api-{name}.txt", top=25):
-        result = run_clients(args, api.url, n, at_once, name)
+    with (
+        profiled(api.pid, args.profile, f"api-{name}.txt", top=25),
+        paused(workers, (n / rate + SETTLE_S) if rate else None),
+    ):
+        result = run_clients(args, api.url, n, at_once, name, rate)
     seconds = time.perf_counter() - start
     run = Run(n, round(seconds, 3), args.idle, meter.stop(), idle, result.retries, load)
     return Workload(name, at_once, run, result)
@@ -170,7 +227,9 @@ def report(args: argparse.Namespace, workloads: Sequence[Workload]) -> str:
     lines = [
         f"ragserve api + {args.workers} worker(s) (concurrency {args.worker_concurrency} each),"
         f" mock LLM ttft {args.ttft} s + {args.tps} tok/s, mock embeddings server;"
-        f" {args.clients} client process(es); each job followed over its own event stream",
+        f" {args.clients} client process(es); each job followed over its own event stream;"
+        f" 'many' submitted at {args.rate or 'once'}{' /s' if args.rate else ''}, workers"
+        f" paused until {SETTLE_S:g} s after the last",
         "",
     ]
     rows = [
@@ -207,6 +266,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=1000, help="jobs (and streams) of 'many'")
     parser.add_argument("--few-n", type=int, default=250, help="jobs of 'few'")
     parser.add_argument("--few", type=int, default=25, help="streams open at a time in 'few'")
+    parser.add_argument(
+        "--rate", type=float, default=100.0, help="submissions per second in 'many' (0: at once)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="ragserve worker processes")
     parser.add_argument("--worker-concurrency", type=int, default=100)
     parser.add_argument("--clients", type=int, default=1, help="client processes")
@@ -220,6 +282,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.n, args.few_n, args.few, args.workers, args.clients) < 1 or args.idle <= 0:
         parser.error("counts must be >= 1 and --idle > 0")
+    args.rate = args.rate or None
     return args
 
 
@@ -250,7 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.only != "many":
                 workloads.append(measure(args, "few", args.few_n, args.few, api, workers, data_dir))
             if args.only != "few":
-                workloads.append(measure(args, "many", args.n, args.n, api, workers, data_dir))
+                workloads.append(
+                    measure(args, "many", args.n, args.n, api, workers, data_dir, args.rate)
+                )
         finally:
             for service in (*workers, api, embeddings, llm):
                 service.stop()

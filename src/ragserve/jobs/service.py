@@ -470,8 +470,8 @@ class JobService:
         table. Never loses an event: we follow the job's notifications before reading the
         table, take a notified event only if it is the one after the last sent (``seq``), and
         read the table again from the last one sent on a gap, an event too large to be
-        notified, a feed that overflowed or was lost (the listener reconnected), and after
-        each ``idle_s`` without news.
+        notified, and a feed that overflowed or was lost (the listener reconnected); without
+        a hub, after each ``idle_s``.
         """
         if job is None:
             job = await self.get(job_id, tenant=tenant)  # NotFound before anything is read
@@ -496,7 +496,9 @@ class JobService:
                     first_read = False
                 if not await feed.wait(idle_s):
                     yield None
-                    read_table = True  # nothing for idle_s: look, in case
+                    # Without a hub nothing is notified: look. With one, a notification is
+                    # only lost with the listener's connection, which marks the feed lost.
+                    read_table = self._hub is None
                     continue
                 messages = feed.take()
                 if messages is None:
