@@ -13,7 +13,13 @@ from psycopg.types.json import Jsonb
 
 from ragserve.db.pool import HNSW_EF_SEARCH, Connection, Database
 from ragserve.errors import InvalidInput, NotFound
-from ragserve.kb.lexical import SEGMENTATION, TS_CONFIG, Segmentation, lexical_text
+from ragserve.kb.lexical import (
+    SEGMENTATION,
+    TS_CONFIG,
+    Segmentation,
+    WordFrequencies,
+    lexical_text,
+)
 from ragserve.kb.types import RetrievedChunk
 from ragserve.names import DEFAULT_TENANT, check_collection_name, is_uuid
 
@@ -307,6 +313,35 @@ class KnowledgeStore:
             filled += len(rows)
             log.info("lexical index: filled %d older chunks", filled)
 
+    async def word_frequencies(
+        self, chunk_id: str, words: Sequence[str], *, prefixes: Sequence[str] = ()
+    ) -> WordFrequencies | None:
+        """How many chunks of the collection ``chunk_id`` belongs to hold each of ``words``
+        (lexemes as the index has them: lowercase, Chinese segmented), and a lexeme starting
+        with each of ``prefixes`` (word stems: "announc" meets "announced").
+
+        One GIN probe per word; each count stops at ``LEXICAL_DF_CAP`` + 1 (rarity is what
+        matters, and no more postings are read than the hybrid search reads). None when the
+        chunk no longer exists.
+        """
+        if not is_uuid(chunk_id):
+            return None
+        params = {"chunk": chunk_id, "words": list(words), "prefixes": list(prefixes)}
+        async with self.db.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    _WORD_FREQUENCIES_SQL, params | {"cap": LEXICAL_DF_CAP + 1}, prepare=False
+                )
+            ).fetchall()
+        if not rows:
+            return None
+        found = [r for r in rows if r["word"] is not None]
+        return WordFrequencies(
+            chunks=int(rows[0]["n"]),
+            words={r["word"]: int(r["df"]) for r in found if not r["prefix"]},
+            prefixes={r["word"]: int(r["df"]) for r in found if r["prefix"]},
+        )
+
     # -- search ------------------------------------------------------------------------
 
     async def search(
@@ -381,6 +416,22 @@ class KnowledgeStore:
             )
             for r in rows
         ]
+
+
+# The collection of a chunk, its size, and each word's chunk count (the LEFT JOIN keeps one row
+# with the size when no words are asked; no row at all when the chunk is gone).
+_WORD_FREQUENCIES_SQL = (
+    "WITH target AS (SELECT collection FROM chunks WHERE id = %(chunk)s::uuid),"
+    " size AS (SELECT t.collection, greatest(coalesce(sum(d.chunk_count), 0), 1)::int AS n"
+    " FROM target t LEFT JOIN documents d ON d.collection = t.collection GROUP BY t.collection),"
+    " lookups AS (SELECT w AS word, false AS prefix FROM unnest(%(words)s::text[]) w"
+    " UNION SELECT p, true FROM unnest(%(prefixes)s::text[]) p WHERE p <> '')"
+    " SELECT s.n, l.word, l.prefix, (SELECT count(*) FROM (SELECT 1 FROM chunks c"
+    " WHERE c.collection = s.collection AND c.tsv @@"
+    " (quote_literal(l.word) || CASE WHEN l.prefix THEN ':*' ELSE '' END)::tsquery"
+    " LIMIT %(cap)s) m) AS df"
+    " FROM size s LEFT JOIN lookups l ON l.word <> ''"
+)
 
 
 def _vector_sql(dim: int, where: str) -> str:
