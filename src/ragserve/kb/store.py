@@ -318,7 +318,7 @@ class KnowledgeStore:
     ) -> WordFrequencies | None:
         """How many chunks of the collection ``chunk_id`` belongs to hold each of ``words``
         (lexemes as the index has them: lowercase, Chinese segmented), and a lexeme starting
-        with each of ``prefixes`` (word stems: "announc" meets "announced").
+        with each of ``prefixes`` (word beginnings: "announ" meets "announced").
 
         One GIN probe per word; each count stops at ``LEXICAL_DF_CAP`` + 1 (rarity is what
         matters, and no more postings are read than the hybrid search reads). None when the
