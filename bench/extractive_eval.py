@@ -7,6 +7,12 @@ later rank otherwise. The metric is the share of answers that contain any gold a
 (case-insensitive). A negative control asks each question against paragraphs of a different
 article, where the right reply is "the documents do not contain the answer".
 
+The answerer also sees, as in the service, the share of the question's words that the whole
+collection (here: every paragraph of the data) does not hold (``vocabulary.TextVocabulary``,
+the same counts the service reads from the lexical index); ``--no-vocabulary`` measures it
+without, as before that signal existed. Its off-topic questions (``bench/data/offtopic.jsonl``)
+need real retrieval: ``bench/zh_eval.py --squad`` asks them of the ingested sample.
+
     python bench/extractive_eval.py --squad /path/to/dev-v1.1.json --n 2000 --seed 0
 
 Questions that ask for a number, a date or a name may get a short answer (the value on a line
@@ -39,6 +45,7 @@ from _common import (
 )
 from ragserve.kb.types import RetrievedChunk
 from ragserve.rag.answerers.extractive import ExtractiveAnswerer
+from ragserve.rag.answerers.vocabulary import TextVocabulary
 from ragserve.rag.prompts import NOT_FOUND_EN, NOT_FOUND_ZH
 
 
@@ -159,8 +166,10 @@ def is_not_found(answer: str) -> bool:
     return answer in (NOT_FOUND_EN, NOT_FOUND_ZH)
 
 
-def evaluate(answerer: ExtractiveAnswerer, cases: Sequence[Case]) -> Report:
-    """Answer every case and summarise."""
+def evaluate(
+    answerer: ExtractiveAnswerer, cases: Sequence[Case], vocabulary: TextVocabulary | None = None
+) -> Report:
+    """Answer every case (with the collection's vocabulary, when given) and summarise."""
     hits: list[bool] = []
     first: list[bool] = []
     later: list[bool] = []
@@ -168,7 +177,7 @@ def evaluate(answerer: ExtractiveAnswerer, cases: Sequence[Case]) -> Report:
     lengths: list[int] = []
     short_right: list[bool] = []
     for case in cases:
-        answer = answerer.answer(case.question.question, case.chunks)
+        answer = answer_case(answerer, case, vocabulary)
         hit = contains_gold(answer, case.question.answers)
         hits.append(hit)
         (first if case.gold_rank == 0 else later).append(hit)
@@ -189,6 +198,12 @@ def evaluate(answerer: ExtractiveAnswerer, cases: Sequence[Case]) -> Report:
     )
 
 
+def answer_case(answerer: ExtractiveAnswerer, case: Case, vocabulary: TextVocabulary | None) -> str:
+    question = case.question.question
+    unknown = vocabulary.unknown_share(question) if vocabulary else None
+    return answerer.answer(question, case.chunks, unknown)
+
+
 def _rate(values: Sequence[bool]) -> float:
     return sum(values) / len(values) if values else 0.0
 
@@ -204,6 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-sentences", type=int, default=2)
     parser.add_argument("--negatives", type=int, default=500, help="negative-control questions")
     parser.add_argument("--show-misses", type=int, default=0, help="print this many misses")
+    parser.add_argument(
+        "--no-vocabulary", action="store_true", help="without the collection's vocabulary"
+    )
     args = parser.parse_args(argv)
     try:
         corpus, questions = load(args.squad)
@@ -211,15 +229,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(2, f"{parser.prog}: {exc}\n")
     answerer = ExtractiveAnswerer(max_sentences=args.max_sentences)
     cases = build_cases(corpus, questions, args.n, args.seed, args.others, args.gold_first)
+    vocabulary = None if args.no_vocabulary else TextVocabulary(p.text for p in corpus.values())
     started = time.perf_counter()
-    report = evaluate(answerer, cases)
+    report = evaluate(answerer, cases, vocabulary)
     elapsed = time.perf_counter() - started
-    print(f"{answerer.name}, max {args.max_sentences} sentence(s), seed {args.seed}")
+    print(
+        f"{answerer.name}, max {args.max_sentences} sentence(s), seed {args.seed},"
+        f" vocabulary {'off' if vocabulary is None else 'on'}"
+    )
     print("\n".join(report.lines()))
     print(f"time per question:        {1000 * elapsed / max(1, report.n):.2f} ms")
     if args.negatives:
         negatives = evaluate(
-            answerer, build_negative_cases(corpus, questions, args.negatives, args.seed)
+            answerer, build_negative_cases(corpus, questions, args.negatives, args.seed), vocabulary
         )
         print(
             f"negative control: said not found for {negatives.not_found:.1%} "
@@ -229,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for case in cases:
         if shown >= args.show_misses:
             break
-        answer = answerer.answer(case.question.question, case.chunks)
+        answer = answer_case(answerer, case, vocabulary)
         if not contains_gold(answer, case.question.answers):
             shown += 1
             print(

@@ -73,12 +73,12 @@ async def open_services(settings: Settings, *, migrate: bool = True) -> AsyncIte
     db = await Database.from_settings(settings)
     await db.open(migrate=migrate)
     embedder = build_embedder(settings)
-    answerer = answerer_from_settings(settings)
+    store = KnowledgeStore(db)
+    answerer = answerer_from_settings(settings, store=store)
     reranker = reranker_from_settings(settings)
     app_answerers: list[Answerer] = []
     try:
         await warm_up(embedder)
-        store = KnowledgeStore(db)
         if migrate:  # chunks written before the lexical index existed (idempotent, batched)
             await store.backfill_lexical()
         retriever = Retriever(
@@ -92,7 +92,9 @@ async def open_services(settings: Settings, *, migrate: bool = True) -> AsyncIte
         apps = [App.of_pipeline(RAG_APP, pipeline, answerer.name)]
         for spec in specs:
             if spec.built_in:  # a model class of the built-in pipeline
-                own = answerer_from_settings(app_llm_settings(settings, spec.name, os.environ))
+                own = answerer_from_settings(
+                    app_llm_settings(settings, spec.name, os.environ), store=store
+                )
                 app_answerers.append(own)
                 apps.append(
                     App.of_pipeline(spec.name, build_answer_pipeline(retriever, own), own.name)

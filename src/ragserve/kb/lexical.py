@@ -11,9 +11,11 @@ words (search mode: long words and their parts) or overlapping character bigrams
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
 from ragserve.text import CJK_IDEOGRAPHS
@@ -41,9 +43,10 @@ class _Jieba:
 
     _lock = threading.Lock()
     _cut: Callable[[str], Iterable[str]] | None = None
+    _dictionary: Mapping[str, int] = {}
 
     @classmethod
-    def words(cls, run: str) -> list[str]:
+    def _load(cls) -> Callable[[str], Iterable[str]]:
         with cls._lock:
             if cls._cut is None:
                 import jieba  # heavy: only when Chinese text is met
@@ -51,8 +54,24 @@ class _Jieba:
                 jieba.setLogLevel(logging.WARNING)  # not its dictionary-loading chatter
                 tokenizer = jieba.Tokenizer()
                 tokenizer.initialize()
+                cls._dictionary = tokenizer.FREQ
                 cls._cut = tokenizer.cut_for_search
-        return [word for word in cls._cut(run) if word.strip()]
+            return cls._cut
+
+    @classmethod
+    def words(cls, run: str) -> list[str]:
+        return [word for word in cls._load()(run) if word.strip()]
+
+    @classmethod
+    def in_dictionary(cls, word: str) -> bool:
+        cls._load()
+        return cls._dictionary.get(word, 0) > 0
+
+
+def is_dictionary_word(word: str) -> bool:
+    """Whether jieba's dictionary has ``word``: a real word, not a pair of characters its
+    statistical model glued together across a word boundary ("假应" of "休年假应提前")."""
+    return _Jieba.in_dictionary(word)
 
 
 def segment(run: str, segmentation: Segmentation) -> list[str]:
@@ -64,3 +83,26 @@ def lexical_text(text: str, segmentation: Segmentation = SEGMENTATION) -> str:
     if _CJK_RUN.search(text) is None:
         return text
     return _CJK_RUN.sub(lambda m: f" {' '.join(segment(m.group(), segmentation))} ", text)
+
+
+@dataclass(frozen=True)
+class WordFrequencies:
+    """How many chunks of a collection hold some words, or a word starting with some prefixes.
+
+    Read from the lexical index (:meth:`KnowledgeStore.word_frequencies`); the offline answerer
+    uses it to tell a question about the collection from one that merely reuses some of its
+    words: a content word of the question found in no chunk at all is a strong sign of the
+    latter.
+    """
+
+    chunks: int
+    """The collection's chunk count (N)."""
+    words: Mapping[str, int]
+    """Lexeme -> number of chunks holding it (counted up to a cap: rarity is what matters)."""
+    prefixes: Mapping[str, int] = field(default_factory=dict)
+    """Prefix -> number of chunks holding a lexeme that starts with it."""
+
+    def idf(self, df: int) -> float:
+        """BM25's IDF, ln(1 + (N - df + 0.5) / (df + 0.5)), as the hybrid search weighs words."""
+        df = min(max(df, 0), self.chunks)
+        return math.log(1 + (self.chunks - df + 0.5) / (df + 0.5))

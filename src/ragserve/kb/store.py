@@ -14,7 +14,13 @@ from psycopg.types.json import Jsonb
 
 from ragserve.db.pool import HNSW_EF_SEARCH, Connection, Database
 from ragserve.errors import InvalidInput, NotFound
-from ragserve.kb.lexical import SEGMENTATION, TS_CONFIG, Segmentation, lexical_text
+from ragserve.kb.lexical import (
+    SEGMENTATION,
+    TS_CONFIG,
+    Segmentation,
+    WordFrequencies,
+    lexical_text,
+)
 from ragserve.kb.types import RetrievedChunk
 from ragserve.names import DEFAULT_TENANT, check_collection_name, is_uuid
 from ragserve.text import CJK_IDEOGRAPHS
@@ -352,6 +358,35 @@ class KnowledgeStore:
             filled += len(rows)
             log.info("lexical index: filled %d older chunks", filled)
 
+    async def word_frequencies(
+        self, chunk_id: str, words: Sequence[str], *, prefixes: Sequence[str] = ()
+    ) -> WordFrequencies | None:
+        """How many chunks of the collection ``chunk_id`` belongs to hold each of ``words``
+        (lexemes as the index has them: lowercase, Chinese segmented), and a lexeme starting
+        with each of ``prefixes`` (word beginnings: "announ" meets "announced").
+
+        One GIN probe per word; each count stops at ``LEXICAL_DF_CAP`` + 1 (rarity is what
+        matters, and no more postings are read than the hybrid search reads). None when the
+        chunk no longer exists.
+        """
+        if not is_uuid(chunk_id):
+            return None
+        params = {"chunk": chunk_id, "words": list(words), "prefixes": list(prefixes)}
+        async with self.db.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    _WORD_FREQUENCIES_SQL, params | {"cap": LEXICAL_DF_CAP + 1}, prepare=False
+                )
+            ).fetchall()
+        if not rows:
+            return None
+        found = [r for r in rows if r["word"] is not None]
+        return WordFrequencies(
+            chunks=int(rows[0]["n"]),
+            words={r["word"]: int(r["df"]) for r in found if not r["prefix"]},
+            prefixes={r["word"]: int(r["df"]) for r in found if r["prefix"]},
+        )
+
     # -- search ------------------------------------------------------------------------
 
     async def _query_words(self, text: str) -> str:
@@ -504,6 +539,22 @@ async def _add_word_counts(conn: Connection, change: WordCounts) -> None:
 # -- search statements -----------------------------------------------------------------
 
 
+# The collection of a chunk, its size, and each word's chunk count (the LEFT JOIN keeps one row
+# with the size when no words are asked; no row at all when the chunk is gone).
+_WORD_FREQUENCIES_SQL = (
+    "WITH target AS (SELECT collection FROM chunks WHERE id = %(chunk)s::uuid),"
+    " size AS (SELECT t.collection, greatest(coalesce(sum(d.chunk_count), 0), 1)::int AS n"
+    " FROM target t LEFT JOIN documents d ON d.collection = t.collection GROUP BY t.collection),"
+    " lookups AS (SELECT w AS word, false AS prefix FROM unnest(%(words)s::text[]) w"
+    " UNION SELECT p, true FROM unnest(%(prefixes)s::text[]) p WHERE p <> '')"
+    " SELECT s.n, l.word, l.prefix, (SELECT count(*) FROM (SELECT 1 FROM chunks c"
+    " WHERE c.collection = s.collection AND c.tsv @@"
+    " (quote_literal(l.word) || CASE WHEN l.prefix THEN ':*' ELSE '' END)::tsquery"
+    " LIMIT %(cap)s) m) AS df"
+    " FROM size s LEFT JOIN lookups l ON l.word <> ''"
+)
+
+
 def _vector_sql(dim: int, where: str) -> str:
     return (
         "WITH nearest AS MATERIALIZED ("
@@ -549,6 +600,13 @@ def _hybrid_sql(dim: int, where: str, fusion: Fusion) -> str:
         " postings AS MATERIALIZED (SELECT w.idf, m.id FROM weights w CROSS JOIN LATERAL"
         f" (SELECT id FROM chunks WHERE {where}"
         " AND tsv @@ quote_literal(w.lexeme)::tsquery LIMIT %(df_cap)s) m),"
+        # Chinese words of the question that no chunk of the collection holds (docs/LOCATIONS.md):
+        # they count in the question's total weight below, at the highest IDF, so that a chunk
+        # matching only the common part of a Chinese question does not get a full share.
+        " unknown AS (SELECT count(*) AS words FROM unnest(to_tsvector("
+        f"'{TS_CONFIG}', %(words)s)) q WHERE q.lexeme ~ '[{CJK_IDEOGRAPHS}]' AND NOT EXISTS"
+        " (SELECT 1 FROM collection_words cw WHERE cw.collection = %(collection)s"
+        " AND cw.lexeme = q.lexeme)),"
         " lexical AS (SELECT id, sum(idf) AS score,"
         " row_number() OVER (ORDER BY sum(idf) DESC, id) AS rank"
         " FROM postings GROUP BY id ORDER BY rank LIMIT %(candidates)s),"
@@ -576,7 +634,8 @@ def _hybrid_sql(dim: int, where: str, fusion: Fusion) -> str:
         " fused AS (SELECT *, %(vector_weight)s * coalesce((score - min(score) OVER ())"
         " / nullif(max(score) OVER () - min(score) OVER (), 0), 1)"
         " + (1 - %(vector_weight)s)"
-        " * coalesce(lexical / nullif((SELECT sum(idf) FROM weights), 0), 0)"
+        " * coalesce(lexical / nullif((SELECT coalesce(sum(idf), 0) FROM weights)"
+        " + (SELECT words FROM unknown) * (SELECT ln(1 + (n + 0.5) / 0.5) FROM size), 0), 0)"
         " AS fused FROM scored)"
         " SELECT id::text AS chunk_id, document_id::text, source, text, metadata, score"
         " FROM fused ORDER BY fused DESC, id LIMIT %(top_k)s"

@@ -8,18 +8,26 @@ from __future__ import annotations
 
 import httpx
 
+from ragserve.kb.store import KnowledgeStore
 from ragserve.rag.answerers.base import Answerer
 from ragserve.rag.answerers.extractive import ExtractiveAnswerer
 from ragserve.rag.answerers.openai import OpenAIChatAnswerer
+from ragserve.rag.answerers.vocabulary import CollectionVocabulary
 from ragserve.settings import Settings
 
 __all__ = ["Answerer", "ExtractiveAnswerer", "OpenAIChatAnswerer", "answerer_from_settings"]
 
 
 def answerer_from_settings(
-    settings: Settings, http_client: httpx.AsyncClient | None = None
+    settings: Settings,
+    http_client: httpx.AsyncClient | None = None,
+    store: KnowledgeStore | None = None,
 ) -> Answerer:
-    """The configured answerer; the caller owns it and must ``await answerer.aclose()``."""
+    """The configured answerer; the caller owns it and must ``await answerer.aclose()``.
+
+    ``store`` lets the offline answerer read the collection's vocabulary (a better "not in the
+    documents"); the LLM answerer does not use it."""
     if settings.llm_base_url:
         return OpenAIChatAnswerer.from_settings(settings, http_client=http_client)
-    return ExtractiveAnswerer()
+    vocabulary = CollectionVocabulary(store) if store is not None else None
+    return ExtractiveAnswerer(unknown_share=vocabulary.unknown_share if vocabulary else None)

@@ -21,7 +21,9 @@ are never quoted; a table row is matched together with its header row.
 
 When no sentence shares a meaningful part of the question's terms (``min_coverage``, 15% of
 their weight), or the passages hold less than ``min_question_share`` of the question's terms,
-the documents do not hold the answer, and it says so in the question's language.
+or (given the collection's vocabulary, ``vocabulary.py``) most of the question's weight is in
+words no chunk of the collection holds (``max_unknown_share``), the documents do not hold the
+answer, and it says so in the question's language.
 
 When a number, date or name is asked for and the best sentence, clearly ahead, holds exactly
 one such value, the answer is that value on its own line, then the sentence as its citation.
@@ -37,7 +39,7 @@ import asyncio
 import math
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -145,7 +147,7 @@ def _is_english_boundary(text: str, match: re.Match[str]) -> bool:
 
 # --------------------------------------------------------------------------- terms
 
-_STOPWORDS = _words(
+STOPWORDS = _words(
     """a about above after again against all also am an and any are as at be because been
     before being below between both but by can could did do does doing done down during each
     few for from further had has have having he her here hers herself him himself his how i
@@ -163,7 +165,7 @@ _ZH_STOP_BIGRAMS = _words(
 _WORD = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+(?:['’][^\W_{_CJK}]+)*")
 
 
-def _stem(word: str) -> str:
+def stem(word: str) -> str:
     """A deliberately light English stemmer: enough to match plurals and verb forms."""
     if word.endswith(("'s", "’s")):
         word = word[:-2]
@@ -202,9 +204,9 @@ def terms(text: str) -> list[str]:
                 out.append(bigram)
             continue
         word = token.lower()
-        if word in _STOPWORDS:
+        if word in STOPWORDS:
             continue
-        out.append(_stem(word))
+        out.append(stem(word))
     return out
 
 
@@ -306,6 +308,12 @@ class ExtractiveWeights:
     Off-topic passages often have a sentence sharing a frequent word with the question, but
     rarely most of its words: this rule took "not found" on another article's paragraphs from
     81% to 95% on SQuAD dev for 0.3 point of answers containing gold."""
+    max_unknown_share: float = 0.6
+    """Say "not in the documents" when more than this share of the question's IDF weight is in
+    content words that no chunk of the collection holds (``vocabulary.unknown_share``; only
+    when the answerer can read the collection's lexical index). Chosen on one half of the
+    Chinese handbook and English off-topic questions, checked on the other (docs/LOCATIONS.md);
+    adding a condition on the best sentence's coverage did not do better on the first half."""
 
 
 @dataclass
@@ -510,7 +518,7 @@ def _span_candidates(kind: str, sentence: str) -> list[str]:
         ]
     if kind == "name":
         runs = [m.group().rstrip(".") for m in _NAME_RUN.finditer(sentence) if m.start() > 0]
-        return [run for run in runs if run.lower() not in _STOPWORDS]
+        return [run for run in runs if run.lower() not in STOPWORDS]
     if kind == "date":
         dates = [m.group() for m in _EN_DATE.finditer(sentence)]
         if dates:
@@ -529,25 +537,40 @@ def _is_zh_quantity(match: re.Match[str]) -> bool:
 def _with_unit(sentence: str, match: re.Match[str]) -> str:
     """A number with the word after it when that word names what is counted ("30 days")."""
     unit = _EN_UNIT.match(sentence, match.end())
-    if unit and unit.group(1).lower() not in _STOPWORDS and unit.group(1)[0].islower():
+    if unit and unit.group(1).lower() not in STOPWORDS and unit.group(1)[0].islower():
         return match.group() + unit.group()
     return match.group()
 
 
 # --------------------------------------------------------------------------- answerer
 
+UnknownShare = Callable[[str, Sequence[RetrievedChunk]], Awaitable[float | None]]
+"""The share of a question's weight in words its collection does not hold at all, or None when
+unknown (``vocabulary.CollectionVocabulary.unknown_share``)."""
+
 
 class ExtractiveAnswerer:
     """Offline answerer: the best sentence or two of the chunks, with ``[n]`` citations."""
 
-    def __init__(self, weights: ExtractiveWeights | None = None, max_sentences: int = 2) -> None:
+    def __init__(
+        self,
+        weights: ExtractiveWeights | None = None,
+        max_sentences: int = 2,
+        unknown_share: UnknownShare | None = None,
+    ) -> None:
         self.weights = weights or ExtractiveWeights()
         self.max_sentences = max_sentences
-        self.name = "extractive:v2"  # bump when scoring or weights change: it keys the cache
+        self.unknown_share = unknown_share
+        """Reads the collection's vocabulary for :meth:`stream`; without it only the passages
+        decide "not in the documents"."""
+        self.name = "extractive:v3"  # bump when scoring or weights change: it keys the cache
 
-    def answer(self, question: str, chunks: Sequence[RetrievedChunk]) -> str:
+    def answer(
+        self, question: str, chunks: Sequence[RetrievedChunk], unknown: float | None = None
+    ) -> str:
         """The whole answer at once (the eval and tests use this; :meth:`stream` wraps it).
 
+        ``unknown`` is the question's :data:`UnknownShare` in the collection, when known.
         When the question asks for a number, a date or a name and the best sentence, clearly
         ahead of the others, has one such value, the answer is that value on a line of its own,
         followed by that sentence with its citation; otherwise the best sentence or two.
@@ -560,7 +583,7 @@ class ExtractiveAnswerer:
             for item in score_sentences(question, chunks, self.weights)
             if item.coverage > self.weights.min_coverage
         ]
-        if not scored:
+        if not scored or (unknown is not None and unknown > self.weights.max_unknown_share):
             return not_found_message(question)
         best = scored[0]
         picked = [best]
@@ -588,8 +611,10 @@ class ExtractiveAnswerer:
     ) -> AsyncIterator[str]:
         """Yield the answer word by word (English) or a few characters at a time (Chinese).
 
-        It calls no LLM: ``usage`` stays at zero tokens."""
-        for piece in stream_pieces(self.answer(question, chunks)):
+        It calls no LLM: ``usage`` stays at zero tokens. With :attr:`unknown_share`, it reads
+        the collection's vocabulary first (one query)."""
+        unknown = await self.unknown_share(question, chunks) if self.unknown_share else None
+        for piece in stream_pieces(self.answer(question, chunks, unknown)):
             yield piece
             await asyncio.sleep(0)  # let other jobs on the event loop run between pieces
 
