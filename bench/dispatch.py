@@ -35,9 +35,10 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 
@@ -78,6 +79,7 @@ from ragserve.logs import configure_logging
 from ragserve.settings import Settings
 
 COLLECTION = "bench"
+T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- the no-op worker
@@ -119,6 +121,16 @@ def log_like_a_worker(path: Path | None) -> None:
         handler = logging.getLogger().handlers[0]
         assert isinstance(handler, logging.StreamHandler)
         handler.setStream(path.open("a", encoding="utf-8"))
+
+
+def run_like_a_worker(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on uvloop when it is installed, as ``ragserve worker`` does."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
 
 
 async def serve_noop_worker(settings: Settings) -> None:
@@ -355,7 +367,7 @@ def measure_drain(args: argparse.Namespace, scratch: Path) -> list[DrainResult]:
     data_dir = data_folder(scratch, "data-drain")
     log_like_a_worker(scratch / "drain-worker.log")
     try:
-        return asyncio.run(measure_drain_async(args, data_dir))
+        return run_like_a_worker(measure_drain_async(args, data_dir))
     finally:
         stop_embedded(data_dir)
 
@@ -473,7 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.noop_worker:  # the worker process of the latency measurement
         log_like_a_worker(None)
         settings = worker_settings(args.data_dir, args.concurrency[0], args.pool_size)
-        asyncio.run(serve_noop_worker(settings))
+        run_like_a_worker(serve_noop_worker(settings))
         return 0
     info = machine_info()
     with scratch_dir("ragserve-bench-dispatch-", keep=args.keep) as scratch:

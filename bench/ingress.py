@@ -11,6 +11,10 @@ when wrk stopped counting) is shown next to the ``202`` answers, with the CPU ti
 process and the PostgreSQL server spent per created job: on a shared machine that is steadier
 than requests per second, and it says how many jobs per second each core could take.
 
+``--api-workers N`` starts ``ragserve api --workers N`` (N processes on one port, SO_REUSEPORT);
+CPU is then summed over all of them, and "jobs created" is the ``202`` count (``/metrics`` is
+per process).
+
 ``--profile DIR`` records the API process with py-spy during each run and prints where its
 time goes.
 
@@ -25,6 +29,7 @@ Run (about a minute)::
     python bench/ingress.py --connections 16 64 256 --profile /tmp/ingress-prof
     python bench/ingress.py --connections 4 --duration 1 --warmup 1 --repeat 1   # smoke
     python bench/ingress.py --auth both --repeat 3     # key check on vs off
+    python bench/ingress.py --connections 16 64 --api-workers 2   # two API processes
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 
 from _common import (
     add_run_args,
@@ -55,10 +61,10 @@ from _common import (
 )
 from concurrency import (
     CpuMeter,
+    ProcessList,
     Service,
     data_folder,
     postgres_processes,
-    processes,
     profiled,
     scratch_dir,
     start_ragserve,
@@ -118,6 +124,7 @@ class IngressResult:
     postgres_cpu_ms_per_req: float
     load_before: str
     load_after: str
+    api_workers: int = 1
 
 
 def run_wrk(
@@ -133,7 +140,7 @@ def run_wrk(
     args = [
         "wrk",
         "-t",
-        str(threads),
+        str(min(threads, connections)),  # wrk wants at least one connection per thread
         "-c",
         str(connections),
         "-d",
@@ -213,6 +220,8 @@ class Api:
 def start_api(args: argparse.Namespace, scratch: Path, auth: str) -> Api:
     data_dir = data_folder(scratch, f"data-{auth}")
     settings = {"db_pool_size": str(args.pool_size)} if args.pool_size else {}
+    if args.api_workers > 1:
+        settings["api_workers"] = str(args.api_workers)
     api = start_ragserve("api", data_dir, scratch, name=f"api-{auth}", auth=auth, **settings)
     key = None
     if auth == "api_key":
@@ -231,10 +240,11 @@ def one_run(
     args: argparse.Namespace, target: Api, connections: int, script: Path, tag: str
 ) -> IngressResult:
     api = target.service
-    created_before = jobs_created(api)
+    several = args.api_workers > 1
+    created_before = 0 if several else jobs_created(api)
     load_before = load_now()
     meter = CpuMeter(
-        {"api": processes(api.pid), "postgres": lambda: postgres_processes(target.data_dir)}
+        {"api": process_tree(api.pid), "postgres": lambda: postgres_processes(target.data_dir)}
     )
     meter.start()
     if args.client == "wrk":
@@ -242,8 +252,9 @@ def one_run(
     else:
         stats = asyncio.run(run_python_client(api.url, connections, args.duration, tag, target.key))
     cpu = meter.stop()
-    created = jobs_created(api) - created_before
     errors = int(sum(stats.get(k, 0) for k in ("connect", "read", "write", "status", "timeout")))
+    # /metrics counts per process: with several, count the 202s instead.
+    created = int(stats["requests"]) - errors if several else jobs_created(api) - created_before
     seconds = stats["duration_us"] / 1e6
     return IngressResult(
         auth=target.auth,
@@ -262,7 +273,18 @@ def one_run(
         postgres_cpu_ms_per_req=round(1000 * cpu["postgres"] / max(1, created), 2),
         load_before=load_before,
         load_after=load_now(),
+        api_workers=args.api_workers,
     )
+
+
+def process_tree(pid: int) -> ProcessList:
+    """The process and its children (``ragserve api --workers N``: the N API processes)."""
+
+    def listed() -> list[psutil.Process]:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+
+    return listed
 
 
 def measure(args: argparse.Namespace, scratch: Path) -> list[IngressResult]:
@@ -311,6 +333,7 @@ def report(results: Sequence[IngressResult]) -> str:
             f"{r.api_cpu_ms_per_req:g} / {r.postgres_cpu_ms_per_req:g}",
             r.load_before,
             r.auth,
+            r.api_workers,
         ]
         for r in results
     ]
@@ -328,6 +351,7 @@ def report(results: Sequence[IngressResult]) -> str:
                 "CPU ms per job: API / PostgreSQL",
                 "load",
                 "auth",
+                "API processes",
             ],
             rows,
         )
@@ -361,6 +385,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--pool-size", type=int, help="RAGSERVE_DB_POOL_SIZE of the API (default: ragserve's)"
+    )
+    parser.add_argument(
+        "--api-workers",
+        type=int,
+        default=1,
+        help="RAGSERVE_API_WORKERS of the API: HTTP processes on its port",
     )
     parser.add_argument(
         "--auth",

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(default=Path(".ragserve"), description="Embedded server and files.")
     db_pool_size: int = Field(default=10, ge=1, description="Connections per process.")
+    api_workers: int = Field(
+        default=1, ge=1, description="ragserve api: HTTP processes on one address (--workers)."
+    )
 
     embeddings: Literal["local", "openai"] = "local"
     embeddings_base_url: str | None = Field(

@@ -119,12 +119,29 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000, apps: AppOption = None) -
 
 
 @app.command()
-def api(host: Host = "127.0.0.1", port: Port = 8000, apps: AppOption = None) -> None:
+def api(
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
+    apps: AppOption = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="HTTP processes on this address (default RAGSERVE_API_WORKERS, 1); each one"
+            " a whole API with its own database pool (docs/DEPLOY.md).",
+        ),
+    ] = None,
+) -> None:
     """Only the HTTP API (scale it apart from the workers)."""
     from ragserve.server import run_server
 
     configure_logging()
     settings = _with_apps(_listening_settings(host), apps)
+    processes = workers if workers is not None else settings.api_workers
+    if processes > 1:
+        from ragserve.api.processes import serve_api_processes
+
+        raise typer.Exit(serve_api_processes(settings, host=host, port=port, workers=processes))
     _run(run_server(settings, host=host, port=port, run_worker=False))
 
 

@@ -251,52 +251,58 @@ class JobService:
         # unique index between our read and our insert; the second try then finds it.
         for last_try in (False, True):
             try:
-                fast = one_statement and self.max_queued_per_tenant is None
-                if fast and (submission := await self._submit_in_one_statement(new)):
-                    return submission
-                async with self._db.transaction() as conn:
-                    key = new.idempotency_key
-                    if key is None:
-                        return await self._estimated(conn, await attempt(conn))
-                    existing = await self._store.by_idempotency_key(conn, key, tenant=new.tenant)
-                    if existing is not None:
-                        return await self._estimated(conn, self._replay(existing, new))
-                    submission = await attempt(conn)
-                    await self._store.remember_key(
-                        conn, key, submission.job.job_id, new.request_hash, tenant=new.tenant
-                    )
-                    return await self._estimated(conn, submission)
+                # One connection for both paths: a fallback costs no second checkout.
+                async with self._db.connection() as conn:
+                    fast = one_statement and self.max_queued_per_tenant is None
+                    if fast and (submission := await self._submit_in_one_statement(conn, new)):
+                        return submission
+                    async with conn.transaction():
+                        return await self._submit_in_transaction(conn, new, attempt)
             except psycopg.errors.UniqueViolation:
                 if last_try:
                     raise
         raise AssertionError("unreachable")
 
-    async def _submit_in_one_statement(self, new: NewJob) -> Submission | None:
+    async def _submit_in_transaction(
+        self, conn: Connection, new: NewJob, attempt: Callable[[Connection], Awaitable[Submission]]
+    ) -> Submission:
+        key = new.idempotency_key
+        if key is None:
+            return await self._estimated(conn, await attempt(conn))
+        existing = await self._store.by_idempotency_key(conn, key, tenant=new.tenant)
+        if existing is not None:
+            return await self._estimated(conn, self._replay(existing, new))
+        submission = await attempt(conn)
+        await self._store.remember_key(
+            conn, key, submission.job.job_id, new.request_hash, tenant=new.tenant
+        )
+        return await self._estimated(conn, submission)
+
+    async def _submit_in_one_statement(self, conn: Connection, new: NewJob) -> Submission | None:
         """The common submission in one write, without ``BEGIN``/``COMMIT``: a new job with
         no cached answer and no twin in flight, admitted, and no per-tenant queue limit to
         count under a lock. The reads before it are the key's (when one is sent) and the
         per-process cached ones (canary liveness, queue estimate, token budget: at most one
         statement a second each). None: the transactional path must decide (a cached answer,
         a twin in flight, or a refusal, which an identical question in flight overrides)."""
-        async with self._db.connection() as conn:
-            if new.idempotency_key is not None:
-                existing = await self._store.by_idempotency_key(
-                    conn, new.idempotency_key, tenant=new.tenant
-                )
-                if existing is not None:
-                    return await self._estimated(conn, self._replay(existing, new))
-            queue_name = await self._router.queue_for(conn, new.queue or new.kind)
-            wait_s = await self._estimator.wait_s(conn, queue_name) if self._estimator else None
-            try:
-                await self._admit(conn, queue_name, wait_s, new.tenant)
-            except TooManyRequests:
-                return None
-            row = await self._store.insert_and_enqueue(
-                conn, new, queue_name, check_cache=True, remember_key=True
+        if new.idempotency_key is not None:
+            existing = await self._store.by_idempotency_key(
+                conn, new.idempotency_key, tenant=new.tenant
             )
-            if row is None:
-                return None
-            return await self._estimated(conn, self._queued(new, row, queue_name, wait_s))
+            if existing is not None:
+                return await self._estimated(conn, self._replay(existing, new))
+        queue_name = await self._router.queue_for(conn, new.queue or new.kind)
+        wait_s = await self._estimator.wait_s(conn, queue_name) if self._estimator else None
+        try:
+            await self._admit(conn, queue_name, wait_s, new.tenant)
+        except TooManyRequests:
+            return None
+        row = await self._store.insert_and_enqueue(
+            conn, new, queue_name, check_cache=True, remember_key=True
+        )
+        if row is None:
+            return None
+        return await self._estimated(conn, self._queued(new, row, queue_name, wait_s))
 
     @staticmethod
     def _replay(existing: dict[str, Any], new: NewJob) -> Submission:
