@@ -247,13 +247,15 @@ class JobService:
         """``one_statement``: ``new`` (an answer or app job, budgeted) may be queued by one
         statement (``_submit_in_one_statement``), the hot path; whatever that cannot settle
         alone goes the transactional way, ``attempt`` on a transaction's connection."""
-        # Two tries: a concurrent twin (same idempotency key, or same question) may win the
-        # unique index between our read and our insert; the second try then finds it.
+        # Two tries: the one statement does not look the Idempotency-Key up first, so a key
+        # already used (a client's retry) fails it with a UniqueViolation and nothing is
+        # written; and a concurrent twin (same key, or same question) may win the unique index
+        # between our read and our insert. The second try, transactional, then finds it.
         for last_try in (False, True):
             try:
                 # One connection for both paths: a fallback costs no second checkout.
                 async with self._db.connection() as conn:
-                    fast = one_statement and self.max_queued_per_tenant is None
+                    fast = one_statement and not last_try and self.max_queued_per_tenant is None
                     if fast and (submission := await self._submit_in_one_statement(conn, new)):
                         return submission
                     async with conn.transaction():
@@ -281,16 +283,14 @@ class JobService:
     async def _submit_in_one_statement(self, conn: Connection, new: NewJob) -> Submission | None:
         """The common submission in one write, without ``BEGIN``/``COMMIT``: a new job with
         no cached answer and no twin in flight, admitted, and no per-tenant queue limit to
-        count under a lock. The reads before it are the key's (when one is sent) and the
-        per-process cached ones (canary liveness, queue estimate, token budget: at most one
-        statement a second each). None: the transactional path must decide (a cached answer,
-        a twin in flight, or a refusal, which an identical question in flight overrides)."""
-        if new.idempotency_key is not None:
-            existing = await self._store.by_idempotency_key(
-                conn, new.idempotency_key, tenant=new.tenant
-            )
-            if existing is not None:
-                return await self._estimated(conn, self._replay(existing, new))
+        count under a lock. The only reads before it are per-process cached ones (canary
+        liveness, queue estimate, token budget: at most one statement a second each).
+        None: the transactional path must decide (a cached answer, a twin in flight, or a
+        refusal, which an identical question in flight overrides).
+
+        The key is not looked up first: a new key (the usual case) costs no read, and a key
+        already used makes the statement fail with a UniqueViolation (``_submit`` then retries
+        the transactional way, which replays the job or answers ``409``)."""
         queue_name = await self._router.queue_for(conn, new.queue or new.kind)
         wait_s = await self._estimator.wait_s(conn, queue_name) if self._estimator else None
         try:
