@@ -11,26 +11,8 @@ import pytest
 from ragserve.db.pool import Database
 from ragserve.jobs.models import JobEvent
 from ragserve.jobs.runner import EventWriter, JobFenced
-from ragserve.jobs.store import Attempt, JobStore, NewJob
-
-
-async def started(store: JobStore) -> Attempt:
-    async with store.db.transaction() as conn:
-        row = await store.insert(
-            conn,
-            NewJob(
-                kind="answer",
-                collection="kb",
-                query="q?",
-                request={"query": "q?"},
-                request_hash="h",
-                max_attempts=3,
-            ),
-        )
-    assert row is not None
-    attempt = await store.start_attempt(str(row["id"]))
-    assert attempt is not None
-    return attempt
+from ragserve.jobs.store import JobStore
+from support.job_rows import running_job
 
 
 async def tokens_stored(store: JobStore, job_id: str, *, within_s: float) -> list[JobEvent]:
@@ -43,7 +25,7 @@ async def tokens_stored(store: JobStore, job_id: str, *, within_s: float) -> lis
 
 async def test_first_token_at_once_then_batches_and_the_rest_with_the_result(db: Database) -> None:
     store = JobStore(db)
-    attempt = await started(store)
+    attempt = await running_job(store)
     writer = EventWriter(store, attempt, flush_s=30.0)  # no timed flush during this test
     await writer.emit("sources", {"sources": []})
     words = [f"w{i} " for i in range(20)]
@@ -67,7 +49,7 @@ async def test_fenced_attempt_stops_at_a_token(db: Database) -> None:
     """Another attempt takes the job over: a background write is refused, and the stale
     attempt's token loop raises ``JobFenced`` within a few flushes, storing nothing more."""
     store = JobStore(db)
-    stale = await started(store)
+    stale = await running_job(store)
     writer = EventWriter(store, stale, flush_s=0.05)
     await writer.token("before ")
     await tokens_stored(store, stale.job_id, within_s=5.0)

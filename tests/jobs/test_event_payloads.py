@@ -21,7 +21,8 @@ from ragserve.jobs.models import Job, JobEvent
 from ragserve.jobs.notify import Feed, NotificationHub
 from ragserve.jobs.queue import CANCEL_CHANNEL
 from ragserve.jobs.service import EVENTS_CHANNEL, JobService
-from ragserve.jobs.store import Attempt, JobStore, NewJob
+from ragserve.jobs.store import JobStore
+from support.job_rows import running_job
 
 LEGACY_CHANNEL = "ragserve_job_events"  # migration 0002: the job id only
 STEP_S = 10.0  # any single step of these tests; a hang fails instead of blocking the run
@@ -64,26 +65,6 @@ def service(db: Database, store: CountingStore, hub: NotificationHub) -> JobServ
     )
 
 
-async def running_job(db: Database, store: JobStore) -> Attempt:
-    """A job taken by a worker: its events are ``status`` queued (1) and running (2)."""
-    async with db.transaction() as conn:
-        row = await store.insert(
-            conn,
-            NewJob(
-                kind="answer",
-                collection="kb",
-                query="q?",
-                request={"query": "q?"},
-                request_hash="h",
-                max_attempts=3,
-            ),
-        )
-    assert row is not None
-    attempt = await store.start_attempt(str(row["id"]))
-    assert attempt is not None
-    return attempt
-
-
 async def next_event(events: AsyncIterator[JobEvent | None]) -> JobEvent:
     """The next event, skipping keep-alives."""
     while True:
@@ -109,7 +90,7 @@ def tokens(*texts: str) -> list[tuple[str, dict[str, Any]]]:
 async def test_live_events_come_from_the_payloads_and_wait_reads_the_job_twice(
     db: Database, store: CountingStore, service: JobService
 ) -> None:
-    attempt = await running_job(db, store)
+    attempt = await running_job(store)
     events = aiter(service.events(attempt.job_id, 0, idle_s=STEP_S, tenant=None))
     waiting = asyncio.ensure_future(service.wait(attempt.job_id, 2 * STEP_S, tenant=None))
     assert [(await next_event(events)).seq for _ in range(2)] == [1, 2]  # from the table
@@ -135,7 +116,7 @@ async def test_live_events_come_from_the_payloads_and_wait_reads_the_job_twice(
 async def test_an_event_too_large_to_notify_is_read_from_the_table(
     db: Database, store: CountingStore, service: JobService
 ) -> None:
-    attempt = await running_job(db, store)
+    attempt = await running_job(store)
     big = "x" * 9000  # over PostgreSQL's 8000-byte payload limit
     async with await psycopg.AsyncConnection.connect(db.url, autocommit=True) as listener:
         await listener.execute(f"LISTEN {EVENTS_CHANNEL}")
@@ -168,7 +149,7 @@ async def test_an_event_too_large_to_notify_is_read_from_the_table(
 async def test_a_gap_in_the_notified_numbers_is_filled_from_the_table(
     db: Database, store: CountingStore, service: JobService
 ) -> None:
-    attempt = await running_job(db, store)
+    attempt = await running_job(store)
     events = aiter(service.events(attempt.job_id, 0, idle_s=STEP_S, tenant=None))
     assert [(await next_event(events)).seq for _ in range(2)] == [1, 2]
     # Event 3 stored without its notifications (triggers off for this transaction only):
@@ -191,7 +172,7 @@ async def test_a_gap_in_the_notified_numbers_is_filled_from_the_table(
 async def test_a_resumed_stream_starts_after_last_event_id_and_ends_at_a_terminal_job(
     db: Database, store: CountingStore, service: JobService
 ) -> None:
-    attempt = await running_job(db, store)
+    attempt = await running_job(store)
     assert await store.append_events(attempt, tokens("a", "b", "c"))  # 3, 4, 5
     events = aiter(service.events(attempt.job_id, 3, idle_s=STEP_S, tenant=None))
     assert [(await next_event(events)).seq for _ in range(2)] == [4, 5]
@@ -211,7 +192,7 @@ async def test_events_sent_while_the_listener_reconnects_are_read_from_the_table
 ) -> None:
     cancels: list[str] = []
     hub.on(CANCEL_CHANNEL, cancels.append)  # a worker's callbacks share the listener
-    attempt = await running_job(db, store)
+    attempt = await running_job(store)
     events = aiter(service.events(attempt.job_id, 0, idle_s=STEP_S, tenant=None))
     assert [(await next_event(events)).seq for _ in range(2)] == [1, 2]
 
@@ -260,7 +241,7 @@ async def test_an_overflowing_stream_catches_up_from_the_table(
     db: Database, store: CountingStore, hub: NotificationHub
 ) -> None:
     """A reader slower than its job: its feed overflows and it reads the table instead."""
-    attempt = await running_job(db, store)
+    attempt = await running_job(store)
     service = JobService(
         db, store, hub, answerer_name="extractive", embedder_name="e5", max_attempts=3
     )

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ragserve.db.pool import Database
-from ragserve.jobs.store import JobStore, NewJob
+from ragserve.jobs.store import JobStore
 from support import service_env
+from support.job_rows import inserted_job
 from support.workers import (
     events_by_job,
     get_jobs,
@@ -250,20 +251,7 @@ def test_sigterm_drain_hands_back_long_jobs_at_once(
 async def test_stale_attempt_is_fenced_out(db: Database) -> None:
     """After a redelivery, every write of the older attempt is refused and changes nothing."""
     store = JobStore(db)
-    async with db.transaction() as conn:
-        row = await store.insert(
-            conn,
-            NewJob(
-                kind="answer",
-                collection="kb",
-                query="q?",
-                request={"query": "q?"},
-                request_hash="h",
-                max_attempts=3,
-            ),
-        )
-    assert row is not None
-    job_id = str(row["id"])
+    job_id = await inserted_job(store)
 
     stale = await store.start_attempt(job_id)
     current = await store.start_attempt(job_id)  # the queue redelivered: attempt 2 holds it
