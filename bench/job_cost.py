@@ -313,6 +313,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def mocked_settings(llm_url: str, embeddings_url: str, worker_concurrency: int) -> dict[str, str]:
+    """ragserve's settings (``RAGSERVE_*`` without the prefix) for the mock LLM and the mock
+    embeddings server at these URLs."""
+    return {
+        "worker_concurrency": str(worker_concurrency),
+        "llm_base_url": f"{llm_url}/v1",
+        "llm_model": "mock",
+        "embeddings": "openai",
+        "embeddings_base_url": f"{embeddings_url}/v1",
+        "embeddings_model": "mock-embeddings",
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     info = machine_info()
@@ -320,14 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         llm = start_mock_llm(scratch, ttft=args.ttft, tps=args.tps)
         embeddings = start_mock_embeddings(scratch, 0.02)
         data_dir = data_folder(scratch, "data")
-        settings = {
-            "worker_concurrency": str(args.worker_concurrency),
-            "llm_base_url": f"{llm.url}/v1",
-            "llm_model": "mock",
-            "embeddings": "openai",
-            "embeddings_base_url": f"{embeddings.url}/v1",
-            "embeddings_model": "mock-embeddings",
-        }
+        settings = mocked_settings(llm.url, embeddings.url, args.worker_concurrency)
         api = start_ragserve("api", data_dir, scratch, **settings)
         worker = start_ragserve_worker(data_dir, scratch, "worker", **settings)
         try:

@@ -66,7 +66,7 @@ from concurrency import (
     start_mock_llm,
     start_ragserve,
 )
-from job_cost import QUESTION, Run
+from job_cost import QUESTION, Run, mocked_settings
 from peers import Job, ask_ragserve, start_ragserve_worker
 
 
@@ -294,14 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         llm = start_mock_llm(scratch, ttft=args.ttft, tps=args.tps)
         embeddings = start_mock_embeddings(scratch, 0.02)
         data_dir = data_folder(scratch, "data")
-        settings = {
-            "worker_concurrency": str(args.worker_concurrency),
-            "llm_base_url": f"{llm.url}/v1",
-            "llm_model": "mock",
-            "embeddings": "openai",
-            "embeddings_base_url": f"{embeddings.url}/v1",
-            "embeddings_model": "mock-embeddings",
-        }
+        settings = mocked_settings(llm.url, embeddings.url, args.worker_concurrency)
         api = start_ragserve("api", data_dir, scratch, **settings)
         workers = [
             start_ragserve_worker(data_dir, scratch, f"worker{i + 1}", **settings)
