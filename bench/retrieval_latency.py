@@ -22,7 +22,7 @@ exact numpy search over the same vectors, and the plan is printed once to show t
     python bench/retrieval_latency.py --sizes 300 --queries 20 --warmup 5 --recall-queries 10
 
 Chunk texts come from ``--squad`` (default: the sample vendored in ``tests/data/squad``; the
-full dev set, e.g. ``--squad /work/shared/data/squad-dev``, repeats each text less often).
+full dev set, e.g. ``--squad path/to/squad-dev``, repeats each text less often).
 
     python bench/retrieval_latency.py --retrieval vector,hybrid --sizes 10000,100000
 
