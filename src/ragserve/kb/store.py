@@ -54,8 +54,8 @@ Rarer words weigh by BM25's IDF."""
 LEXICAL_POSTINGS_BUDGET = 1000
 """Postings one search reads at most: the question's words are read rarest first while their
 chunk counts add up to no more than this (the rarest one always). The words left out are the
-commonest of the question, which weigh least; the budget bounds the heap visits, the cost of
-the lexical half, in large collections."""
+commonest of the question, which weigh least; the budget bounds the rows the lexical half reads
+and sums (index-only, from ``chunk_lexemes``) in large collections."""
 
 BACKFILL_BATCH = 500
 
@@ -287,7 +287,8 @@ class KnowledgeStore:
                     ],
                 )
             await self._bump_generation(conn, collection.key)
-            # After the bump: the collection's row lock orders concurrent writers.
+            # After the bump: the collection's row lock orders concurrent writers. The new
+            # chunks' postings, and the net change of the word counts.
             added = await add_postings(conn, "c.document_id = %s", (document_id,))
             await add_word_counts(conn, _net(added, gone))
         return str(document_id)
@@ -330,7 +331,8 @@ class KnowledgeStore:
     # -- lexical index ---------------------------------------------------------------
 
     async def backfill_lexical(self, *, batch: int = BACKFILL_BATCH) -> int:
-        """Fill the lexical index of chunks written before it existed; return how many.
+        """Fill the lexical index of chunks written before it existed (``tsv``, their postings
+        in ``chunk_lexemes``, the word counts); return how many.
 
         Idempotent and safe to run from several processes at once (each batch locks its rows,
         SKIP LOCKED); run at every start-up, it finds nothing to do once done.
@@ -483,7 +485,9 @@ _DELETE_CHUNKS = (
     "WITH gone AS (DELETE FROM chunks WHERE document_id = %(document)s"
     " AND (%(collection)s::text IS NULL OR collection = %(collection)s)"
     " RETURNING id, collection, tsv),"
-    " words AS MATERIALIZED (SELECT g.collection, w.lexeme, g.id FROM gone g, unnest(g.tsv) AS w),"
+    # Sorted: the primary-key probes below then walk the index in order (half the page reads).
+    " words AS MATERIALIZED (SELECT g.collection, w.lexeme, g.id FROM gone g, unnest(g.tsv) AS w"
+    " ORDER BY 1, 2, 3),"
     # Data-modifying CTEs run whether or not they are read: the postings go with their chunks.
     " unposted AS (DELETE FROM chunk_lexemes p USING words w WHERE p.collection = w.collection"
     " AND p.lexeme = w.lexeme AND p.chunk_id = w.id)"
