@@ -197,8 +197,10 @@ async def reindex_lexical(
     store = KnowledgeStore(db, segmentation=segmentation)
     async with db.connection() as conn:
         await conn.execute("UPDATE chunks SET tsv = NULL WHERE collection = %s", (collection,))
-        # The backfill counts the words of what it fills: start the collection's count afresh.
+        # The backfill counts the words of what it fills and writes their postings: start the
+        # collection's count and postings afresh.
         await conn.execute("DELETE FROM collection_words WHERE collection = %s", (collection,))
+        await conn.execute("DELETE FROM chunk_lexemes WHERE collection = %s", (collection,))
     await store.backfill_lexical()
     return store
 

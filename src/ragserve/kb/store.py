@@ -54,8 +54,8 @@ Rarer words weigh by BM25's IDF."""
 LEXICAL_POSTINGS_BUDGET = 1000
 """Postings one search reads at most: the question's words are read rarest first while their
 chunk counts add up to no more than this (the rarest one always). The words left out are the
-commonest of the question, which weigh least; the budget bounds the heap visits, the cost of
-the lexical half, in large collections."""
+commonest of the question, which weigh least; the budget bounds the rows the lexical half reads
+and sums (index-only, from ``chunk_lexemes``) in large collections."""
 
 BACKFILL_BATCH = 500
 
@@ -287,9 +287,10 @@ class KnowledgeStore:
                     ],
                 )
             await self._bump_generation(conn, collection.key)
-            # After the bump: the collection's row lock orders concurrent writers.
-            added = await _chunk_words(conn, "document_id = %s", (document_id,))
-            await _add_word_counts(conn, _net(added, gone))
+            # After the bump: the collection's row lock orders concurrent writers. The new
+            # chunks' postings, and the net change of the word counts.
+            added = await add_postings(conn, "c.document_id = %s", (document_id,))
+            await add_word_counts(conn, _net(added, gone))
         return str(document_id)
 
     async def delete_document(self, collection: str, document_id: str, *, tenant: str) -> None:
@@ -305,7 +306,7 @@ class KnowledgeStore:
             if cur.rowcount == 0:
                 raise missing
             await self._bump_generation(conn, key)
-            await _add_word_counts(conn, _net({}, gone))
+            await add_word_counts(conn, _net({}, gone))
 
     async def list_documents(self, collection: str, *, tenant: str) -> list[dict[str, Any]]:
         found = await self.require_collection(collection, tenant=tenant)
@@ -330,7 +331,8 @@ class KnowledgeStore:
     # -- lexical index ---------------------------------------------------------------
 
     async def backfill_lexical(self, *, batch: int = BACKFILL_BATCH) -> int:
-        """Fill the lexical index of chunks written before it existed; return how many.
+        """Fill the lexical index of chunks written before it existed (``tsv``, their postings
+        in ``chunk_lexemes``, the word counts); return how many.
 
         Idempotent and safe to run from several processes at once (each batch locks its rows,
         SKIP LOCKED); run at every start-up, it finds nothing to do once done.
@@ -354,7 +356,7 @@ class KnowledgeStore:
                     ([r["id"] for r in rows], words),
                 )
                 ids = [r["id"] for r in rows]
-                await _add_word_counts(conn, await _chunk_words(conn, "id = ANY(%s)", (ids,)))
+                await add_word_counts(conn, await add_postings(conn, "c.id = ANY(%s)", (ids,)))
             filled += len(rows)
             log.info("lexical index: filled %d older chunks", filled)
 
@@ -365,9 +367,9 @@ class KnowledgeStore:
         (lexemes as the index has them: lowercase, Chinese segmented), and a lexeme starting
         with each of ``prefixes`` (word beginnings: "announ" meets "announced").
 
-        One GIN probe per word; each count stops at ``LEXICAL_DF_CAP`` + 1 (rarity is what
-        matters, and no more postings are read than the hybrid search reads). None when the
-        chunk no longer exists.
+        A word's count is read from ``collection_words``, a prefix's counted in the GIN index;
+        each count stops at ``LEXICAL_DF_CAP`` + 1 (rarity is what matters, and a prefix's
+        count reads no more postings than that). None when the chunk no longer exists.
         """
         if not is_uuid(chunk_id):
             return None
@@ -448,7 +450,9 @@ class KnowledgeStore:
                 "rrf_k": RRF_K,
                 "vector_weight": self.vector_weight,
             }
-            sql = _hybrid_sql(dim, " AND ".join(where), self.fusion)
+            sql = _hybrid_sql(
+                dim, " AND ".join(where), self.fusion, narrowed=bool(document_scope or filters)
+            )
         # Never a prepared statement: a generic plan ignores which collection is searched and
         # can sort a whole large collection instead of using its index (10x slower, measured).
         ef = max(ef_search or HNSW_EF_SEARCH, candidates)  # no fewer candidates than answers
@@ -472,20 +476,30 @@ class KnowledgeStore:
         ]
 
 
-# -- word counts (collection_words, migration 0011) ------------------------------------
+# -- word counts and postings (collection_words, chunk_lexemes: migrations 0011, 0012) ------
 
 WordCounts = dict[tuple[str, str], int]
 """A change in chunk counts per (collection, lexeme)."""
 
 _DELETE_CHUNKS = (
     "WITH gone AS (DELETE FROM chunks WHERE document_id = %(document)s"
-    " AND (%(collection)s::text IS NULL OR collection = %(collection)s) RETURNING collection, tsv)"
-    " SELECT g.collection, w.lexeme, count(*)::int AS n FROM gone g, unnest(g.tsv) AS w"
-    " GROUP BY g.collection, w.lexeme"
+    " AND (%(collection)s::text IS NULL OR collection = %(collection)s)"
+    " RETURNING id, collection, tsv),"
+    # Sorted: the primary-key probes below then walk the index in order (half the page reads).
+    " words AS MATERIALIZED (SELECT g.collection, w.lexeme, g.id FROM gone g, unnest(g.tsv) AS w"
+    " ORDER BY 1, 2, 3),"
+    # Data-modifying CTEs run whether or not they are read: the postings go with their chunks.
+    " unposted AS (DELETE FROM chunk_lexemes p USING words w WHERE p.collection = w.collection"
+    " AND p.lexeme = w.lexeme AND p.chunk_id = w.id)"
+    " SELECT collection, lexeme, count(*)::int AS n FROM words GROUP BY collection, lexeme"
 )
-_CHUNK_WORDS = (
-    "SELECT c.collection, w.lexeme, count(*)::int AS n FROM chunks c, unnest(c.tsv) AS w"
-    " WHERE {where} GROUP BY c.collection, w.lexeme"
+# The postings of chunks just written (or just given their tsv), from their tsv in SQL; what
+# was added, as word counts for collection_words. Sorted: the primary key is filled in order.
+_ADD_POSTINGS = (
+    "WITH added AS (INSERT INTO chunk_lexemes (collection, lexeme, chunk_id)"
+    " SELECT c.collection, w.lexeme, c.id FROM chunks c, unnest(c.tsv) AS w WHERE {where}"
+    " ORDER BY 1, 2, 3 ON CONFLICT DO NOTHING RETURNING collection, lexeme)"
+    " SELECT collection, lexeme, count(*)::int AS n FROM added GROUP BY collection, lexeme"
 )
 # Sorted, so that concurrent writers lock the rows they share in the same order.
 _ADD_WORD_COUNTS = (
@@ -510,8 +524,10 @@ async def _delete_chunks(
     return {(r["collection"], r["lexeme"]): r["n"] for r in rows}
 
 
-async def _chunk_words(conn: Connection, where: str, params: Sequence[Any]) -> WordCounts:
-    rows = await (await conn.execute(_CHUNK_WORDS.format(where=where), params)).fetchall()
+async def add_postings(conn: Connection, where: str, params: Sequence[Any]) -> WordCounts:
+    """Write ``chunk_lexemes`` rows for the chunks matching ``where`` (their ``tsv``, already
+    set); return the words added, for :func:`add_word_counts`."""
+    rows = await (await conn.execute(_ADD_POSTINGS.format(where=where), params)).fetchall()
     return {(r["collection"], r["lexeme"]): r["n"] for r in rows}
 
 
@@ -522,7 +538,7 @@ def _net(added: WordCounts, removed: WordCounts) -> WordCounts:
     return {key: n for key, n in change.items() if n}
 
 
-async def _add_word_counts(conn: Connection, change: WordCounts) -> None:
+async def add_word_counts(conn: Connection, change: WordCounts) -> None:
     """Apply ``change`` to ``collection_words``; words no chunk holds any more are removed."""
     if not change:
         return
@@ -540,17 +556,20 @@ async def _add_word_counts(conn: Connection, change: WordCounts) -> None:
 
 
 # The collection of a chunk, its size, and each word's chunk count (the LEFT JOIN keeps one row
-# with the size when no words are asked; no row at all when the chunk is gone).
+# with the size when no words are asked; no row at all when the chunk is gone). A whole word's
+# count is a primary-key probe of collection_words; a prefix's (chunks holding any word that
+# starts with it) is counted in the GIN index, up to the cap.
 _WORD_FREQUENCIES_SQL = (
     "WITH target AS (SELECT collection FROM chunks WHERE id = %(chunk)s::uuid),"
     " size AS (SELECT t.collection, greatest(coalesce(sum(d.chunk_count), 0), 1)::int AS n"
     " FROM target t LEFT JOIN documents d ON d.collection = t.collection GROUP BY t.collection),"
     " lookups AS (SELECT w AS word, false AS prefix FROM unnest(%(words)s::text[]) w"
     " UNION SELECT p, true FROM unnest(%(prefixes)s::text[]) p WHERE p <> '')"
-    " SELECT s.n, l.word, l.prefix, (SELECT count(*) FROM (SELECT 1 FROM chunks c"
-    " WHERE c.collection = s.collection AND c.tsv @@"
-    " (quote_literal(l.word) || CASE WHEN l.prefix THEN ':*' ELSE '' END)::tsquery"
-    " LIMIT %(cap)s) m) AS df"
+    " SELECT s.n, l.word, l.prefix, CASE WHEN l.prefix THEN (SELECT count(*) FROM (SELECT 1"
+    " FROM chunks c WHERE c.collection = s.collection"
+    " AND c.tsv @@ (quote_literal(l.word) || ':*')::tsquery LIMIT %(cap)s) m)"
+    " ELSE least(coalesce((SELECT cw.chunks FROM collection_words cw"
+    " WHERE cw.collection = s.collection AND cw.lexeme = l.word), 0), %(cap)s) END AS df"
     " FROM size s LEFT JOIN lookups l ON l.word <> ''"
 )
 
@@ -568,19 +587,27 @@ def _vector_sql(dim: int, where: str) -> str:
     )
 
 
-def _hybrid_sql(dim: int, where: str, fusion: Fusion) -> str:
+def _hybrid_sql(dim: int, where: str, fusion: Fusion, *, narrowed: bool) -> str:
     """Vector top-N and lexical top-N under the same ``where``, fused, in one statement.
 
     The lexical half first looks the query's words up in ``collection_words`` (a primary-key
     probe each): a word found in more than ``df_cap`` chunks of the collection is dropped before
-    any of its postings is read (too common to tell chunks apart, and the costly part to read:
-    a GIN bitmap scan reads a word's whole posting list before LIMIT can stop), and so are the
-    commonest of the others beyond ``budget`` postings in all. The rest weigh BM25's IDF,
+    any of its postings is read (too common to tell chunks apart), and so are the commonest of
+    the others beyond ``budget`` postings in all. The rest weigh BM25's IDF,
     ln(1 + (N - df + 0.5) / (df + 0.5)), N being the collection's chunk count (from
-    ``documents``, a small table), and only their postings are read, each word on its own in
-    the GIN index. A chunk's lexical score is the sum of the weights of the query words it
-    contains.
+    ``documents``, a small table), and only their postings are read, each word's one index-only
+    range scan of ``chunk_lexemes`` (collection, lexeme, chunk_id): no visit to the wide chunks
+    rows. A chunk's lexical score is the sum of the weights of the query words it contains.
+    ``narrowed`` (a document scope or metadata filters in ``where``): the scored chunks are
+    then checked against ``where`` in ``chunks`` before the best are kept.
     """
+    if narrowed:
+        best_lexical = (
+            f" SELECT m.id, m.score FROM matched m JOIN chunks c ON c.id = m.id WHERE {where}"
+            " ORDER BY m.score DESC, m.id LIMIT %(candidates)s"
+        )
+    else:  # the postings are the collection's: nothing to check
+        best_lexical = "SELECT id, score FROM matched ORDER BY score DESC, id LIMIT %(candidates)s"
     halves = (
         "WITH nearest AS MATERIALIZED ("
         f" SELECT id, embedding::vector({dim}) <=> %(query)s::vector({dim}) AS distance"
@@ -589,27 +616,29 @@ def _hybrid_sql(dim: int, where: str, fusion: Fusion) -> str:
         " LIMIT %(candidates)s),"
         " size AS (SELECT greatest(coalesce(sum(chunk_count), 0), 1)::float8 AS n"
         " FROM documents WHERE collection = %(collection)s),"
+        # The question's words (tokenised once), with their chunk counts (NULL: no chunk).
+        " asked AS MATERIALIZED (SELECT q.lexeme, cw.chunks"
+        f" FROM unnest(to_tsvector('{TS_CONFIG}', %(words)s)) q LEFT JOIN collection_words cw"
+        " ON cw.collection = %(collection)s AND cw.lexeme = q.lexeme),"
         " counted AS (SELECT lexeme, chunks,"
         " sum(chunks) OVER (ORDER BY chunks, lexeme) AS reading"
-        " FROM collection_words WHERE collection = %(collection)s"
-        " AND chunks <= %(df_cap)s AND lexeme IN (SELECT lexeme"
-        f" FROM unnest(to_tsvector('{TS_CONFIG}', %(words)s)))),"
+        " FROM asked WHERE chunks <= %(df_cap)s),"
         " weights AS MATERIALIZED (SELECT lexeme,"
         " ln(1 + (size.n - chunks + 0.5) / (chunks + 0.5)) AS idf FROM counted, size"
         " WHERE reading = chunks OR reading <= %(budget)s),"
-        " postings AS MATERIALIZED (SELECT w.idf, m.id FROM weights w CROSS JOIN LATERAL"
-        f" (SELECT id FROM chunks WHERE {where}"
-        " AND tsv @@ quote_literal(w.lexeme)::tsquery LIMIT %(df_cap)s) m),"
+        # LATERAL with LIMIT: a range scan per word, whatever the table's size (a plain join
+        # may be planned as one scan of all the collection's postings).
+        " postings AS MATERIALIZED (SELECT w.idf, p.id FROM weights w CROSS JOIN LATERAL"
+        " (SELECT chunk_id AS id FROM chunk_lexemes WHERE collection = %(collection)s"
+        " AND lexeme = w.lexeme LIMIT %(df_cap)s) p),"
         # Chinese words of the question that no chunk of the collection holds (docs/LOCATIONS.md):
         # they count in the question's total weight below, at the highest IDF, so that a chunk
         # matching only the common part of a Chinese question does not get a full share.
-        " unknown AS (SELECT count(*) AS words FROM unnest(to_tsvector("
-        f"'{TS_CONFIG}', %(words)s)) q WHERE q.lexeme ~ '[{CJK_IDEOGRAPHS}]' AND NOT EXISTS"
-        " (SELECT 1 FROM collection_words cw WHERE cw.collection = %(collection)s"
-        " AND cw.lexeme = q.lexeme)),"
-        " lexical AS (SELECT id, sum(idf) AS score,"
-        " row_number() OVER (ORDER BY sum(idf) DESC, id) AS rank"
-        " FROM postings GROUP BY id ORDER BY rank LIMIT %(candidates)s),"
+        " unknown AS (SELECT count(*) AS words FROM asked"
+        f" WHERE chunks IS NULL AND lexeme ~ '[{CJK_IDEOGRAPHS}]'),"
+        " matched AS (SELECT id, sum(idf) AS score FROM postings GROUP BY id),"
+        " lexical AS (SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank"
+        f" FROM ({best_lexical}) b),"
     )
     if fusion == "rrf":
         return halves + (
