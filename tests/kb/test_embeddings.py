@@ -275,6 +275,26 @@ async def test_openai_query_is_one_request(provider: FakeProvider) -> None:
     assert len(vector) == 3
 
 
+async def test_openai_goes_through_the_proxy_of_the_environment(
+    provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As httpx did: HTTP_PROXY is honoured, NO_PROXY too. The provider serves as the proxy:
+    # a proxied request names the full URL, and its path is the provider's route.
+    proxy = provider.base_url.removesuffix("/v1")
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    embedder = OpenAIEmbedder("http://embeddings.invalid/v1", "ok")
+    assert len(await embedder.embed_query("hello")) == 3
+    await embedder.aclose()
+    assert len(provider.requests) == 1
+    monkeypatch.setenv("NO_PROXY", "embeddings.invalid")
+    bypassed = OpenAIEmbedder("http://embeddings.invalid/v1", "ok", timeout_s=5)
+    with pytest.raises(TransientProviderError, match="unreachable"):
+        await bypassed.embed_query("hello")  # no such host
+    await bypassed.aclose()
+
+
 @pytest.mark.parametrize(
     ("model", "error"),
     [

@@ -2,10 +2,9 @@
 
 aiohttp rather than httpx on this path because of its cost per request: its HTTP parser is C
 (llhttp) and a response's body arrives as the bytes the socket gave, where httpx goes through
-httpcore's connection pool, h11 and anyio in Python. Measured against ``bench/mock_llm.py``
-and the benchmarks' mock embeddings server on this machine (docs/PERFORMANCE.md, "Worker:
-cheaper per job"): a streamed answer 2.6-3.4 → 0.7-0.9 ms of client CPU, an embedded query
-3.3-3.6 → 0.25 ms.
+httpcore's connection pool, h11 and anyio in Python. ``bench/model_client_cost.py`` against
+the mocks on this machine: 40 % or less of httpx's client CPU per streamed answer, 12 % or less
+per embedded query (docs/PERFORMANCE.md, "Worker: cheaper per job").
 
 What httpx did by default and is kept: proxies from ``HTTPS_PROXY``/``HTTP_PROXY``/
 ``NO_PROXY`` (read once per endpoint here; aiohttp's own ``trust_env`` would read them, and
