@@ -160,7 +160,7 @@ CATEGORIES = (
     ("event streams: the rest (JobService.events, SSE)", ("JobService.events", "api/sse.py")),
     ("submissions (POST /v1/jobs)", ("submit_job", "JobService.submit", "JobService._submit")),
     ("job reads (JobService.get)", ("JobService.get", "JobStore.get")),
-    ("LLM client (OpenAI answerer: httpx stream, SSE parse)", ("rag/answerers/",)),
+    ("LLM client (OpenAI answerer: request, SSE parse)", ("rag/answerers/",)),
     ("embeddings client", ("kb/embeddings.py",)),
     # aiohttp sends a request body and reads responses in tasks and callbacks of its own,
     # outside the stacks of the LLM and embeddings clients above.
