@@ -3,9 +3,10 @@
 Starts the mock LLM (``bench/mock_llm.py``), the mock embeddings server of
 ``bench/concurrency.py`` (its own process, so the embedder's CPU is not counted), and
 ``ragserve api`` + one ``ragserve worker`` on a fresh embedded PostgreSQL; ingests the small
-benchmark collection; sends a few questions to warm up; then measures ``--n`` distinct
-questions sent together (``--concurrency`` at a time), each followed to its ``done`` event as
-a client does (retrying a ``503`` after its ``Retry-After``, as the bundled client does).
+benchmark collection; warms up with ``--concurrency`` questions at once (so that the pools are
+at their working size); then measures ``--n`` distinct questions sent together
+(``--concurrency`` at a time), each followed to its ``done`` event as a client does (retrying
+a ``503`` after its ``Retry-After``, as the bundled client does).
 
 **CPU** (psutil, user + system) of the API process, the worker process and PostgreSQL over the
 run, minus what the same processes spend idle for as long (measured just before: heartbeats,
@@ -159,8 +160,11 @@ CATEGORIES = (
     ("event streams: the rest (JobService.events, SSE)", ("JobService.events", "api/sse.py")),
     ("submissions (POST /v1/jobs)", ("submit_job", "JobService.submit", "JobService._submit")),
     ("job reads (JobService.get)", ("JobService.get", "JobStore.get")),
-    ("LLM client (OpenAI answerer: httpx stream, SSE parse)", ("rag/answerers/",)),
+    ("LLM client (OpenAI answerer: request, SSE parse)", ("rag/answerers/",)),
     ("embeddings client", ("kb/embeddings.py",)),
+    # aiohttp sends a request body and reads responses in tasks and callbacks of its own,
+    # outside the stacks of the LLM and embeddings clients above.
+    ("model HTTP clients' own I/O (aiohttp)", ("aiohttp/",)),
     ("retrieval (search, collection lookup)", ("rag/retrieval.py", "kb/store.py")),
     ("job start/finish, cache (JobStore, runner)", ("jobs/store.py", "jobs/runner.py")),
     ("queue (pgqueuer, asyncpg)", ("pgqueuer/", "asyncpg/")),
@@ -338,7 +342,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         worker = start_ragserve_worker(data_dir, scratch, "worker", **settings)
         try:
             asyncio.run(ingest_collection(api.url))
-            asyncio.run(run_jobs(api.url, 5, 5, "warm-up"))
+            # As many at once as the runs: both processes' pools grow to their working size
+            # here, not during the first measured run.
+            asyncio.run(run_jobs(api.url, args.concurrency, args.concurrency, "warm-up"))
             runs = [
                 measure_cpu(args, api, worker, data_dir, f"run{i + 1}") for i in range(args.repeat)
             ]

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 import numpy as np
 import pytest
 import uvicorn
@@ -265,14 +265,34 @@ async def test_openai_batches_and_normalises(provider: FakeProvider) -> None:
 
 
 async def test_openai_query_is_one_request(provider: FakeProvider) -> None:
-    async with httpx.AsyncClient() as client:
-        embedder = OpenAIEmbedder(provider.base_url + "/", "ok", http_client=client)
+    async with aiohttp.ClientSession() as session:
+        embedder = OpenAIEmbedder(provider.base_url + "/", "ok", http_client=session)
         vector = await embedder.embed_query("hello")
-        await embedder.aclose()  # does not close a client it was given
-        assert not client.is_closed
+        await embedder.aclose()  # does not close a session it was given
+        assert not session.closed
     assert len(provider.requests) == 1
     assert provider.requests[0]["auth"] is None
     assert len(vector) == 3
+
+
+async def test_openai_goes_through_the_proxy_of_the_environment(
+    provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As httpx did: HTTP_PROXY is honoured, NO_PROXY too. The provider serves as the proxy:
+    # a proxied request names the full URL, and its path is the provider's route.
+    proxy = provider.base_url.removesuffix("/v1")
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    embedder = OpenAIEmbedder("http://embeddings.invalid/v1", "ok")
+    assert len(await embedder.embed_query("hello")) == 3
+    await embedder.aclose()
+    assert len(provider.requests) == 1
+    monkeypatch.setenv("NO_PROXY", "embeddings.invalid")
+    bypassed = OpenAIEmbedder("http://embeddings.invalid/v1", "ok", timeout_s=5)
+    with pytest.raises(TransientProviderError, match="unreachable"):
+        await bypassed.embed_query("hello")  # no such host
+    await bypassed.aclose()
 
 
 @pytest.mark.parametrize(

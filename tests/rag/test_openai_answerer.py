@@ -2,7 +2,7 @@
 
 The mock runs as a real subprocess on a free port of 127.0.0.1; each test sets the behaviour
 it needs through the mock's ``/admin/config`` endpoint. Malformed streams, which the mock
-never sends, are checked with ``httpx.MockTransport``.
+never sends, come from a small aiohttp server in the test that answers a fixed body.
 """
 
 from __future__ import annotations
@@ -15,13 +15,15 @@ from collections.abc import Iterator
 from contextlib import aclosing
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
+from aiohttp import web
 from langchain_core.messages import convert_to_openai_messages
 
 from ragserve.errors import InvalidInput, ProviderError, TransientProviderError
 from ragserve.kb.types import RetrievedChunk
-from ragserve.rag.answerers.openai import OpenAIChatAnswerer
+from ragserve.rag.answerers.openai import OpenAIChatAnswerer, _sse_data
 from ragserve.rag.prompts import (
     NOT_FOUND_EN,
     NOT_FOUND_ZH,
@@ -232,54 +234,93 @@ def _chunk(content: str | None = None, finish: str | None = None) -> str:
     return json.dumps({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
 
 
-async def _stream_from(handler: Any, api_key: str | None = None) -> list[str]:
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    answerer = OpenAIChatAnswerer("http://llm/v1", "m", api_key=api_key, http_client=client)
+async def _stream_from(
+    body: bytes,
+    content_type: str = "text/event-stream",
+    api_key: str | None = None,
+    seen: list[dict[str, Any]] | None = None,
+    http_client: aiohttp.ClientSession | None = None,
+) -> list[str]:
+    """The pieces the answerer streams from a real server that answers ``body``; ``seen``
+    gets each request's path, ``Authorization`` header and JSON payload."""
+
+    async def completions(request: web.Request) -> web.Response:
+        if seen is not None:
+            seen.append(
+                {
+                    "path": request.path,
+                    "authorization": request.headers.get("Authorization"),
+                    "payload": await request.json(),
+                }
+            )
+        return web.Response(body=body, content_type=content_type)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    answerer = OpenAIChatAnswerer(
+        f"http://127.0.0.1:{port}/v1", "m", api_key=api_key, http_client=http_client
+    )
     try:
         return [piece async for piece in answerer.stream(QUESTION, CHUNKS)]
     finally:
         await answerer.aclose()
-        await client.aclose()
+        await runner.cleanup()
 
 
 async def test_sends_key_and_parses_sse() -> None:
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        body = b": keep-alive\n\n" + _sse(_chunk("Hi"), _chunk(" there"), _chunk(None, "stop"))
-        body += b"data: [DONE]\n\n"
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
-
-    assert await _stream_from(handler, api_key="sk-test") == ["Hi", " there"]
+    seen: list[dict[str, Any]] = []
+    body = b": keep-alive\n\n" + _sse(_chunk("Hi"), _chunk(" there"), _chunk(None, "stop"))
+    body += b"data: [DONE]\n\n"
+    assert await _stream_from(body, api_key="sk-test", seen=seen) == ["Hi", " there"]
     request = seen[0]
-    assert request.url == "http://llm/v1/chat/completions"
-    assert request.headers["authorization"] == "Bearer sk-test"
-    payload = json.loads(request.content)
+    assert request["path"] == "/v1/chat/completions"
+    assert request["authorization"] == "Bearer sk-test"
+    payload = request["payload"]
     assert payload["stream"] is True and payload["model"] == "m"
     assert [m["role"] for m in payload["messages"]] == ["system", "user"]
 
 
-async def test_malformed_event_is_transient() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        body = _sse(_chunk("Hi"), "{not json")
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+async def test_a_session_given_is_used_and_left_open() -> None:
+    body = _sse(_chunk("Hi"), _chunk(None, "stop")) + b"data: [DONE]\n\n"
+    async with aiohttp.ClientSession() as session:
+        assert await _stream_from(body, http_client=session) == ["Hi"]
+        assert not session.closed
 
+
+async def _pieces(body: bytes, size: int) -> list[bytes]:
+    async def arriving() -> Any:
+        for i in range(0, len(body), size):
+            yield body[i : i + size]
+
+    return [data async for data in _sse_data(arriving())]
+
+
+async def test_sse_lines_end_in_lf_crlf_or_cr_wherever_the_bytes_are_cut() -> None:
+    body = (
+        b"data: a\r\n\r\n"  # CRLF
+        b": comment\nevent: x\nid: 7\ndata\ndata: b\n\n"  # fields ignored; bare "data"
+        b"data: \xe4\xbd\xa0\rdata:  d\r\r"  # CR; one space taken, not two
+        b"data: last"  # no line end at all
+    )
+    expected = [b"a", b"\nb", "你".encode() + b"\n d", b"last"]
+    for size in (1, 2, 3, 7, len(body)):
+        assert await _pieces(body, size) == expected, size
+
+
+async def test_malformed_event_is_transient() -> None:
     with pytest.raises(TransientProviderError, match="malformed"):
-        await _stream_from(handler)
+        await _stream_from(_sse(_chunk("Hi"), "{not json"))
 
 
 async def test_cut_off_stream_is_transient() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        body = _sse(_chunk("Hi"))  # no finish_reason, no [DONE]
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
-
     with pytest.raises(TransientProviderError, match="before"):
-        await _stream_from(handler)
+        await _stream_from(_sse(_chunk("Hi")))  # no finish_reason, no [DONE]
 
 
 async def test_json_reply_to_a_stream_request_is_accepted() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"choices": [{"message": {"content": "Whole."}}]})
-
-    assert await _stream_from(handler) == ["Whole."]
+    body = json.dumps({"choices": [{"message": {"content": "Whole."}}]}).encode()
+    assert await _stream_from(body, content_type="application/json") == ["Whole."]

@@ -346,3 +346,25 @@ def insert_queued_job_and_entry(queue_table: str, queue_log_table: str) -> str:
         " SELECT id, 'queued', entrypoint, priority FROM entry)"
         " SELECT * FROM job"
     )
+
+
+# -- the worker's queue wait ---------------------------------------------------------------
+
+
+def queue_wait_probe(queue_table: str) -> str:
+    """Whether an entry of the entrypoints ``$1`` is queued and due (``eligible``), else how
+    long until the soonest deferred one is (``eta``, null when there is none): what pgqueuer
+    1.6's ``QueueManager._effective_dequeue_timeout`` asks in up to three statements
+    (``eligible_queued_work``, ``next_deferred_eta``, ``queued_work``), in one.
+
+    Both halves read one snapshot with one ``now()``, so an entry is either due or deferred
+    and none can slip between them: the gap that pgqueuer's third statement closes (an entry
+    crossing its ``execute_after`` between its first two) does not exist here. asyncpg's
+    numbered parameter; ``queue_table``: pgqueuer's (schema-qualified) table name.
+    """
+    return (
+        f"SELECT EXISTS (SELECT 1 FROM {queue_table} WHERE entrypoint = ANY($1)"
+        " AND status = 'queued' AND execute_after <= now()) AS eligible,"
+        f" (SELECT execute_after - now() FROM {queue_table} WHERE entrypoint = ANY($1)"
+        " AND status = 'queued' AND execute_after > now() ORDER BY execute_after LIMIT 1) AS eta"
+    )

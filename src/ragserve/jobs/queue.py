@@ -1,18 +1,28 @@
-"""The queue is pgqueuer: this module is the only one that talks to it for producers.
+"""The queue is pgqueuer: this module is the only one that talks to it.
 
 Entries carry only the job id; the job row is the source of truth. ``enqueue`` runs on the
 connection of the caller's transaction, so the job row and its queue entry commit together.
+Workers consume with ``QueueConsumer``, pgqueuer's ``QueueManager`` with fewer statements
+per wake-up.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, cast
 
+import asyncpg
 import psycopg
-from pgqueuer import Queries
+from pgqueuer import Queries, QueueManager
+from pgqueuer.adapters.drivers.asyncpg import AsyncpgDriver
 from pgqueuer.domain.settings import db_settings
-from pgqueuer.models import JobId
+from pgqueuer.models import Job, JobId
+from pgqueuer.ports.driver import NotifyCallback
+from pgqueuer.ports.repository import EntrypointExecutionParameter
 from psycopg import sql
 
 from ragserve.db.pool import Connection
@@ -33,6 +43,121 @@ def insert_job_and_entry_statement() -> str:
     come from pgqueuer's ``PGQUEUER_*`` settings, fixed for the process)."""
     names = db_settings().qualified
     return job_queries.insert_queued_job_and_entry(names.queue_table, names.queue_table_log)
+
+
+@functools.cache
+def wait_probe_statement() -> str:
+    """``queries.queue_wait_probe`` on pgqueuer's queue table (name read once, as above)."""
+    return job_queries.queue_wait_probe(db_settings().qualified.queue_table)
+
+
+def consumer(conn: asyncpg.Connection) -> QueueConsumer:
+    """A worker's queue manager on ``conn`` (its own connection: LISTEN and the dequeues)."""
+    return QueueConsumer(Queries(ConsumerDriver(conn)))
+
+
+class QueueConsumer(QueueManager):
+    """pgqueuer's ``QueueManager`` (1.6, pinned) with two to three statements fewer per
+    wake-up, its semantics kept (docs/PERFORMANCE.md, "Worker: cheaper per job").
+
+    On every wake-up (a NOTIFY of a new entry, or its poll timeout), pgqueuer dequeues until a
+    dequeue comes back empty, then decides how long to wait with up to three more statements:
+    is anything due, when is the next deferred entry due, is anything queued at all. With one
+    new entry per wake-up, that is five statements for one job. Here:
+
+    - ``fetch_jobs`` stops after a batch smaller than asked for, instead of asking again: the
+      dequeue took everything due that it could (``FOR UPDATE SKIP LOCKED``, up to the batch
+      and the worker's budget), and whatever became due since is seen by the probe below,
+      which then shortens the wait to pgqueuer's ``min_dequeue_poll_interval``, as pgqueuer
+      does after its empty dequeue.
+    - ``ConsumerDriver`` does not wake it for entries removed (acknowledged, withdrawn).
+    - ``_effective_dequeue_timeout`` asks its questions in one statement
+      (``queries.queue_wait_probe``), with the same answers: due work → poll again soon; a
+      deferred entry (a retry's backoff, a parked job) → wake when it is due; else the full
+      timeout (which is also what retakes the entries of a dead worker).
+    """
+
+    async def fetch_jobs(
+        self,
+        batch_size: int,
+        global_concurrency_limit: int | None,
+        heartbeat_timeout: timedelta,
+    ) -> AsyncGenerator[Job, None]:
+        while not self.shutdown.is_set():
+            entrypoints = {
+                name: EntrypointExecutionParameter(
+                    concurrency_limit=executor.parameters.concurrency_limit
+                )
+                for name, executor in self.entrypoint_registry.items()
+            }
+            jobs = await self.queries.dequeue(
+                batch_size=batch_size,
+                entrypoints=entrypoints,
+                queue_manager_id=self.queue_manager_id,
+                global_concurrency_limit=global_concurrency_limit,
+                heartbeat_timeout=heartbeat_timeout,
+            )
+            for job in jobs:
+                yield job
+            if len(jobs) < batch_size:
+                return
+
+    async def _effective_dequeue_timeout(self, dequeue_timeout: timedelta) -> timedelta:
+        rows = await self.queries.driver.fetch(
+            wait_probe_statement(), list(self.entrypoint_registry)
+        )
+        if rows and rows[0]["eligible"]:
+            return self.min_dequeue_poll_interval
+        eta = rows[0]["eta"] if rows else None
+        if isinstance(eta, timedelta) and eta < dequeue_timeout:
+            return max(eta, self.min_dequeue_poll_interval)
+        return dequeue_timeout
+
+
+def is_removal(payload: str | bytes | bytearray) -> bool:
+    """Is this notification of pgqueuer's channel a ``DELETE`` on the queue table?"""
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        return False
+    return (
+        isinstance(event, dict)
+        and event.get("type") == "table_changed_event"
+        and event.get("operation") == "delete"
+    )
+
+
+@dataclass(frozen=True)
+class _SkipRemovals:
+    """A listener that passes on every notification but removals (compared by its callback,
+    so that ``remove_listener`` finds it as pgqueuer's ``Relay`` does)."""
+
+    callback: NotifyCallback
+
+    def __call__(self, payload: str | bytes | bytearray) -> None:
+        if not is_removal(payload):
+            self.callback(payload)
+
+
+class ConsumerDriver(AsyncpgDriver):
+    """pgqueuer's asyncpg driver, minus the wake-ups that cannot bring a consumer work.
+
+    pgqueuer's statement trigger notifies every consumer of every ``INSERT``, ``DELETE`` and
+    ``TRUNCATE`` on the queue table (an ``UPDATE`` notifies nobody: a statement trigger sees
+    no OLD/NEW). A ``DELETE`` is an entry acknowledged (done) or withdrawn (cancelled while
+    queued): every consumer of the fleet wakes up and dequeues, for nothing, once per
+    acknowledgement batch. What a removal could free is capacity: a per-entrypoint
+    ``concurrency_limit`` (ragserve sets none) or this worker's own budget
+    (``max_concurrent_tasks``), and while this worker is at its budget with entries waiting,
+    the wait probe already has it poll every ``min_dequeue_poll_interval`` (0.1 s), which
+    bounds what the skipped wake-up could have saved.
+    """
+
+    async def add_listener(self, channel: str, callback: NotifyCallback) -> None:
+        await super().add_listener(channel, _SkipRemovals(callback))
+
+    async def remove_listener(self, channel: str, callback: NotifyCallback) -> None:
+        await super().remove_listener(channel, _SkipRemovals(callback))
 
 
 async def withdraw(conn: Connection, job_id: str) -> None:

@@ -25,8 +25,6 @@ from datetime import timedelta
 from typing import Literal
 
 import asyncpg
-from pgqueuer import Queries, QueueManager
-from pgqueuer.adapters.drivers.asyncpg import AsyncpgDriver
 from pgqueuer.errors import RetryRequested
 from pgqueuer.models import Job as QueueEntry
 
@@ -38,7 +36,7 @@ from ragserve.jobs.metrics import JobMetrics, Outcome
 from ragserve.jobs.monitoring import BUILT_IN_QUEUES
 from ragserve.jobs.notify import NotificationHub
 from ragserve.jobs.presence import WorkerPresence
-from ragserve.jobs.queue import CANCEL_CHANNEL
+from ragserve.jobs.queue import CANCEL_CHANNEL, QueueConsumer, consumer
 from ragserve.jobs.routing import queue_name
 from ragserve.jobs.runner import AttemptReport, JobFenced, JobRunner
 from ragserve.jobs.store import Attempt, JobStore, WorkerIdentity
@@ -134,7 +132,7 @@ class Worker:
         self.running: dict[str, RunningJob] = {}
         self.draining = asyncio.Event()
         self.consuming = False  # a queue manager is taking jobs (for readiness)
-        self._qm: QueueManager | None = None
+        self._qm: QueueConsumer | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -181,7 +179,7 @@ class Worker:
         # could wait that long; asyncpg delivers notifications without blocking queries.
         conn = await asyncpg.connect(self.db.url, timeout=self.db.timeout_s)
         try:
-            self._qm = QueueManager(Queries(AsyncpgDriver(conn)))
+            self._qm = consumer(conn)
             for queue in self.queues:
                 self._qm.entrypoint(queue)(self._handle)
             concurrency = worker_slots(self.settings)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import glob
+import json
 import logging
 import math
 import os
@@ -25,12 +26,13 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
+import aiohttp
 import numpy as np
 from pydantic import SecretStr
 
 from ragserve.errors import InvalidInput, ProviderError, TransientProviderError
 from ragserve.kb.breaker import CircuitBreaker
+from ragserve.kb.http import ModelSession, timeouts
 from ragserve.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -364,9 +366,10 @@ class OpenAIEmbedder:
         api_key: str | None = None,
         batch_size: int = 32,
         timeout_s: float = 60.0,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: aiohttp.ClientSession | None = None,
         breaker: CircuitBreaker | None = None,
     ) -> None:
+        """``http_client``: a session of the caller's (kept open by ``aclose``)."""
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.breaker = breaker or CircuitBreaker("embeddings")
@@ -376,9 +379,8 @@ class OpenAIEmbedder:
         self.batch_size = batch_size
         self._url = base_url.rstrip("/") + "/embeddings"
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._timeout = httpx.Timeout(timeout_s)
-        self._client = http_client
-        self._owns_client = http_client is None
+        self._timeout = timeouts(timeout_s, connect_s=timeout_s)
+        self._http = ModelSession(self._url, http_client)
 
     @property
     def loaded(self) -> bool:
@@ -397,44 +399,39 @@ class OpenAIEmbedder:
         return (await self._embed([text]))[0]
 
     async def aclose(self) -> None:
-        if self._owns_client and self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._http.aclose()
 
     async def _embed(self, batch: list[str]) -> list[list[float]]:
-        if self._client is None:
-            self._client = httpx.AsyncClient()
         where = _redact_url(self._url)
         body = {"model": self.model, "input": batch, "encoding_format": "float"}
         async with self.breaker.guard():
-            resp = await self._post(self._client, body, where)
-        return self._parse(resp, len(batch), where)
+            payload = await self._post(body, where)
+        return self._parse(payload, len(batch), where)
 
-    async def _post(
-        self, client: httpx.AsyncClient, body: dict[str, Any], where: str
-    ) -> httpx.Response:
-        """The response of one request; HTTP and transport failures raised as typed errors."""
+    async def _post(self, body: dict[str, Any], where: str) -> bytes:
+        """The body of one answer; HTTP and transport failures raised as typed errors."""
         try:
-            resp = await client.post(
+            async with self._http.post(
                 self._url, json=body, headers=self._headers, timeout=self._timeout
-            )
-        except httpx.UnsupportedProtocol as exc:  # a misconfigured URL: retrying cannot help
+            ) as resp:
+                status, payload = resp.status, await resp.read()
+        except aiohttp.InvalidURL as exc:  # a misconfigured URL: retrying cannot help
             raise ProviderError(f"embeddings URL {where} is not http(s)") from exc
-        except httpx.TimeoutException as exc:
+        except TimeoutError as exc:  # aiohttp's connect and read timeouts are TimeoutErrors
             raise TransientProviderError(f"embeddings endpoint {where} timed out") from exc
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             raise TransientProviderError(f"embeddings endpoint {where} unreachable: {exc}") from exc
-        status = resp.status_code
         if status != 200:
-            detail = f"embeddings endpoint {where} answered {status}: {resp.text[:300]}"
+            text = payload.decode(errors="replace")[:300]
+            detail = f"embeddings endpoint {where} answered {status}: {text}"
             if status in (408, 429) or status >= 500:
                 raise TransientProviderError(detail)
             raise ProviderError(detail)
-        return resp
+        return payload
 
-    def _parse(self, resp: httpx.Response, expected: int, where: str) -> list[list[float]]:
+    def _parse(self, payload: bytes, expected: int, where: str) -> list[list[float]]:
         try:
-            items = sorted(resp.json()["data"], key=lambda item: item["index"])
+            items = sorted(json.loads(payload)["data"], key=lambda item: item["index"])
             vectors = np.asarray([item["embedding"] for item in items], dtype=np.float32)
         except (ValueError, KeyError, TypeError) as exc:
             raise ProviderError(f"embeddings endpoint {where} sent a malformed body") from exc

@@ -6,7 +6,7 @@ offline :class:`ExtractiveAnswerer`. :func:`answerer_from_settings` makes that c
 
 from __future__ import annotations
 
-import httpx
+import aiohttp
 
 from ragserve.kb.store import KnowledgeStore
 from ragserve.rag.answerers.base import Answerer
@@ -20,7 +20,7 @@ __all__ = ["Answerer", "ExtractiveAnswerer", "OpenAIChatAnswerer", "answerer_fro
 
 def answerer_from_settings(
     settings: Settings,
-    http_client: httpx.AsyncClient | None = None,
+    http_client: aiohttp.ClientSession | None = None,
     store: KnowledgeStore | None = None,
 ) -> Answerer:
     """The configured answerer; the caller owns it and must ``await answerer.aclose()``.

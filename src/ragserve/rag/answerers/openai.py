@@ -1,8 +1,8 @@
 """Answers with any OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, DeepSeek, Qwen ...).
 
-Plain ``httpx`` instead of the OpenAI SDK: one small dependency, and full control over
+Plain HTTP (aiohttp, see ``ragserve.kb.http``) instead of the OpenAI SDK: full control over
 timeouts and the mapping of failures to ragserve's retryable / permanent errors, which is what
-the job queue's retry policy is built on.
+the job queue's retry policy is built on, and a small cost per streamed token.
 
 ``base_url`` follows the OpenAI SDK convention and INCLUDES the API version prefix, e.g.
 ``https://api.openai.com/v1`` or ``http://localhost:11434/v1``; requests go to
@@ -15,10 +15,11 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import httpx
+import aiohttp
 
 from ragserve.errors import InvalidInput, ProviderError, TransientProviderError
 from ragserve.kb.breaker import CircuitBreaker
+from ragserve.kb.http import ModelSession, timeouts
 from ragserve.kb.types import RetrievedChunk
 from ragserve.rag.answerers.base import LLMUsage
 from ragserve.rag.prompts import PROMPT_VERSION, build_messages
@@ -51,9 +52,10 @@ class OpenAIChatAnswerer:
         timeout_s: float = 120.0,
         temperature: float = 0.0,
         max_tokens: int = 512,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: aiohttp.ClientSession | None = None,
         breaker: CircuitBreaker | None = None,
     ) -> None:
+        """``http_client``: a session of the caller's (kept open by ``aclose``)."""
         if not base_url.startswith(("http://", "https://")):
             raise InvalidInput(f"LLM base URL must be http(s)://.../v1, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
@@ -68,14 +70,13 @@ class OpenAIChatAnswerer:
         self._headers = {"Accept": "text/event-stream"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, _CONNECT_TIMEOUT_CAP_S))
-        self._owns_client = http_client is None
-        self._client = http_client or httpx.AsyncClient(timeout=self._timeout)
+        self._timeout = timeouts(timeout_s, connect_s=min(timeout_s, _CONNECT_TIMEOUT_CAP_S))
+        self._http = ModelSession(self._url, http_client)
         self.breaker = breaker or CircuitBreaker("llm")
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, http_client: httpx.AsyncClient | None = None
+        cls, settings: Settings, http_client: aiohttp.ClientSession | None = None
     ) -> OpenAIChatAnswerer:
         """Build from ``RAGSERVE_LLM_*``; ``RAGSERVE_LLM_BASE_URL`` must be set."""
         if not settings.llm_base_url:
@@ -125,37 +126,34 @@ class OpenAIChatAnswerer:
 
     async def _request(self, payload: dict[str, Any], usage: LLMUsage) -> AsyncIterator[str]:
         try:
-            async with self._client.stream(
-                "POST", self._url, json=payload, headers=self._headers, timeout=self._timeout
+            async with self._http.post(
+                self._url, json=payload, headers=self._headers, timeout=self._timeout
             ) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise _status_error(response)
-                content_type = response.headers.get("content-type", "")
-                if content_type.startswith("application/json"):
+                if response.status >= 400:
+                    raise _status_error(response.status, response.reason, await response.read())
+                if response.content_type == "application/json":
                     # The server ignored ``stream: true`` and sent one ChatCompletion.
-                    body = await response.aread()
+                    body = await response.read()
                     _read_usage(_parsed(body), usage)
                     yield _completion_content(body)
                     return
-                async for piece in _stream_contents(response, usage):
+                async for piece in _stream_contents(response.content.iter_any(), usage):
                     yield piece
-        except httpx.TimeoutException as exc:
+        except TimeoutError as exc:  # aiohttp's connect and read timeouts are TimeoutErrors
             raise TransientProviderError(
                 f"LLM endpoint {self._url} timed out ({type(exc).__name__})"
             ) from exc
-        except httpx.RequestError as exc:  # connection, protocol and decoding failures
+        except aiohttp.ClientError as exc:  # connection, protocol and decoding failures
             raise TransientProviderError(
                 f"LLM endpoint {self._url} unreachable ({type(exc).__name__}: {exc})"
             ) from exc
 
     async def aclose(self) -> None:
-        """Close the HTTP client if this answerer created it."""
-        if self._owns_client:
-            await self._client.aclose()
+        """Close the HTTP session if this answerer opened it."""
+        await self._http.aclose()
 
 
-async def _stream_contents(response: httpx.Response, usage: LLMUsage) -> AsyncIterator[str]:
+async def _stream_contents(body: AsyncIterator[bytes], usage: LLMUsage) -> AsyncIterator[str]:
     """Parse the SSE body: yield non-empty ``delta.content`` until ``data: [DONE]``.
 
     A stream that ends without ``[DONE]`` and without a ``finish_reason`` was cut off
@@ -163,12 +161,12 @@ async def _stream_contents(response: httpx.Response, usage: LLMUsage) -> AsyncIt
     truncated answer.
     """
     finished = False
-    async for data in _sse_data(response):
-        if data == "[DONE]":
+    async for data in _sse_data(body):
+        if data == b"[DONE]":
             return
         try:
             event = json.loads(data)
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:  # not JSON, or not UTF-8
             raise TransientProviderError(f"malformed stream event: {data[:200]!r}") from exc
         if not isinstance(event, dict):
             raise TransientProviderError(f"malformed stream event: {data[:200]!r}")
@@ -192,22 +190,50 @@ async def _stream_contents(response: httpx.Response, usage: LLMUsage) -> AsyncIt
         raise TransientProviderError("LLM stream ended before [DONE]")
 
 
-async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
-    """The ``data`` payload of each Server-Sent Event (multi-line data joined with newlines)."""
-    lines: list[str] = []
-    async for line in response.aiter_lines():
-        if not line:
-            if lines:
-                yield "\n".join(lines)
-                lines = []
-            continue
-        if line.startswith(":"):
-            continue  # comment / keep-alive
-        field, _, value = line.partition(":")
-        if field == "data":
-            lines.append(value.removeprefix(" "))
-    if lines:
-        yield "\n".join(lines)
+async def _sse_data(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The ``data`` payload of each Server-Sent Event (multi-line data joined with newlines),
+    from the body's bytes as they arrive.
+
+    Lines end at ``\n``, ``\r\n`` or ``\r`` (the SSE grammar). The bytes stay bytes: UTF-8
+    has no newline byte inside a character, and ``json.loads`` reads UTF-8 bytes.
+    """
+    data: list[bytes] = []
+    rest = b""
+    async for piece in body:
+        lines, rest = _complete_lines(rest + piece)
+        for line in lines:
+            if line:
+                _take_data(line, data)
+            elif data:
+                yield b"\n".join(data)
+                data = []
+    if rest:  # a last line without its line end
+        _take_data(rest.rstrip(b"\r"), data)
+    if data:
+        yield b"\n".join(data)
+
+
+def _take_data(line: bytes, data: list[bytes]) -> None:
+    """Add the value of a ``data`` line to ``data``; other fields (``event``, ``id``,
+    ``retry``) and comments (``:``, keep-alives) are not used."""
+    field, _, value = line.partition(b":")
+    if field == b"data":
+        data.append(value[1:] if value.startswith(b" ") else value)
+
+
+def _complete_lines(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """The complete lines of ``buffer``, and what follows the last line end.
+
+    A ``\r`` at the very end is kept back: it may be the first half of a ``\r\n``.
+    """
+    if b"\r" not in buffer:
+        *lines, rest = buffer.split(b"\n")
+        return lines, rest
+    held = buffer.endswith(b"\r")
+    if held:
+        buffer = buffer[:-1]
+    *lines, rest = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    return lines, (rest + b"\r" if held else rest)
 
 
 def _read_usage(event: Any, usage: LLMUsage) -> None:
@@ -235,14 +261,13 @@ def _completion_content(body: bytes) -> str:
         raise TransientProviderError(f"malformed completion: {body[:200]!r}") from exc
 
 
-def _status_error(response: httpx.Response) -> ProviderError:
+def _status_error(status: int, reason: str | None, body: bytes) -> ProviderError:
     """Map an HTTP error status: 408/409/429/5xx may pass on retry, other 4xx will not."""
-    status = response.status_code
     try:
-        message = _error_message(response.json())
+        message = _error_message(json.loads(body))
     except ValueError:
-        message = response.text.strip()
-    message = (message or response.reason_phrase)[:_MAX_ERROR_CHARS]
+        message = body.decode(errors="replace").strip()
+    message = (message or reason or "")[:_MAX_ERROR_CHARS]
     text = f"LLM endpoint returned HTTP {status}: {message}"
     if status >= 500 or status in _TRANSIENT_STATUSES:
         return TransientProviderError(text)
