@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from pgqueuer.domain.settings import db_settings
 
 from _common import (
     add_run_args,
@@ -178,6 +179,10 @@ class LatencyResult:
     submit_to_running_max_ms: float
     load_before: str
     load_after: str
+    created_to_picked_p50_ms: float | None = None
+    created_to_picked_p99_ms: float | None = None
+    picked_to_started_p50_ms: float | None = None
+    picked_to_started_p99_ms: float | None = None
 
 
 async def until_running(http: httpx.AsyncClient, query: str) -> JobTiming:
@@ -214,12 +219,60 @@ async def paced_submissions(url: str, n: int, rate: float, tag: str) -> list[Job
     return list(timings)
 
 
-def latency_result(timings: Sequence[JobTiming], rate: float, load_before: str) -> LatencyResult:
+PICKED_AT = """
+SELECT j.id::text AS job_id, min(picked.created) AS picked_at
+FROM jobs j
+JOIN {log} queued ON queued.status = 'queued' AND queued.created = j.created_at
+JOIN {log} picked ON picked.status = 'picked' AND picked.job_id = queued.job_id
+WHERE j.id = ANY(%s::uuid[])
+GROUP BY j.id
+"""
+"""When pgqueuer's dequeue took each job (its ``picked`` log line: the dequeue statement's
+``now()``). The log keys lines by queue entry, which the job row does not store; the entry's
+``queued`` line has the submission statement's ``now()``, i.e. the job's ``created_at``."""
+
+
+async def picked_at(data_dir: Path, job_ids: Sequence[str]) -> dict[str, str]:
+    """``job id -> picked`` (see ``PICKED_AT``, ISO 8601 as the API gives its instants), read
+    from the latency run's database."""
+    db = await Database.from_settings(Settings(data_dir=data_dir))
+    await db.open()
+    try:
+        statement = PICKED_AT.format(log=db_settings().qualified.queue_table_log)
+        async with db.connection() as conn:
+            rows = await (await conn.execute(statement, (list(job_ids),))).fetchall()
+    finally:
+        await db.close()
+    return {row["job_id"]: row["picked_at"].isoformat() for row in rows}
+
+
+def latency_result(
+    timings: Sequence[JobTiming],
+    rate: float,
+    load_before: str,
+    picked: dict[str, str] | None = None,
+) -> LatencyResult:
+    """Percentiles of ``timings``; with ``picked`` (``picked_at``), created -> started split at
+    the dequeue: the commit, NOTIFY and the worker's wake-up before it, the dispatch after."""
     server = [1000 * t.server_s("created_at", "started_at") for t in timings]
     client_ms = [1000 * (t.running - t.submitted) for t in timings if t.running is not None]
 
     def pct(values: list[float], q: float) -> float:
         return round(percentile(values, q), 1)
+
+    split: dict[str, float] = {}
+    if picked:
+        timed = [t for t in timings if t.job_id in picked]
+        for t in timed:
+            t.row["picked_at"] = picked[t.job_id]
+        before = [1000 * t.server_s("created_at", "picked_at") for t in timed]
+        after = [1000 * t.server_s("picked_at", "started_at") for t in timed]
+        split = {
+            "created_to_picked_p50_ms": pct(before, 50),
+            "created_to_picked_p99_ms": pct(before, 99),
+            "picked_to_started_p50_ms": pct(after, 50),
+            "picked_to_started_p99_ms": pct(after, 99),
+        }
 
     return LatencyResult(
         n=len(timings),
@@ -232,6 +285,7 @@ def latency_result(timings: Sequence[JobTiming], rate: float, load_before: str) 
         submit_to_running_max_ms=round(max(client_ms), 1),
         load_before=load_before,
         load_after=load_now(),
+        **split,
     )
 
 
@@ -248,11 +302,15 @@ def measure_latency(args: argparse.Namespace, scratch: Path) -> list[LatencyResu
                 timings = asyncio.run(
                     paced_submissions(api.url, args.latency_n, args.rate, f"run {run}")
                 )
-            result = latency_result(timings, args.rate, load_before)
+            picked = asyncio.run(picked_at(data_dir, [t.job_id for t in timings]))
+            result = latency_result(timings, args.rate, load_before, picked)
             print(
                 f"latency run {run + 1}: created->started p50/p99 "
                 f"{result.created_to_started_p50_ms}/{result.created_to_started_p99_ms} ms "
-                f"(load {load_before})",
+                f"(created->picked {result.created_to_picked_p50_ms}/"
+                f"{result.created_to_picked_p99_ms}, picked->started "
+                f"{result.picked_to_started_p50_ms}/{result.picked_to_started_p99_ms}; "
+                f"load {load_before})",
                 file=sys.stderr,
             )
             results.append(result)
@@ -382,6 +440,8 @@ def latency_table(latency: Sequence[LatencyResult]) -> str:
             r.rate_per_s,
             f"{r.created_to_started_p50_ms:g} / {r.created_to_started_p99_ms:g} / "
             f"{r.created_to_started_max_ms:g}",
+            f"{r.created_to_picked_p50_ms} / {r.created_to_picked_p99_ms}",
+            f"{r.picked_to_started_p50_ms} / {r.picked_to_started_p99_ms}",
             f"{r.submit_to_running_p50_ms:g} / {r.submit_to_running_p99_ms:g} / "
             f"{r.submit_to_running_max_ms:g}",
             r.load_before,
@@ -393,6 +453,8 @@ def latency_table(latency: Sequence[LatencyResult]) -> str:
             "jobs",
             "per s",
             "created->started p50 / p99 / max ms",
+            "of which created->picked p50 / p99",
+            "picked->started p50 / p99",
             "client submit->running p50 / p99 / max ms",
             "load",
         ],
