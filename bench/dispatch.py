@@ -11,7 +11,13 @@ acknowledgements and heartbeats, JSON logs) is the real worker's.
    submits ``--latency-n`` distinct questions one at a time, ``--rate`` per second, through
    ``POST /v1/jobs``. Per job: ``created_at -> started_at`` from the job row, and client-side
    ``POST`` sent -> first ``status: running`` event received (the event stream is opened
-   right after the ``202``).
+   right after the ``202``). ``created_at -> started_at`` is also split at pgqueuer's pick
+   (the dequeue statement's start, from pgqueuer's log): before it the submission's commit,
+   its NOTIFY and the worker's wake-up; after it the dequeue, the dispatch to the job's
+   task and ``start_attempt``. ``--warm-up`` jobs run first (default 100): each of the
+   worker's pooled connections prepares a statement after 5 uses, and PostgreSQL plans a
+   prepared statement anew for its first 5 executions, so the first ~100 jobs of a fresh
+   worker pay 0.5-1 ms more (measured: docs/PERFORMANCE.md).
 2. **No-op jobs per second** of one worker process: ``--drain-n`` jobs are enqueued in big
    transactions (``JobStore.insert`` + ``queue.enqueue``: the rows a submission writes), then
    a ``Worker`` is started in this process and timed from its start, and from its first job,
@@ -295,7 +301,9 @@ def measure_latency(args: argparse.Namespace, scratch: Path) -> list[LatencyResu
     worker = start_noop_worker(args, data_dir, scratch)
     results = []
     try:
-        asyncio.run(paced_submissions(api.url, 10, args.rate, "warm-up"))  # worker is up
+        # The worker is up, and its pooled connections have prepared their statements (and
+        # PostgreSQL planned them: the first uses of each on each connection plan it anew).
+        asyncio.run(paced_submissions(api.url, args.warm_up, args.rate, "warm-up"))
         for run in range(args.repeat):
             load_before = load_now()
             with profiled(worker.pid, args.profile, f"noop-worker-latency-{run + 1}.txt"):
@@ -530,6 +538,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=Settings().db_pool_size,
         help="DB connections of the worker process (RAGSERVE_DB_POOL_SIZE)",
     )
+    parser.add_argument(
+        "--warm-up",
+        type=int,
+        default=100,
+        help="jobs submitted before the latency runs (the worker's statements prepared)",
+    )
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-drain", action="store_true")
@@ -537,7 +551,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--noop-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if min(args.latency_n, args.drain_n, args.repeat) < 1 or args.rate <= 0:
+    if min(args.latency_n, args.drain_n, args.repeat, args.warm_up) < 1 or args.rate <= 0:
         parser.error("counts must be >= 1 and --rate > 0")
     return args
 
