@@ -18,8 +18,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from ragserve.errors import DatabaseError
-from ragserve.jobs.models import Job, JobEvent
-from ragserve.jobs.service import JobService
+from ragserve.jobs.models import JobEvent
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +34,12 @@ def format_event(event: JobEvent, *, retry_ms: int | None = None) -> str:
 
 
 async def job_event_stream(
-    jobs: JobService,
-    job_id: str,
-    last_event_id: int,
-    closing: asyncio.Event,
-    *,
-    tenant: str | None,
-    job: Job | None = None,
+    events: AsyncIterator[JobEvent | None], job_id: str, closing: asyncio.Event
 ) -> AsyncIterator[str]:
-    """Replay from ``last_event_id``, then follow live, until the job's terminal event, or
-    until ``closing`` is set (the process is shutting down) or the database is lost: then the
-    stream just ends and the client resumes elsewhere. ``job``: as the caller has just read it
-    (``JobService.events`` then need not read it again)."""
-    events = jobs.events(job_id, last_event_id, idle_s=KEEPALIVE_S, tenant=tenant, job=job)
+    """A job's ``events`` (``JobService.open_events``: replayed from ``Last-Event-ID``, then
+    live) as SSE, until the job's terminal event, or until ``closing`` is set (the process is
+    shutting down) or the database is lost: then the stream just ends and the client resumes
+    elsewhere."""
     retry_ms: int | None = RECONNECT_MS
     try:
         async with EventsUntil(events, closing) as items:
