@@ -11,7 +11,13 @@ acknowledgements and heartbeats, JSON logs) is the real worker's.
    submits ``--latency-n`` distinct questions one at a time, ``--rate`` per second, through
    ``POST /v1/jobs``. Per job: ``created_at -> started_at`` from the job row, and client-side
    ``POST`` sent -> first ``status: running`` event received (the event stream is opened
-   right after the ``202``).
+   right after the ``202``). ``created_at -> started_at`` is also split at pgqueuer's pick
+   (the dequeue statement's start, from pgqueuer's log): before it the submission's commit,
+   its NOTIFY and the worker's wake-up; after it the dequeue, the dispatch to the job's
+   task and ``start_attempt``. ``--warm-up`` jobs run first (default 100): each of the
+   worker's pooled connections prepares a statement after 5 uses, and PostgreSQL plans a
+   prepared statement anew for its first 5 executions, so the first ~100 jobs of a fresh
+   worker pay 0.5-1 ms more (measured: docs/PERFORMANCE.md).
 2. **No-op jobs per second** of one worker process: ``--drain-n`` jobs are enqueued in big
    transactions (``JobStore.insert`` + ``queue.enqueue``: the rows a submission writes), then
    a ``Worker`` is started in this process and timed from its start, and from its first job,
@@ -41,6 +47,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from pgqueuer.domain.settings import db_settings
 
 from _common import (
     add_run_args,
@@ -178,6 +185,10 @@ class LatencyResult:
     submit_to_running_max_ms: float
     load_before: str
     load_after: str
+    created_to_picked_p50_ms: float | None = None
+    created_to_picked_p99_ms: float | None = None
+    picked_to_started_p50_ms: float | None = None
+    picked_to_started_p99_ms: float | None = None
 
 
 async def until_running(http: httpx.AsyncClient, query: str) -> JobTiming:
@@ -214,12 +225,60 @@ async def paced_submissions(url: str, n: int, rate: float, tag: str) -> list[Job
     return list(timings)
 
 
-def latency_result(timings: Sequence[JobTiming], rate: float, load_before: str) -> LatencyResult:
+PICKED_AT = """
+SELECT j.id::text AS job_id, min(picked.created) AS picked_at
+FROM jobs j
+JOIN {log} queued ON queued.status = 'queued' AND queued.created = j.created_at
+JOIN {log} picked ON picked.status = 'picked' AND picked.job_id = queued.job_id
+WHERE j.id = ANY(%s::uuid[])
+GROUP BY j.id
+"""
+"""When pgqueuer's dequeue took each job (its ``picked`` log line: the dequeue statement's
+``now()``). The log keys lines by queue entry, which the job row does not store; the entry's
+``queued`` line has the submission statement's ``now()``, i.e. the job's ``created_at``."""
+
+
+async def picked_at(data_dir: Path, job_ids: Sequence[str]) -> dict[str, str]:
+    """``job id -> picked`` (see ``PICKED_AT``, ISO 8601 as the API gives its instants), read
+    from the latency run's database."""
+    db = await Database.from_settings(Settings(data_dir=data_dir))
+    await db.open()
+    try:
+        statement = PICKED_AT.format(log=db_settings().qualified.queue_table_log)
+        async with db.connection() as conn:
+            rows = await (await conn.execute(statement, (list(job_ids),))).fetchall()
+    finally:
+        await db.close()
+    return {row["job_id"]: row["picked_at"].isoformat() for row in rows}
+
+
+def latency_result(
+    timings: Sequence[JobTiming],
+    rate: float,
+    load_before: str,
+    picked: dict[str, str] | None = None,
+) -> LatencyResult:
+    """Percentiles of ``timings``; with ``picked`` (``picked_at``), created -> started split at
+    the dequeue: the commit, NOTIFY and the worker's wake-up before it, the dispatch after."""
     server = [1000 * t.server_s("created_at", "started_at") for t in timings]
     client_ms = [1000 * (t.running - t.submitted) for t in timings if t.running is not None]
 
     def pct(values: list[float], q: float) -> float:
         return round(percentile(values, q), 1)
+
+    split: dict[str, float] = {}
+    if picked:
+        timed = [t for t in timings if t.job_id in picked]
+        for t in timed:
+            t.row["picked_at"] = picked[t.job_id]
+        before = [1000 * t.server_s("created_at", "picked_at") for t in timed]
+        after = [1000 * t.server_s("picked_at", "started_at") for t in timed]
+        split = {
+            "created_to_picked_p50_ms": pct(before, 50),
+            "created_to_picked_p99_ms": pct(before, 99),
+            "picked_to_started_p50_ms": pct(after, 50),
+            "picked_to_started_p99_ms": pct(after, 99),
+        }
 
     return LatencyResult(
         n=len(timings),
@@ -232,6 +291,7 @@ def latency_result(timings: Sequence[JobTiming], rate: float, load_before: str) 
         submit_to_running_max_ms=round(max(client_ms), 1),
         load_before=load_before,
         load_after=load_now(),
+        **split,
     )
 
 
@@ -241,18 +301,24 @@ def measure_latency(args: argparse.Namespace, scratch: Path) -> list[LatencyResu
     worker = start_noop_worker(args, data_dir, scratch)
     results = []
     try:
-        asyncio.run(paced_submissions(api.url, 10, args.rate, "warm-up"))  # worker is up
+        # The worker is up, and its pooled connections have prepared their statements (and
+        # PostgreSQL planned them: the first uses of each on each connection plan it anew).
+        asyncio.run(paced_submissions(api.url, args.warm_up, args.rate, "warm-up"))
         for run in range(args.repeat):
             load_before = load_now()
             with profiled(worker.pid, args.profile, f"noop-worker-latency-{run + 1}.txt"):
                 timings = asyncio.run(
                     paced_submissions(api.url, args.latency_n, args.rate, f"run {run}")
                 )
-            result = latency_result(timings, args.rate, load_before)
+            picked = asyncio.run(picked_at(data_dir, [t.job_id for t in timings]))
+            result = latency_result(timings, args.rate, load_before, picked)
             print(
                 f"latency run {run + 1}: created->started p50/p99 "
                 f"{result.created_to_started_p50_ms}/{result.created_to_started_p99_ms} ms "
-                f"(load {load_before})",
+                f"(created->picked {result.created_to_picked_p50_ms}/"
+                f"{result.created_to_picked_p99_ms}, picked->started "
+                f"{result.picked_to_started_p50_ms}/{result.picked_to_started_p99_ms}; "
+                f"load {load_before})",
                 file=sys.stderr,
             )
             results.append(result)
@@ -382,6 +448,8 @@ def latency_table(latency: Sequence[LatencyResult]) -> str:
             r.rate_per_s,
             f"{r.created_to_started_p50_ms:g} / {r.created_to_started_p99_ms:g} / "
             f"{r.created_to_started_max_ms:g}",
+            f"{r.created_to_picked_p50_ms} / {r.created_to_picked_p99_ms}",
+            f"{r.picked_to_started_p50_ms} / {r.picked_to_started_p99_ms}",
             f"{r.submit_to_running_p50_ms:g} / {r.submit_to_running_p99_ms:g} / "
             f"{r.submit_to_running_max_ms:g}",
             r.load_before,
@@ -393,6 +461,8 @@ def latency_table(latency: Sequence[LatencyResult]) -> str:
             "jobs",
             "per s",
             "created->started p50 / p99 / max ms",
+            "of which created->picked p50 / p99",
+            "picked->started p50 / p99",
             "client submit->running p50 / p99 / max ms",
             "load",
         ],
@@ -468,6 +538,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=Settings().db_pool_size,
         help="DB connections of the worker process (RAGSERVE_DB_POOL_SIZE)",
     )
+    parser.add_argument(
+        "--warm-up",
+        type=int,
+        default=100,
+        help="jobs submitted before the latency runs (the worker's statements prepared)",
+    )
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-drain", action="store_true")
@@ -475,7 +551,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--noop-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if min(args.latency_n, args.drain_n, args.repeat) < 1 or args.rate <= 0:
+    if min(args.latency_n, args.drain_n, args.repeat, args.warm_up) < 1 or args.rate <= 0:
         parser.error("counts must be >= 1 and --rate > 0")
     return args
 

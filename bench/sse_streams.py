@@ -39,23 +39,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+
+import psutil
 
 from _common import bench_parser, finish_run, format_table, load_now, machine_info, stop_embedded
 from concurrency import (
     CpuMeter,
     Service,
     client,
+    cpu_seconds,
     data_folder,
     ingest_collection,
     postgres_processes,
@@ -160,9 +164,12 @@ SETTLE_S = 5.0
 
 
 @contextmanager
-def paused(workers: Sequence[Service], seconds: float | None) -> Iterator[None]:
+def paused(
+    workers: Sequence[Service], seconds: float | None, on_resume: Callable[[], None] = lambda: None
+) -> Iterator[None]:
     """The workers stopped (SIGSTOP) for the first ``seconds`` of the block (None: not at
-    all), so that every job of 'many' is submitted, and its stream open, before any runs."""
+    all), so that every job of 'many' is submitted, and its stream open, before any runs;
+    ``on_resume`` is called just before they go on."""
     if seconds is None:
         yield
         return
@@ -170,6 +177,7 @@ def paused(workers: Sequence[Service], seconds: float | None) -> Iterator[None]:
         os.kill(worker.pid, signal.SIGSTOP)
 
     def resume() -> None:
+        on_resume()
         for worker in workers:
             os.kill(worker.pid, signal.SIGCONT)
 
@@ -179,7 +187,36 @@ def paused(workers: Sequence[Service], seconds: float | None) -> Iterator[None]:
         yield
     finally:
         timer.cancel()
-        resume()
+        for worker in workers:
+            os.kill(worker.pid, signal.SIGCONT)
+
+
+class PhaseClock:
+    """The API process's CPU seconds at the phases of 'many': the submissions (and their
+    streams opening), the wait with every stream open and the workers paused (keep-alives),
+    and the jobs running. Each phase's CPU minus the idle rate over its duration."""
+
+    def __init__(self, pid: int, idle_cpu_per_s: float) -> None:
+        self.process = [psutil.Process(pid)]
+        self.idle_cpu_per_s = idle_cpu_per_s
+        self.marks: list[tuple[str, float, float]] = []
+
+    def mark(self, phase: str) -> None:
+        """The end of ``phase`` (the first mark is the start)."""
+        self.marks.append((phase, time.perf_counter(), cpu_seconds(self.process)))
+
+    def at(self, phase: str, delay_s: float) -> threading.Timer:
+        timer = threading.Timer(delay_s, self.mark, (phase,))
+        timer.start()
+        return timer
+
+    def phases(self) -> dict[str, dict[str, float]]:
+        """``phase -> {"s": wall seconds, "api_cpu_s": CPU above idle}``."""
+        out = {}
+        for (_, t0, c0), (phase, t1, c1) in itertools.pairwise(self.marks):
+            busy = c1 - c0 - self.idle_cpu_per_s * (t1 - t0)
+            out[phase] = {"s": round(t1 - t0, 2), "api_cpu_s": round(busy, 3)}
+        return out
 
 
 @dataclass
@@ -188,6 +225,7 @@ class Workload:
     streams: int
     run: Run
     client: ClientResult
+    phases: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def measure(
@@ -211,16 +249,24 @@ def measure(
     time.sleep(args.idle)
     idle = meter.stop()
     load = load_now()
+    clock = PhaseClock(api.pid, idle["api"] / args.idle)
     meter.start()
     start = time.perf_counter()
+    clock.mark("start")
+    submitting = clock.at("submitting", n / rate) if rate else None
     with (
         profiled(api.pid, args.profile, f"api-{name}.txt", top=25),
-        paused(workers, (n / rate + SETTLE_S) if rate else None),
+        paused(
+            workers, (n / rate + SETTLE_S) if rate else None, lambda: clock.mark("streams open")
+        ),
     ):
         result = run_clients(args, api.url, n, at_once, name, rate)
     seconds = time.perf_counter() - start
+    clock.mark("running")
+    if submitting is not None:
+        submitting.cancel()
     run = Run(n, round(seconds, 3), args.idle, meter.stop(), idle, result.retries, load)
-    return Workload(name, at_once, run, result)
+    return Workload(name, at_once, run, result, clock.phases() if rate else {})
 
 
 def report(args: argparse.Namespace, workloads: Sequence[Workload]) -> str:
@@ -255,6 +301,14 @@ def report(args: argparse.Namespace, workloads: Sequence[Workload]) -> str:
         few = by_name["few"].run.cpu_ms_per_job("api")
         many = by_name["many"].run.cpu_ms_per_job("api")
         lines += ["", f"API CPU per job, many / few: {many / few:.2f} (goal: <= 1.20)"]
+    for w in workloads:
+        if w.phases:
+            parts = ", ".join(
+                f"{phase} {p['s']:g} s: {p['api_cpu_s']:.2f} s"
+                f" ({1000 * p['api_cpu_s'] / w.run.n:.2f} ms/job)"
+                for phase, p in w.phases.items()
+            )
+            lines.append(f"{w.name}: API CPU above idle by phase: {parts}")
     for w in workloads:
         for error in w.client.errors:
             lines.append(f"{w.name}: error: {error}")

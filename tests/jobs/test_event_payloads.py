@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +18,7 @@ import psycopg
 import pytest
 
 from ragserve.db.pool import Database
+from ragserve.errors import NotFound
 from ragserve.jobs.models import Job, JobEvent
 from ragserve.jobs.notify import Feed, NotificationHub
 from ragserve.jobs.queue import CANCEL_CHANNEL
@@ -35,6 +37,7 @@ class CountingStore(JobStore):
         super().__init__(db)
         self.event_reads = 0
         self.job_reads = 0
+        self.openings = 0  # the job and its first events, in one round trip
 
     async def events_after(self, job_id: str, after: int, limit: int = 500) -> list[JobEvent]:
         self.event_reads += 1
@@ -43,6 +46,12 @@ class CountingStore(JobStore):
     async def get(self, job_id: str, *, tenant: str | None) -> Job | None:
         self.job_reads += 1
         return await super().get(job_id, tenant=tenant)
+
+    async def get_with_events_after(
+        self, job_id: str, *, tenant: str | None, after: int, limit: int
+    ) -> tuple[Job | None, list[JobEvent]]:
+        self.openings += 1
+        return await super().get_with_events_after(job_id, tenant=tenant, after=after, limit=limit)
 
 
 @pytest.fixture
@@ -111,6 +120,26 @@ async def test_live_events_come_from_the_payloads_and_wait_reads_the_job_twice(
     # The stream read the job once, the wait twice (at the start, after `done`): not once
     # per token batch.
     assert store.job_reads == 3
+
+
+async def test_an_opened_stream_reads_once_then_follows_the_payloads(
+    store: CountingStore, service: JobService, hub: NotificationHub
+) -> None:
+    attempt = await running_job(store)
+    with pytest.raises(NotFound):
+        await service.open_events(str(uuid.uuid4()), 0, idle_s=STEP_S, tenant=None)
+    with pytest.raises(NotFound):  # another tenant's job: as if it did not exist
+        await service.open_events(attempt.job_id, 0, idle_s=STEP_S, tenant="someone-else")
+    assert not hub.following  # the failed openings let go of their feeds
+
+    events = await service.open_events(attempt.job_id, 1, idle_s=STEP_S, tenant=None)
+    assert hub.following  # followed before the table is read: nothing falls between
+    assert await store.append_events(attempt, tokens("Twenty"))
+    assert await store.succeed(attempt, {"answer": "Twenty", "sources": []})
+    assert [e.seq for e in await rest_of(events)] == [2, 3, 4]  # after Last-Event-ID 1
+    # One round trip for the opening (two more for the 404s above), none after it.
+    assert (store.openings, store.job_reads, store.event_reads) == (3, 0, 0)
+    assert not hub.following
 
 
 async def test_an_event_too_large_to_notify_is_read_from_the_table(

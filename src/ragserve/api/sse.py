@@ -18,8 +18,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from ragserve.errors import DatabaseError
-from ragserve.jobs.models import Job, JobEvent
-from ragserve.jobs.service import JobService
+from ragserve.jobs.models import JobEvent
 
 log = logging.getLogger(__name__)
 
@@ -35,69 +34,103 @@ def format_event(event: JobEvent, *, retry_ms: int | None = None) -> str:
 
 
 async def job_event_stream(
-    jobs: JobService,
-    job_id: str,
-    last_event_id: int,
-    closing: asyncio.Event,
-    *,
-    tenant: str | None,
-    job: Job | None = None,
+    events: AsyncIterator[JobEvent | None], job_id: str, closing: asyncio.Event
 ) -> AsyncIterator[str]:
-    """Replay from ``last_event_id``, then follow live, until the job's terminal event, or
-    until ``closing`` is set (the process is shutting down) or the database is lost: then the
-    stream just ends and the client resumes elsewhere. ``job``: as the caller has just read it
-    (``JobService.events`` then need not read it again)."""
-    events = aiter(jobs.events(job_id, last_event_id, idle_s=KEEPALIVE_S, tenant=tenant, job=job))
+    """A job's ``events`` (``JobService.open_events``: replayed from ``Last-Event-ID``, then
+    live) as SSE, until the job's terminal event, or until ``closing`` is set (the process is
+    shutting down) or the database is lost: then the stream just ends and the client resumes
+    elsewhere."""
     retry_ms: int | None = RECONNECT_MS
     try:
-        while True:
-            event = await next_unless(events, closing)
-            if isinstance(event, StreamEnd):
-                return
-            if event is None:
-                yield KEEPALIVE
-            else:
-                yield format_event(event, retry_ms=retry_ms)
-                retry_ms = None
+        async with EventsUntil(events, closing) as items:
+            while True:
+                event = await items.next()
+                if isinstance(event, StreamEnd):
+                    return
+                if event is None:
+                    yield KEEPALIVE
+                else:
+                    yield format_event(event, retry_ms=retry_ms)
+                    retry_ms = None
     except DatabaseError as exc:
         log.warning(
             "event stream ended: database unavailable",
             extra={"event": "sse.db_lost", "job_id": job_id, "error": str(exc)},
         )
-    finally:
-        await close_events(events)
 
 
 class StreamEnd:
     """The stream is over (its events ran out, or ``closing`` was set)."""
 
 
-async def next_unless(
-    events: AsyncIterator[JobEvent | None], closing: asyncio.Event
-) -> JobEvent | StreamEnd | None:
-    """The next item of ``events``, or ``StreamEnd`` if ``closing`` is set first.
+class _Failed:
+    """What reading the events raised, handed to the reader of ``EventsUntil``."""
 
-    An item that arrives together with ``closing`` is still delivered: it costs nothing, and
-    one dropped here would not be lost anyway (the client resumes from its last id).
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_Item = JobEvent | None | StreamEnd | _Failed
+
+
+class EventsUntil:
+    """The items of a job's ``events`` one at a time (``next``), until they run out or
+    ``closing`` is set (then ``StreamEnd``).
+
+    One task per stream reads ``events`` (at most one item ahead), another waits for
+    ``closing``; they hand over through one queue. An item that arrives together with
+    ``closing`` may still be delivered: it costs nothing, and one dropped would not be lost
+    anyway (the client resumes from its last id). Why not wait for "the next item or
+    ``closing``" at each item: that takes two new tasks per event, and a waiter added to
+    ``closing`` and removed again, which ``asyncio.Event`` finds by a linear search of all
+    its waiters, one per open stream: 24 us per event with 25 streams open, 40 with 1,000,
+    against 4.5 this way (docs/PERFORMANCE.md, "SSE streams and dispatch (third session)").
     """
-    if closing.is_set():
-        return StreamEnd()
-    following = asyncio.ensure_future(anext(events))
-    closed = asyncio.ensure_future(closing.wait())
-    try:
-        await asyncio.wait({following, closed}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        closed.cancel()
-        if not following.done():
-            following.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                await following
-    if following.cancelled():
-        return StreamEnd()
-    try:
-        return following.result()
-    except StopAsyncIteration:
-        return StreamEnd()
+
+    def __init__(self, events: AsyncIterator[JobEvent | None], closing: asyncio.Event) -> None:
+        self._events = events
+        self._closing = closing
+        self._items: asyncio.Queue[_Item] = asyncio.Queue(maxsize=1)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> EventsUntil:
+        if not self._closing.is_set():
+            self._tasks = [
+                asyncio.create_task(self._read(), name="sse-events"),
+                asyncio.create_task(self._until_closing(), name="sse-closing"),
+            ]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await close_events(self._events)
+
+    async def next(self) -> JobEvent | StreamEnd | None:
+        """The next event, ``None`` for a keep-alive, or ``StreamEnd``; raises what reading
+        the events raised."""
+        if not self._tasks:
+            return StreamEnd()  # closing was set before the stream started
+        item = await self._items.get()
+        if isinstance(item, _Failed):
+            raise item.error
+        return item
+
+    async def _read(self) -> None:
+        try:
+            async for event in self._events:
+                await self._items.put(event)
+        except Exception as exc:
+            await self._items.put(_Failed(exc))
+        else:
+            await self._items.put(StreamEnd())
+
+    async def _until_closing(self) -> None:
+        await self._closing.wait()
+        await self._items.put(StreamEnd())
 
 
 async def close_events(events: AsyncIterator[JobEvent | None]) -> None:

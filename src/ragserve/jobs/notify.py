@@ -131,6 +131,11 @@ class NotificationHub:
                 del self._feeds[(channel, key)]
 
     @property
+    def following(self) -> int:
+        """How many feeds are open (one per event stream or wait that follows a job)."""
+        return sum(len(feeds) for feeds in self._feeds.values())
+
+    @property
     def healthy(self) -> bool:
         return self._connected and self._task is not None and not self._task.done()
 

@@ -419,7 +419,7 @@ class JobService:
         """The job, if it is ``tenant``'s (any tenant's when None); else ``NotFound``."""
         job = await self._store.get(job_id, tenant=tenant)
         if job is None:
-            raise NotFound(f"job {job_id!r} not found")
+            raise _not_found(job_id)
         return job
 
     async def list(self, status: JobStatus | None, limit: int, *, tenant: str | None) -> list[Job]:
@@ -459,7 +459,7 @@ class JobService:
             return job.kind
         return self._apps.queue_of(job.kind, job.app)
 
-    async def events(
+    def events(
         self,
         job_id: str,
         after: int,
@@ -479,22 +479,59 @@ class JobService:
         notified, and a feed that overflowed or was lost (the listener reconnected); without
         a hub, after each ``idle_s``.
         """
-        if job is None:
+        return self._events(job_id, after, idle_s=idle_s, tenant=tenant, job=job, opening=False)
+
+    async def open_events(
+        self, job_id: str, after: int, *, idle_s: float, tenant: str | None
+    ) -> AsyncIterator[JobEvent | None]:
+        """``events``, already open: the job's notifications followed, then the job and its
+        first stored events read on one connection in one round trip (an event stream's
+        opening: one pool checkout instead of two). ``NotFound`` is raised here, before the
+        caller has answered anything. The caller must iterate or close the result (dropped
+        unclosed, it is closed when collected, by the event loop's async-generator hooks)."""
+        events = self._events(job_id, after, idle_s=idle_s, tenant=tenant, job=None, opening=True)
+        await anext(events)  # the opening's mark
+        return events
+
+    async def _events(
+        self,
+        job_id: str,
+        after: int,
+        *,
+        idle_s: float,
+        tenant: str | None,
+        job: Job | None,
+        opening: bool,
+    ) -> AsyncIterator[JobEvent | None]:
+        """``events``; with ``opening`` (and no ``job``), the job is read after following
+        it, together with its first page of events, and a ``None`` marks the opening."""
+        if job is None and not opening:
             job = await self.get(job_id, tenant=tenant)  # NotFound before anything is read
         last = after
-        async with self._follow(job.job_id) as feed:
+        async with self._follow(
+            job.job_id if job is not None else canonical_job_id(job_id)
+        ) as feed:
+            first_page: Sequence[JobEvent] | None = None
+            if job is None:
+                job, first_page = await self._store.get_with_events_after(
+                    job_id, tenant=tenant, after=after, limit=EVENTS_PAGE
+                )
+                if job is None:
+                    raise _not_found(job_id)
+                yield None  # open: the caller (open_events) takes this mark
             first_read = True
             read_table = True
             while True:
                 if read_table:
                     read_table = False
                     found = False
-                    async for event in self._stored_events(job.job_id, last):
+                    async for event in self._stored_events(job.job_id, last, first_page):
                         found = True
                         last = event.seq
                         yield event
                         if event.terminal:
                             return
+                    first_page = None
                     if first_read and not found and job.status.terminal:
                         # Read before the table, and the terminal event commits with the
                         # status: the client resumed after the terminal event.
@@ -523,10 +560,16 @@ class JobService:
                     if notified.terminal:
                         return
 
-    async def _stored_events(self, job_id: str, after: int) -> AsyncIterator[JobEvent]:
-        """Every stored event of the job after ``after``, a page at a time."""
+    async def _stored_events(
+        self, job_id: str, after: int, first_page: Sequence[JobEvent] | None = None
+    ) -> AsyncIterator[JobEvent]:
+        """Every stored event of the job after ``after``, a page at a time (the first one
+        ``first_page`` when the caller has read it already)."""
         while True:
-            page = await self._store.events_after(job_id, after, limit=EVENTS_PAGE)
+            if first_page is not None:
+                page, first_page = first_page, None
+            else:
+                page = await self._store.events_after(job_id, after, limit=EVENTS_PAGE)
             for event in page:
                 yield event
             if len(page) < EVENTS_PAGE:
@@ -557,6 +600,10 @@ class JobService:
         if self._hub is None:
             return contextlib.nullcontext(Feed())
         return self._hub.follow(EVENTS_CHANNEL, job_id, key_field="job_id")
+
+
+def _not_found(job_id: str) -> NotFound:
+    return NotFound(f"job {job_id!r} not found")
 
 
 def canonical_job_id(job_id: str) -> str:

@@ -278,6 +278,27 @@ class JobStore:
             rows = await (await conn.execute(queries.SELECT_EVENTS_AFTER, params)).fetchall()
         return [JobEvent(**r) for r in rows]
 
+    async def get_with_events_after(
+        self, job_id: str, *, tenant: str | None, after: int, limit: int
+    ) -> tuple[Job | None, list[JobEvent]]:
+        """The job (as ``get``) and its first ``limit`` events after ``after``, read in that
+        order on one connection in one round trip (a pipeline): an event stream's opening.
+        The events are read whatever the job's tenant; they are for the caller to drop when
+        the job is not ``tenant``'s (None)."""
+        if not is_uuid(job_id):
+            return None, []
+        async with self.db.connection() as conn:
+            async with conn.pipeline():
+                job = await conn.execute(queries.SELECT_JOB, {"id": job_id, "tenant": tenant})
+                events = await conn.execute(
+                    queries.SELECT_EVENTS_AFTER, {"job_id": job_id, "after": after, "limit": limit}
+                )
+            row = await job.fetchone()
+            rows = await events.fetchall()
+        if row is None:
+            return None, []
+        return Job.from_row(row), [JobEvent(**r) for r in rows]
+
     # -- the worker's side (fenced) --------------------------------------------------
 
     async def start_attempt(

@@ -21,7 +21,7 @@ from ragserve.api.schemas import (
     Responses,
     error_doc,
 )
-from ragserve.api.sse import job_event_stream
+from ragserve.api.sse import KEEPALIVE_S, job_event_stream
 from ragserve.api.submissions import ACCEPTED_DOCS, IdempotencyKey, accepted
 from ragserve.errors import InvalidInput, NotFound
 from ragserve.jobs.models import AnswerRequest, AskRequest, Job, JobKind, JobStatus
@@ -196,14 +196,17 @@ async def job_events(
     caller: Caller,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
-    job = await jobs.get(job_id, tenant=caller.scope)  # 404 before the stream starts
     after = 0
     if last_event_id:
         if not last_event_id.strip().isdigit():
+            await jobs.get(job_id, tenant=caller.scope)  # a 404 comes first
             raise InvalidInput("Last-Event-ID must be a non-negative integer")
         after = int(last_event_id)
+    # Opened here, so that a 404 comes before the stream starts: the job's notifications
+    # followed, then the job and its first events read with one connection.
+    events = await jobs.open_events(job_id, after, idle_s=KEEPALIVE_S, tenant=caller.scope)
     return StreamingResponse(
-        job_event_stream(jobs, job_id, after, state.streams_closing, tenant=caller.scope, job=job),
+        job_event_stream(events, job_id, state.streams_closing),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

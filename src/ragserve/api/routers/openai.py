@@ -56,7 +56,7 @@ from ragserve.api.openai_wire import (
     sources_of,
     sse_data,
 )
-from ragserve.api.sse import KEEPALIVE, KEEPALIVE_S, StreamEnd, close_events, next_unless
+from ragserve.api.sse import KEEPALIVE, KEEPALIVE_S, EventsUntil, StreamEnd
 from ragserve.api.submissions import IdempotencyKey, count_submission
 from ragserve.errors import DatabaseError
 from ragserve.jobs.models import AnswerRequest, Job, JobStatus
@@ -262,44 +262,47 @@ async def _completion_stream(
     yield writer.role()
     fetch = f"GET /v1/jobs/{job.job_id}"
     shown = StreamedAnswer()
-    events = aiter(jobs.events(job.job_id, 0, idle_s=KEEPALIVE_S, tenant=tenant))
+    events = jobs.events(job.job_id, 0, idle_s=KEEPALIVE_S, tenant=tenant)
     try:
-        while True:
-            event = await next_unless(events, closing)
-            if isinstance(event, StreamEnd):
-                if closing.is_set():
-                    message = f"this server is shutting down; the job continues: {fetch}"
-                    yield _stream_error(message, "server_error", "server_shutting_down")
+        async with EventsUntil(events, closing) as items:
+            while True:
+                event = await items.next()
+                if isinstance(event, StreamEnd):
+                    if closing.is_set():
+                        message = f"this server is shutting down; the job continues: {fetch}"
+                        yield _stream_error(message, "server_error", "server_shutting_down")
+                        break
+                    final = await jobs.get(
+                        job.job_id, tenant=tenant
+                    )  # events ended: the job ended before
+                    result = final.result if final.status == JobStatus.succeeded else None
+                    if result is None:
+                        yield _stream_error(f"job {job.job_id} is {final.status}: {fetch}")
+                        break
+                    for line in _ending(writer, job, question, options, shown, result):
+                        yield line
                     break
-                final = await jobs.get(
-                    job.job_id, tenant=tenant
-                )  # events ended: the job ended before
-                result = final.result if final.status == JobStatus.succeeded else None
-                if result is None:
-                    yield _stream_error(f"job {job.job_id} is {final.status}: {fetch}")
+                if event is None:
+                    yield KEEPALIVE
+                elif event.type == "token":
+                    attempt = int(event.data.get("attempt") or 0)
+                    if text := shown.token(str(event.data.get("text") or ""), attempt):
+                        yield writer.content(text)
+                elif event.type == "done":
+                    result = event.data.get("result") or {}
+                    for line in _ending(writer, job, question, options, shown, result):
+                        yield line
                     break
-                for line in _ending(writer, job, question, options, shown, result):
-                    yield line
-                break
-            if event is None:
-                yield KEEPALIVE
-            elif event.type == "token":
-                attempt = int(event.data.get("attempt") or 0)
-                if text := shown.token(str(event.data.get("text") or ""), attempt):
-                    yield writer.content(text)
-            elif event.type == "done":
-                result = event.data.get("result") or {}
-                for line in _ending(writer, job, question, options, shown, result):
-                    yield line
-                break
-            elif event.type == "error":
-                why = f"{event.data.get('type')}: {event.data.get('message')}"
-                yield _stream_error(f"job {job.job_id} failed: {why} ({fetch})", code="job_failed")
-                break
-            elif event.type == "status" and event.data.get("status") == JobStatus.cancelled:
-                message = f"job {job.job_id} was cancelled ({fetch})"
-                yield _stream_error(message, "invalid_request_error", "job_cancelled")
-                break
+                elif event.type == "error":
+                    why = f"{event.data.get('type')}: {event.data.get('message')}"
+                    yield _stream_error(
+                        f"job {job.job_id} failed: {why} ({fetch})", code="job_failed"
+                    )
+                    break
+                elif event.type == "status" and event.data.get("status") == JobStatus.cancelled:
+                    message = f"job {job.job_id} was cancelled ({fetch})"
+                    yield _stream_error(message, "invalid_request_error", "job_cancelled")
+                    break
     except DatabaseError as exc:
         log.warning(
             "completion stream ended: database unavailable",
@@ -307,8 +310,6 @@ async def _completion_stream(
         )
         message = f"database unavailable; the job continues: {fetch}"
         yield _stream_error(message, "server_error", "database_error")
-    finally:
-        await close_events(events)
     yield DONE
 
 
