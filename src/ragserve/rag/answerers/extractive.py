@@ -22,8 +22,10 @@ are never quoted; a table row is matched together with its header row.
 When no sentence shares a meaningful part of the question's terms (``min_coverage``, 15% of
 their weight), or the passages hold less than ``min_question_share`` of the question's terms,
 or (given the collection's vocabulary, ``vocabulary.py``) most of the question's weight is in
-words no chunk of the collection holds (``max_unknown_share``), the documents do not hold the
-answer, and it says so in the question's language.
+words no chunk of the collection holds (``max_unknown_share``; a misspelt word counts as the
+word it misspells), or (given the collection's embedding model, when that model has a
+calibration: ``grounding.py``) the question is too far from every one of its best candidate
+sentences, the documents do not hold the answer, and it says so in the question's language.
 
 When a number, date or name is asked for and the best sentence, clearly ahead, holds exactly
 one such value, the answer is that value on its own line, then the sentence as its citation.
