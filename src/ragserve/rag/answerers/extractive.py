@@ -652,7 +652,8 @@ class ExtractiveAnswerer:
         unknown = await self.unknown_share(question, chunks) if self.unknown_share else None
         scored = self.candidates(question, chunks)
         similarity = None
-        if self.grounding is not None and scored:
+        foreign = unknown is not None and unknown > self.weights.max_unknown_share
+        if self.grounding is not None and scored and not foreign:  # else "not found" already
             texts = [item.sentence.text for item in scored[: self.grounding.sentences]]
             similarity = await self.grounding.similarity(question, texts)
         for piece in stream_pieces(self.compose(question, scored, unknown, similarity)):
