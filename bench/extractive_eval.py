@@ -11,7 +11,12 @@ The answerer also sees, as in the service, the share of the question's words tha
 collection (here: every paragraph of the data) does not hold (``vocabulary.TextVocabulary``,
 the same counts the service reads from the lexical index); ``--no-vocabulary`` measures it
 without, as before that signal existed. Its off-topic questions (``bench/data/offtopic.jsonl``)
-need real retrieval: ``bench/zh_eval.py --squad`` asks them of the ingested sample.
+need real retrieval: ``bench/zh_eval.py --english`` asks them of the ingested sample.
+
+With the bundled embedder (as the service, whose collections it embeds), the answerer also
+checks its candidate sentences with that model (``grounding.py``: the question's highest cosine
+with its best few sentences, against the model's calibrated threshold); ``--no-grounding``
+measures it without.
 
     python bench/extractive_eval.py --squad /path/to/dev-v1.1.json --n 2000 --seed 0
 
@@ -25,6 +30,7 @@ Data: SQuAD v1.1 dev, ``--squad PATH`` (see ``_common.load_squad`` for the accep
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import statistics
@@ -42,11 +48,15 @@ from _common import (
     add_squad_arg,
     bench_parser,
     load_squad,
+    local_embedder,
 )
+from ragserve.kb.embeddings import warm_up
 from ragserve.kb.types import RetrievedChunk
 from ragserve.rag.answerers.extractive import ExtractiveAnswerer
+from ragserve.rag.answerers.grounding import SentenceGrounding
 from ragserve.rag.answerers.vocabulary import TextVocabulary
 from ragserve.rag.prompts import NOT_FOUND_EN, NOT_FOUND_ZH
+from ragserve.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -166,10 +176,36 @@ def is_not_found(answer: str) -> bool:
     return answer in (NOT_FOUND_EN, NOT_FOUND_ZH)
 
 
+async def similarities(
+    answerer: ExtractiveAnswerer, cases: Sequence[Case]
+) -> dict[str, float | None]:
+    """The grounding check's value for each case, by question id (as :meth:`stream` computes
+    it); empty without :attr:`ExtractiveAnswerer.grounding`."""
+    grounding = answerer.grounding
+    if grounding is None:
+        return {}
+    out: dict[str, float | None] = {}
+    for case in cases:
+        scored = answerer.candidates(case.question.question, case.chunks)
+        texts = [item.sentence.text for item in scored[: grounding.sentences]]
+        out[_key(case)] = (
+            await grounding.similarity(case.question.question, texts) if texts else None
+        )
+    return out
+
+
+def _key(case: Case) -> str:
+    return f"{case.question.id}/{case.chunks[0].chunk_id}"
+
+
 def evaluate(
-    answerer: ExtractiveAnswerer, cases: Sequence[Case], vocabulary: TextVocabulary | None = None
+    answerer: ExtractiveAnswerer,
+    cases: Sequence[Case],
+    vocabulary: TextVocabulary | None = None,
+    similarity: dict[str, float | None] | None = None,
 ) -> Report:
-    """Answer every case (with the collection's vocabulary, when given) and summarise."""
+    """Answer every case (with the collection's vocabulary and the grounding check's values,
+    when given) and summarise."""
     hits: list[bool] = []
     first: list[bool] = []
     later: list[bool] = []
@@ -177,7 +213,7 @@ def evaluate(
     lengths: list[int] = []
     short_right: list[bool] = []
     for case in cases:
-        answer = answer_case(answerer, case, vocabulary)
+        answer = answer_case(answerer, case, vocabulary, similarity)
         hit = contains_gold(answer, case.question.answers)
         hits.append(hit)
         (first if case.gold_rank == 0 else later).append(hit)
@@ -198,10 +234,29 @@ def evaluate(
     )
 
 
-def answer_case(answerer: ExtractiveAnswerer, case: Case, vocabulary: TextVocabulary | None) -> str:
+def answer_case(
+    answerer: ExtractiveAnswerer,
+    case: Case,
+    vocabulary: TextVocabulary | None,
+    similarity: dict[str, float | None] | None = None,
+) -> str:
     question = case.question.question
     unknown = vocabulary.unknown_share(question) if vocabulary else None
-    return answerer.answer(question, case.chunks, unknown)
+    value = (similarity or {}).get(_key(case))
+    return answerer.answer(question, case.chunks, unknown, value)
+
+
+async def with_grounding(
+    cases: Sequence[Case], negatives: Sequence[Case]
+) -> tuple[ExtractiveAnswerer, dict[str, float | None]]:
+    """The answerer with the bundled embedder's grounding check, and its values for the cases."""
+    embedder = local_embedder(Settings())
+    try:
+        await warm_up(embedder)
+        answerer = ExtractiveAnswerer(grounding=SentenceGrounding.for_embedder(embedder))
+        return answerer, await similarities(answerer, [*cases, *negatives])
+    finally:
+        await embedder.aclose()
 
 
 def _rate(values: Sequence[bool]) -> float:
@@ -222,27 +277,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-vocabulary", action="store_true", help="without the collection's vocabulary"
     )
+    parser.add_argument(
+        "--no-grounding", action="store_true", help="without the embedding model's check"
+    )
     args = parser.parse_args(argv)
     try:
         corpus, questions = load(args.squad)
     except BenchSetupError as exc:
         parser.exit(2, f"{parser.prog}: {exc}\n")
-    answerer = ExtractiveAnswerer(max_sentences=args.max_sentences)
     cases = build_cases(corpus, questions, args.n, args.seed, args.others, args.gold_first)
+    negative_cases = build_negative_cases(corpus, questions, args.negatives, args.seed)
     vocabulary = None if args.no_vocabulary else TextVocabulary(p.text for p in corpus.values())
     started = time.perf_counter()
-    report = evaluate(answerer, cases, vocabulary)
+    similarity: dict[str, float | None] = {}
+    if args.no_grounding:
+        answerer = ExtractiveAnswerer(max_sentences=args.max_sentences)
+    else:
+        answerer, similarity = asyncio.run(with_grounding(cases, negative_cases))
+        answerer.max_sentences = args.max_sentences
+    report = evaluate(answerer, cases, vocabulary, similarity)
     elapsed = time.perf_counter() - started
     print(
         f"{answerer.name}, max {args.max_sentences} sentence(s), seed {args.seed},"
-        f" vocabulary {'off' if vocabulary is None else 'on'}"
+        f" vocabulary {'off' if vocabulary is None else 'on'},"
+        f" grounding {'off' if answerer.grounding is None else 'on'}"
     )
     print("\n".join(report.lines()))
-    print(f"time per question:        {1000 * elapsed / max(1, report.n):.2f} ms")
+    print(f"time per question:        {1000 * elapsed / max(1, report.n):.2f} ms (incl. embedding)")
     if args.negatives:
-        negatives = evaluate(
-            answerer, build_negative_cases(corpus, questions, args.negatives, args.seed), vocabulary
-        )
+        negatives = evaluate(answerer, negative_cases, vocabulary, similarity)
         print(
             f"negative control: said not found for {negatives.not_found:.1%} "
             f"of {negatives.n} questions asked against another article"
@@ -251,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for case in cases:
         if shown >= args.show_misses:
             break
-        answer = answer_case(answerer, case, vocabulary)
+        answer = answer_case(answerer, case, vocabulary, similarity)
         if not contains_gold(answer, case.question.answers):
             shown += 1
             print(

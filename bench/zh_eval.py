@@ -15,15 +15,22 @@ vector search (``top_k`` 5) and answered by the extractive answerer from the fir
   answerable ones);
 * locations: share of retrieved chunks of PDFs with a page, of the others with a section.
 
-Each question is answered twice: with the collection's vocabulary (as the service does: the
-share of the question's weight in words no chunk holds, read from the lexical index) and from
-the passages alone ("no vocab", the answerer before that signal). ``--retrieval`` takes one
-mode or both (``vector,hybrid``); figures are also given for the even and odd halves of the
-questions (the answerer's threshold was chosen on the even half).
+Besides the set's own 40 off-topic questions, the 64 of ``bench/data/offtopic_zh_handbook.jsonl``
+(near-misses written for the handbook) are asked too; "not found" is reported for both sets
+together and each apart (``off-topic, old`` / ``new``).
+
+Each question is answered three ways from the same retrieved chunks: as the service does
+(``extractive:v4``: the collection's vocabulary, with misspellings counted as the words they
+misspell, and the embedding model's check of the candidate sentences, ``grounding.py``), by the
+v3 rule (vocabulary without misspellings, no model check), and from the passages alone ("no
+vocab": the v2 rule). ``--retrieval`` takes one mode or both (``vector,hybrid``); figures are
+also given for the even and odd halves of the questions (the thresholds were chosen on the even
+half). The model check's cost is reported as ms per answer (wall time, on this machine's load).
 
 ``--english`` runs the same on English instead: the SQuAD sample (tests/data/squad, its
 paragraphs as documents) with its 575 questions, and the 25 questions of
-``bench/data/offtopic.jsonl`` as the off-topic ones.
+``bench/data/offtopic.jsonl`` ("old") and the 167 of ``bench/data/offtopic_en.jsonl`` ("new")
+as the off-topic ones.
 
     python bench/zh_eval.py [--retrieval vector,hybrid] [--english] [--json PATH]
 """
@@ -34,6 +41,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -55,6 +63,7 @@ from ragserve.kb.ingest import IngestItem, Ingestor
 from ragserve.kb.store import KnowledgeStore
 from ragserve.kb.types import RetrievedChunk
 from ragserve.rag.answerers.extractive import ExtractiveAnswerer
+from ragserve.rag.answerers.grounding import SentenceGrounding
 from ragserve.rag.answerers.vocabulary import CollectionVocabulary
 from ragserve.rag.prompts import NOT_FOUND_EN, NOT_FOUND_ZH
 from ragserve.rag.retrieval import Retriever
@@ -101,30 +110,43 @@ def english_set() -> tuple[list[IngestItem], list[dict[str, Any]]]:
         {"id": q.id, "question": q.question, "answers": list(q.answers), "source": q.doc_id}
         for q in squad.questions
     ]
-    off = read_jsonl(HERE / "data" / "offtopic.jsonl")
-    questions += [
-        {"id": q["id"], "question": q["question"], "answers": [], "source": None} for q in off
-    ]
+    questions += off_topic("offtopic.jsonl", "old") + off_topic("offtopic_en.jsonl", "new")
     return items, questions
+
+
+def off_topic(name: str, label: str) -> list[dict[str, Any]]:
+    """The questions of an off-topic file of bench/data, marked with ``label``."""
+    return [
+        {"id": q["id"], "question": q["question"], "answers": [], "source": None, "set": label}
+        for q in read_jsonl(HERE / "data" / name)
+    ]
+
+
+def handbook_set(with_samples: bool) -> tuple[list[IngestItem], list[dict[str, Any]]]:
+    """The handbook's documents and questions, and the handbook near-misses."""
+    questions = read_questions(SET_DIR / "questions.jsonl")
+    for q in questions:
+        q.setdefault("set", "old")
+    return _items(with_samples), questions + off_topic("offtopic_zh_handbook.jsonl", "new")
 
 
 Row = tuple[dict[str, Any], list[RetrievedChunk], str]
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    if args.english:
-        items, questions = english_set()
-    else:
-        items, questions = _items(args.with_samples), read_questions(SET_DIR / "questions.jsonl")
+    items, questions = english_set() if args.english else handbook_set(args.with_samples)
     collection = "squad" if args.english else COLLECTION
     settings = Settings()
-    answerer = ExtractiveAnswerer()
     results: dict[str, Any] = {}
+    grounding_ms: list[float] = []
     async with bench_database(args) as db:
         embedder = local_embedder(settings)
         await warm_up(embedder)
         store = KnowledgeStore(db)
         vocabulary = CollectionVocabulary(store)
+        v3_vocabulary = CollectionVocabulary(store, typos=False)
+        grounding = SentenceGrounding.for_embedder(embedder)
+        answerer = ExtractiveAnswerer(grounding=grounding)
         ingestor = Ingestor(store, embedder, Chunker(settings.chunk_size, settings.chunk_overlap))
         ingested = await ingestor.ingest(collection, items)
         failed = [r for r in ingested if r.status == "failed"]
@@ -134,19 +156,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for mode in args.retrieval:
                 retriever = Retriever(store, embedder, mode=mode)
                 rows: list[Row] = []
+                v3: list[Row] = []
                 blind: list[Row] = []
                 for q in questions:
-                    hits = await retriever.retrieve(q["question"], collection=collection, top_k=5)
+                    text = q["question"]
+                    hits = await retriever.retrieve(text, collection=collection, top_k=5)
                     four = hits[:4]
-                    unknown = await vocabulary.unknown_share(q["question"], four)
-                    rows.append((q, hits, answerer.answer(q["question"], four, unknown)))
-                    blind.append((q, hits, answerer.answer(q["question"], four)))
+                    unknown = await vocabulary.unknown_share(text, four)
+                    scored = answerer.candidates(text, four)
+                    similarity = None
+                    if grounding is not None and scored:
+                        started = time.perf_counter()
+                        texts = [s.sentence.text for s in scored[: grounding.sentences]]
+                        similarity = await grounding.similarity(text, texts)
+                        grounding_ms.append(1000 * (time.perf_counter() - started))
+                    rows.append((q, hits, answerer.compose(text, scored, unknown, similarity)))
+                    v3_unknown = await v3_vocabulary.unknown_share(text, four)
+                    v3.append((q, hits, answerer.compose(text, scored, v3_unknown)))
+                    blind.append((q, hits, answerer.compose(text, scored)))
                 results[mode] = summarise(rows, args.show_misses)
+                results[f"{mode}, v3 rule"] = summarise(v3, 0)
                 results[f"{mode}, no vocab"] = summarise(blind, 0)
-                for half in (0, 1):
-                    results[f"{mode}, {'even' if half == 0 else 'odd'} half"] = summarise(
-                        rows[half::2], 0
-                    )
+                for label, answered in ((mode, rows), (f"{mode}, v3 rule", v3)):
+                    for half in (0, 1):
+                        results[f"{label}, {'even' if half == 0 else 'odd'}"] = summarise(
+                            answered[half::2], 0
+                        )
         finally:
             await embedder.aclose()
     return {
@@ -155,6 +190,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "load_at_end": load_now(),
         "chunks ingested": sum(r.chunks for r in ingested),  # 0: unchanged, kept from a run
         "answerer": answerer.name,
+        "grounding": None if grounding is None else embedder.name,
+        "grounding ms per answer": sum(grounding_ms) / max(1, len(grounding_ms)),
         "set": "squad sample + offtopic.jsonl" if args.english else "zh_handbook",
         "with_samples": args.with_samples,
     }
@@ -190,12 +227,17 @@ def summarise(
         "recall@5": at5 / n,
         "gold_contained": contained / n,
         "not_found_when_answerable": false_not_found / n,
-        "not_found_off_topic": sum(a in NOT_FOUND for _, _, a in off_topic)
-        / max(1, len(off_topic)),
+        "not_found_off_topic": _not_found(off_topic),
+        "off-topic, old": _not_found([row for row in off_topic if row[0].get("set") == "old"]),
+        "off-topic, new": _not_found([row for row in off_topic if row[0].get("set") == "new"]),
         "pdf_hits_with_page": sum(h.location.page is not None for h in pdf) / max(1, len(pdf)),
         "other_hits_with_section": sum(bool(h.location.section) for h in structured)
         / max(1, len(structured)),
     }
+
+
+def _not_found(rows: Sequence[Row]) -> float:
+    return sum(answer in NOT_FOUND for _, _, answer in rows) / max(1, len(rows))
 
 
 def report(results: dict[str, Any]) -> str:
@@ -207,6 +249,8 @@ def report(results: dict[str, Any]) -> str:
         "gold_contained",
         "not_found_when_answerable",
         "not_found_off_topic",
+        "off-topic, old",
+        "off-topic, new",
         "pdf_hits_with_page",
         "other_hits_with_section",
     ]
@@ -218,7 +262,8 @@ def report(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines.append(
         f"set {results['set']}, {results['chunks ingested']} chunks ingested,"
-        f" answerer {results['answerer']},"
+        f" answerer {results['answerer']} (model check: {results['grounding']},"
+        f" {results['grounding ms per answer']:.0f} ms per answer),"
         f" with samples {results['with_samples']}; load at start {m['loadavg']},"
         f" at end {results['load_at_end']}; {m['date']}"
     )

@@ -74,7 +74,7 @@ async def open_services(settings: Settings, *, migrate: bool = True) -> AsyncIte
     await db.open(migrate=migrate)
     embedder = build_embedder(settings)
     store = KnowledgeStore(db)
-    answerer = answerer_from_settings(settings, store=store)
+    answerer = answerer_from_settings(settings, store=store, embedder=embedder)
     reranker = reranker_from_settings(settings)
     app_answerers: list[Answerer] = []
     try:
@@ -93,7 +93,9 @@ async def open_services(settings: Settings, *, migrate: bool = True) -> AsyncIte
         for spec in specs:
             if spec.built_in:  # a model class of the built-in pipeline
                 own = answerer_from_settings(
-                    app_llm_settings(settings, spec.name, os.environ), store=store
+                    app_llm_settings(settings, spec.name, os.environ),
+                    store=store,
+                    embedder=embedder,
                 )
                 app_answerers.append(own)
                 apps.append(

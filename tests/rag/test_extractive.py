@@ -57,7 +57,7 @@ def answerer() -> ExtractiveAnswerer:
 def test_chosen_when_no_llm_is_configured() -> None:
     offline = answerer_from_settings(Settings(llm_base_url=None))
     assert isinstance(offline, ExtractiveAnswerer)
-    assert offline.name == "extractive:v3"
+    assert offline.name == "extractive:v4"
     online = answerer_from_settings(Settings(llm_base_url="http://llm:8000/v1"))
     assert isinstance(online, OpenAIChatAnswerer)
 

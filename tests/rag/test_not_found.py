@@ -2,9 +2,10 @@
 answer, on real ingested documents (PostgreSQL, the bundled embedder, hybrid retrieval), in
 Chinese and English, and still answers the questions it does.
 
-The off-topic questions here reuse the documents' words ("公司", "密码", "policy") but each
-carries a word the collection never uses: from the retrieved passages alone, the answerer
-quotes a sentence for most of them; the collection's vocabulary is what tells them apart.
+The off-topic questions here reuse the documents' words ("公司", "密码", "policy"): from the
+retrieved passages alone, the answerer quotes a sentence for most of them; the collection's
+vocabulary (a word it never uses) and the embedding model's check of the candidate sentences
+(``grounding.py``) are what tell them apart. A misspelt word still counts as the collection's.
 """
 
 from __future__ import annotations
@@ -20,8 +21,16 @@ from ragserve.kb.lexical import WordFrequencies
 from ragserve.kb.store import KnowledgeStore
 from ragserve.rag.answerers import answerer_from_settings
 from ragserve.rag.answerers.base import Answerer
-from ragserve.rag.answerers.extractive import ExtractiveAnswerer
-from ragserve.rag.answerers.vocabulary import ContentWord, content_words, unknown_share
+from ragserve.rag.answerers.extractive import ExtractiveAnswerer, ExtractiveWeights
+from ragserve.rag.answerers.grounding import SentenceGrounding, calibration_for
+from ragserve.rag.answerers.vocabulary import (
+    CollectionVocabulary,
+    ContentWord,
+    TextVocabulary,
+    content_words,
+    edit_distance,
+    unknown_share,
+)
 from ragserve.rag.prompts import NOT_FOUND_EN, NOT_FOUND_ZH
 from ragserve.rag.retrieval import Retriever
 from ragserve.settings import Settings
@@ -79,8 +88,9 @@ async def test_off_topic_questions_are_not_in_the_documents(
     assert len(documents) >= 4
     await ingestor.ingest(collection, [IngestItem(source=p.name, path=p) for p in documents])
     retriever = Retriever(kb, embedder, mode="hybrid")
-    answerer = answerer_from_settings(Settings(llm_base_url=None), store=kb)
+    answerer = answerer_from_settings(Settings(llm_base_url=None), store=kb, embedder=embedder)
     assert isinstance(answerer, ExtractiveAnswerer) and answerer.unknown_share is not None
+    assert answerer.grounding is not None  # the bundled model has a calibration
 
     assert await answers(answerer, retriever, collection, off_topic) == [not_found] * len(off_topic)
     # From the passages alone most of them get a (wrong) answer: the vocabulary decides.
@@ -111,3 +121,56 @@ def test_english_words_are_looked_up_by_a_prefix() -> None:
         ContentWord("casualties", "casualt"),
         ContentWord("war"),
     ]
+
+
+def test_a_misspelt_word_counts_as_the_word_it_misspells() -> None:
+    texts = ["Platyctenida live on the sea floor.", "Cydippids live in open water."]
+    question = "Where do platycenida live?"
+    assert TextVocabulary(texts, typos=False).unknown_share(question) > 0.5
+    assert TextVocabulary(texts).unknown_share(question) == 0
+    assert edit_distance("lpatop", "laptop", 1) == 1  # two neighbours swapped: one edit
+    assert edit_distance("mongolia", "magnolia", 1) == 2  # another word, not a typo
+
+
+def test_only_a_calibrated_embedder_checks_the_sentences(embedder: LocalEmbedder) -> None:
+    assert calibration_for(embedder.name) is not None
+    assert SentenceGrounding.for_embedder(embedder) is not None
+    # Another model's cosines sit elsewhere: without a calibration the lexical rules decide.
+    other = "openai:text-embedding-3-small@https://api.example"
+    assert calibration_for(other) is None
+
+
+TYPO_TEXTS = [  # three chunks; "live" in each, so the question's weight is in its other word
+    "Platyctenida live on the sea floor and look like flatworms.",
+    "Cydippids live in open water and catch prey with two tentacles.",
+    "Most comb jellies live in the sea; a few species live in brackish water.",
+]
+
+
+async def test_a_misspelt_question_is_answered(
+    ingestor: Ingestor, kb: KnowledgeStore, embedder: LocalEmbedder
+) -> None:
+    await ingestor.ingest(
+        "typos", [IngestItem(source=f"ct{i}.txt", text=t) for i, t in enumerate(TYPO_TEXTS)]
+    )
+    question = "Where do platycenida live?"  # the documents spell it Platyctenida
+    chunks = await Retriever(kb, embedder, mode="hybrid").retrieve(
+        question, collection="typos", top_k=4
+    )
+    answerer = answerer_from_settings(Settings(llm_base_url=None), store=kb, embedder=embedder)
+    assert "sea floor" in "".join([piece async for piece in answerer.stream(question, chunks)])
+    # Without counting misspellings, the one informative word looks foreign: "not found".
+    strict = CollectionVocabulary(kb, typos=False)
+    assert await strict.unknown_share(question, chunks) > ExtractiveWeights().max_unknown_share
+
+
+async def test_the_model_rejects_a_sentence_that_only_shares_words(
+    embedder: LocalEmbedder,
+) -> None:
+    grounding = SentenceGrounding.for_embedder(embedder)
+    assert grounding is not None
+    sentence = ["Pick up your laptop at the IT Service Desk in Room 3.14 on the third floor."]
+    on_topic = await grounding.similarity("Where do new hires pick up their laptop?", sentence)
+    off_topic = await grounding.similarity("Which floor of the Louvre has the Mona Lisa?", sentence)
+    assert not grounding.too_far("Where do new hires pick up their laptop?", on_topic)
+    assert grounding.too_far("Which floor of the Louvre has the Mona Lisa?", off_topic)

@@ -475,6 +475,51 @@ class KnowledgeStore:
             for r in rows
         ]
 
+    async def words_sharing_a_beginning(
+        self, chunk_id: str, words: Sequence[str], *, start: int = 3, spread: int = 2
+    ) -> dict[str, dict[str, int]] | None:
+        """For each of ``words``: the collection's lexemes that begin with the same ``start``
+        characters and differ in length by at most ``spread``, with their chunk counts (read
+        from ``collection_words``; at most ``SIMILAR_WORDS_LIMIT`` per word). What a misspelt
+        word ("platycenida") is compared with to find the word it means ("platyctenida").
+        None when the chunk no longer exists."""
+        if not is_uuid(chunk_id):
+            return None
+        params = {"chunk": chunk_id, "words": list(words), "start": start, "spread": spread}
+        async with self.db.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    _SIMILAR_WORDS_SQL, params | {"limit": SIMILAR_WORDS_LIMIT}, prepare=False
+                )
+            ).fetchall()
+        if not rows:
+            return None
+        found: dict[str, dict[str, int]] = {word: {} for word in words}
+        for r in rows:
+            if r["lexeme"] is not None:
+                found[r["word"]][r["lexeme"]] = int(r["chunks"])
+        return found
+
+
+SIMILAR_WORDS_LIMIT = 200
+"""Lexemes read per word by :meth:`KnowledgeStore.words_sharing_a_beginning`."""
+
+# The collection's lexemes that begin like each word: a range scan of collection_words' primary
+# key between the beginning ("pla") and the next one ("plb"). The LEFT JOIN keeps a row when
+# nothing matches, none at all when the chunk is gone.
+_SIMILAR_WORDS_SQL = (
+    "WITH target AS (SELECT collection FROM chunks WHERE id = %(chunk)s::uuid)"
+    " SELECT q.word, m.lexeme, m.chunks FROM target t"
+    " LEFT JOIN unnest(%(words)s::text[]) AS q(word) ON length(q.word) > %(start)s"
+    " LEFT JOIN LATERAL (SELECT cw.lexeme, cw.chunks FROM collection_words cw"
+    " WHERE cw.collection = t.collection AND cw.lexeme >= left(q.word, %(start)s)"
+    " AND cw.lexeme < left(q.word, %(start)s - 1)"
+    " || chr(ascii(substr(q.word, %(start)s, 1)) + 1)"
+    " AND starts_with(cw.lexeme, left(q.word, %(start)s))"
+    " AND abs(length(cw.lexeme) - length(q.word)) <= %(spread)s"
+    " ORDER BY cw.lexeme LIMIT %(limit)s) m ON true"
+)
+
 
 # -- word counts and postings (collection_words, chunk_lexemes: migrations 0011, 0012) ------
 

@@ -22,8 +22,10 @@ are never quoted; a table row is matched together with its header row.
 When no sentence shares a meaningful part of the question's terms (``min_coverage``, 15% of
 their weight), or the passages hold less than ``min_question_share`` of the question's terms,
 or (given the collection's vocabulary, ``vocabulary.py``) most of the question's weight is in
-words no chunk of the collection holds (``max_unknown_share``), the documents do not hold the
-answer, and it says so in the question's language.
+words no chunk of the collection holds (``max_unknown_share``; a misspelt word counts as the
+word it misspells), or (given the collection's embedding model, when that model has a
+calibration: ``grounding.py``) the question is too far from every one of its best candidate
+sentences, the documents do not hold the answer, and it says so in the question's language.
 
 When a number, date or name is asked for and the best sentence, clearly ahead, holds exactly
 one such value, the answer is that value on its own line, then the sentence as its citation.
@@ -45,6 +47,7 @@ from itertools import pairwise
 
 from ragserve.kb.types import RetrievedChunk
 from ragserve.rag.answerers.base import LLMUsage
+from ragserve.rag.answerers.grounding import SentenceGrounding
 from ragserve.rag.prompts import is_chinese, not_found_message
 from ragserve.text import CJK_IDEOGRAPH as _CJK_RE
 from ragserve.text import CJK_IDEOGRAPHS as _CJK
@@ -557,33 +560,65 @@ class ExtractiveAnswerer:
         weights: ExtractiveWeights | None = None,
         max_sentences: int = 2,
         unknown_share: UnknownShare | None = None,
+        grounding: SentenceGrounding | None = None,
     ) -> None:
         self.weights = weights or ExtractiveWeights()
         self.max_sentences = max_sentences
         self.unknown_share = unknown_share
         """Reads the collection's vocabulary for :meth:`stream`; without it only the passages
         decide "not in the documents"."""
-        self.name = "extractive:v3"  # bump when scoring or weights change: it keys the cache
+        self.grounding = grounding
+        """The collection's embedding model, calibrated, as a second judge of the candidate
+        sentences (``grounding.py``); None for embedders without a calibration."""
+        self.name = "extractive:v4"  # bump when scoring or weights change: it keys the cache
 
     def answer(
-        self, question: str, chunks: Sequence[RetrievedChunk], unknown: float | None = None
+        self,
+        question: str,
+        chunks: Sequence[RetrievedChunk],
+        unknown: float | None = None,
+        similarity: float | None = None,
     ) -> str:
         """The whole answer at once (the eval and tests use this; :meth:`stream` wraps it).
 
-        ``unknown`` is the question's :data:`UnknownShare` in the collection, when known.
+        ``unknown`` is the question's :data:`UnknownShare` in the collection, when known;
+        ``similarity`` the embedding model's view of the candidate sentences
+        (``grounding.SentenceGrounding.similarity`` of :meth:`candidates`), judged by
+        :attr:`grounding` when both are there.
         When the question asks for a number, a date or a name and the best sentence, clearly
         ahead of the others, has one such value, the answer is that value on a line of its own,
         followed by that sentence with its citation; otherwise the best sentence or two.
         """
-        chinese = is_chinese(question)
+        return self.compose(question, self.candidates(question, chunks), unknown, similarity)
+
+    def candidates(self, question: str, chunks: Sequence[RetrievedChunk]) -> list[ScoredSentence]:
+        """The sentences that could answer, best first; none when the passages are not about
+        the question (``min_question_share``, ``min_coverage``)."""
         if not self.has_answer(question, chunks):
-            return not_found_message(question)
-        scored = [
+            return []
+        return [
             item
             for item in score_sentences(question, chunks, self.weights)
             if item.coverage > self.weights.min_coverage
         ]
-        if not scored or (unknown is not None and unknown > self.weights.max_unknown_share):
+
+    def compose(
+        self,
+        question: str,
+        scored: Sequence[ScoredSentence],
+        unknown: float | None = None,
+        similarity: float | None = None,
+    ) -> str:
+        """The answer from :meth:`candidates`, or "not in the documents" (see :meth:`answer`)."""
+        if (
+            not scored
+            or (unknown is not None and unknown > self.weights.max_unknown_share)
+            or (
+                self.grounding is not None
+                and similarity is not None
+                and self.grounding.too_far(question, similarity)
+            )
+        ):
             return not_found_message(question)
         best = scored[0]
         picked = [best]
@@ -593,7 +628,7 @@ class ExtractiveAnswerer:
         # A short value only when one sentence stands out: with two close candidates we do not
         # know which one holds the answer, and a wrong value on top would mislead.
         span = answer_span(question, best.sentence.text) if len(picked) == 1 else None
-        composed = _compose(picked, chinese=chinese)
+        composed = _compose(picked, chinese=is_chinese(question))
         return composed if span is None else span + "\n\n" + composed
 
     def has_answer(self, question: str, chunks: Sequence[RetrievedChunk]) -> bool:
@@ -612,9 +647,16 @@ class ExtractiveAnswerer:
         """Yield the answer word by word (English) or a few characters at a time (Chinese).
 
         It calls no LLM: ``usage`` stays at zero tokens. With :attr:`unknown_share`, it reads
-        the collection's vocabulary first (one query)."""
+        the collection's vocabulary first (one query); with :attr:`grounding`, it embeds the
+        question and its best candidate sentences."""
         unknown = await self.unknown_share(question, chunks) if self.unknown_share else None
-        for piece in stream_pieces(self.answer(question, chunks, unknown)):
+        scored = self.candidates(question, chunks)
+        similarity = None
+        foreign = unknown is not None and unknown > self.weights.max_unknown_share
+        if self.grounding is not None and scored and not foreign:  # else "not found" already
+            texts = [item.sentence.text for item in scored[: self.grounding.sentences]]
+            similarity = await self.grounding.similarity(question, texts)
+        for piece in stream_pieces(self.compose(question, scored, unknown, similarity)):
             yield piece
             await asyncio.sleep(0)  # let other jobs on the event loop run between pieces
 

@@ -12,14 +12,16 @@ Content words: the question's full-text words (Chinese cut by jieba, as the inde
 minus English stop words, Chinese question words (什么, 多少, 几点, ...), single Chinese
 characters, numbers, and Chinese "words" jieba's dictionary does not have (its statistical
 model glues characters across word boundaries: "假应" of "休年假应提前"). Longer English words
-are looked up by a prefix ("announ" meets "announced"), since the index does not stem.
+are looked up by a prefix ("announ" meets "announced"), since the index does not stem. An English
+word the collection does not hold but spells within one or two edits of one it does
+("platycenida" for "platyctenida") counts as that word: a typo is not a foreign word.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from ragserve.kb.lexical import WordFrequencies, is_dictionary_word, lexical_text
 from ragserve.kb.store import KnowledgeStore
@@ -72,6 +74,65 @@ def _prefix(word: str) -> str | None:
     return word[: max(4, len(word) - 3)]
 
 
+TYPO_START = 3
+"""A misspelt word is compared with the collection's words that begin with the same letters."""
+
+
+def may_be_misspelt(word: ContentWord) -> bool:
+    """English words long enough for one edit not to make another word ("cat"/"car")."""
+    return word.prefix is not None
+
+
+def max_edits(word: str) -> int:
+    """Edits that still leave ``word`` a misspelling: 1, or 2 from 10 letters on."""
+    return 1 if len(word) < 10 else 2
+
+
+def edit_distance(a: str, b: str, limit: int) -> int:
+    """Insertions, deletions, substitutions and swaps of neighbours turning ``a`` into ``b``
+    (optimal string alignment); any value above ``limit`` is returned as ``limit + 1``."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                row[j] = min(row[j], previous2[j - 2] + 1)
+        if min(row) > limit:
+            return limit + 1
+        previous2, previous = previous, row
+    return min(previous[-1], limit + 1)
+
+
+def misspelt_frequency(word: str, candidates: Mapping[str, int]) -> int:
+    """The chunk count of the collection's word ``word`` misspells (the most frequent of the
+    closest ones), or 0 when none is close enough."""
+    limit = max_edits(word)
+    best = (limit + 1, 0)
+    for lexeme, chunks in candidates.items():
+        distance = edit_distance(word, lexeme, limit)
+        if (distance, -chunks) < (best[0], -best[1]):
+            best = (distance, chunks)
+    return best[1] if best[0] <= limit else 0
+
+
+def with_misspellings(
+    words: Sequence[ContentWord],
+    frequencies: WordFrequencies,
+    candidates: Mapping[str, Mapping[str, int]],
+) -> WordFrequencies:
+    """``frequencies`` where each word found nowhere takes the count of the collection's word
+    it misspells (``candidates``: the collection's words beginning like it)."""
+    prefixes = dict(frequencies.prefixes)
+    for word in words:
+        if word.prefix is not None and not prefixes.get(word.prefix):
+            prefixes[word.prefix] = misspelt_frequency(word.word, candidates.get(word.word, {}))
+    return replace(frequencies, prefixes=prefixes)
+
+
 def frequency(word: ContentWord, frequencies: WordFrequencies) -> int:
     if word.prefix is not None:
         return frequencies.prefixes.get(word.prefix, 0)
@@ -90,8 +151,11 @@ def unknown_share(words: Sequence[ContentWord], frequencies: WordFrequencies) ->
 class CollectionVocabulary:
     """The answerer's view of the collection's words, read through the store."""
 
-    def __init__(self, store: KnowledgeStore) -> None:
+    def __init__(self, store: KnowledgeStore, *, typos: bool = True) -> None:
         self.store = store
+        self.typos = typos
+        """Count a misspelt word as the collection's word it misspells (one more query, only
+        when the question has an unknown English word)."""
 
     async def unknown_share(self, question: str, chunks: Sequence[RetrievedChunk]) -> float | None:
         """:func:`unknown_share` of the question in the collection of ``chunks`` (one query);
@@ -99,23 +163,32 @@ class CollectionVocabulary:
         if not chunks:
             return None
         words = content_words(question)
+        chunk = chunks[0].chunk_id
         frequencies = await self.store.word_frequencies(
-            chunks[0].chunk_id,
+            chunk,
             [w.word for w in words if w.prefix is None],
             prefixes=[w.prefix for w in words if w.prefix is not None],
         )
-        return None if frequencies is None else unknown_share(words, frequencies)
+        if frequencies is None:
+            return None
+        unknown = [w.word for w in words if may_be_misspelt(w) and not frequency(w, frequencies)]
+        if self.typos and unknown:
+            similar = await self.store.words_sharing_a_beginning(chunk, unknown, start=TYPO_START)
+            if similar:
+                frequencies = with_misspellings(words, frequencies, similar)
+        return unknown_share(words, frequencies)
 
 
 class TextVocabulary:
     """The same counts computed in Python from a collection's texts, for benchmarks without a
     database (the index's parser approximated by runs of letters and digits)."""
 
-    def __init__(self, texts: Iterable[str]) -> None:
+    def __init__(self, texts: Iterable[str], *, typos: bool = True) -> None:
         self.vocabularies = [
             frozenset(t.lower() for t in _TOKEN.findall(lexical_text(text))) for text in texts
         ]
         self.all_words = frozenset().union(*self.vocabularies)
+        self.typos = typos
 
     def frequencies(self, words: Sequence[ContentWord]) -> WordFrequencies:
         exact = {
@@ -132,4 +205,17 @@ class TextVocabulary:
 
     def unknown_share(self, question: str) -> float:
         words = content_words(question)
-        return unknown_share(words, self.frequencies(words))
+        frequencies = self.frequencies(words)
+        if self.typos:
+            similar = {w.word: self._beginning_like(w.word) for w in words if may_be_misspelt(w)}
+            frequencies = with_misspellings(words, frequencies, similar)
+        return unknown_share(words, frequencies)
+
+    def _beginning_like(self, word: str) -> dict[str, int]:
+        """As :meth:`KnowledgeStore.words_sharing_a_beginning` (length spread 2)."""
+        start = word[:TYPO_START]
+        return {
+            t: sum(t in v for v in self.vocabularies)
+            for t in self.all_words
+            if t.startswith(start) and abs(len(t) - len(word)) <= 2
+        }
