@@ -127,3 +127,49 @@ async def test_bursts_and_deferred_entries_run_once_and_on_time(db: Database) ->
         await asyncio.wait_for(running, 10)
         await conn.close()
         await producer_conn.close()
+
+
+async def test_a_saturated_consumer_listens_for_removals(db: Database) -> None:
+    """At its budget, the consumer wants removals again (its own acknowledgements free the
+    slots an entry waits for); with a batch's worth of free slots it ignores them."""
+    conn = await asyncpg.connect(db.url)
+    driver = CountingDriver(conn)
+    consumer = QueueConsumer(Queries(driver))
+    gate = asyncio.Event()
+    started: list[bytes] = []
+    finished: list[bytes] = []
+
+    @consumer.entrypoint(ENTRYPOINT)
+    async def handle(job: Job) -> None:
+        started.append(job.payload or b"")
+        if job.payload != b"alone":
+            await gate.wait()
+        finished.append(job.payload or b"")
+
+    async def until(done: Callable[[], bool]) -> None:
+        async with asyncio.timeout(10):
+            while not done():
+                await asyncio.sleep(0.02)
+
+    producer_conn = await asyncpg.connect(db.url)
+    producer = Queries(AsyncpgDriver(producer_conn))
+    running = asyncio.create_task(
+        consumer.run(dequeue_timeout=POLL, batch_size=2, max_concurrent_tasks=4)
+    )
+    try:
+        await asyncio.sleep(0.5)
+        held = [f"held-{i}".encode() for i in range(6)]
+        await producer.enqueue([ENTRYPOINT] * len(held), list(held), [0] * len(held))
+        await until(lambda: len(started) == 4)  # the budget: 2 entries wait in the queue
+        await asyncio.sleep(0.2)
+        assert driver.removals_wake is True and len(started) == 4
+        gate.set()
+        await until(lambda: len(finished) == 6)
+        await producer.enqueue(ENTRYPOINT, b"alone")
+        await until(lambda: b"alone" in finished)
+        assert driver.removals_wake is False
+    finally:
+        consumer.shutdown.set()
+        await asyncio.wait_for(running, 10)
+        await conn.close()
+        await producer_conn.close()
